@@ -1,0 +1,153 @@
+//! Decode throughput benchmark (single thread), against a same-sized f32 memcpy in the same run.
+//!
+//! cargo run --release -p uc-decode --example decode_bench -- --bits 4 --n 16777216 [--json]
+//!     [--path auto|scalar|portable|avx2] [--runs R]
+//!
+//! decode_gbps = f32 output bytes per second of the best of R runs; memcpy_gbps = bytes copied
+//! per second by the best of R copies of an equally sized f32 buffer; ratio = decode / memcpy.
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+use uc_decode::{Path, Record};
+use uc_format::num::f32_to_f16_bits;
+use uc_format::{OverlayDtype, RecordParams, write_record};
+
+struct Args {
+    bits: u8,
+    n: u64,
+    json: bool,
+    path: Path,
+    runs: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { bits: 4, n: 1 << 24, json: false, path: Path::Auto, runs: 7 };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match k.as_str() {
+            "--bits" => a.bits = val("--bits")?.parse().map_err(|e| format!("--bits: {e}"))?,
+            "--n" => a.n = val("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
+            "--runs" => a.runs = val("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--path" => {
+                a.path = match val("--path")?.as_str() {
+                    "auto" => Path::Auto,
+                    "scalar" => Path::Scalar,
+                    "portable" => Path::Portable,
+                    "avx2" => Path::Avx2,
+                    p => return Err(format!("--path: unknown path {p:?} (auto|scalar|portable|avx2)")),
+                }
+            }
+            "--json" => a.json = true,
+            "-h" | "--help" => {
+                println!(
+                    "decode_bench: single-threaded uc record decode throughput vs memcpy\n\n\
+                     Options:\n  --bits B     code width 1..=8 (default 4)\n  --n N        weights (default 16777216)\n  \
+                     --path P     auto|scalar|portable|avx2 (default auto)\n  --runs R     repetitions, best is kept (default 7)\n  \
+                     --json       one JSON line"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    if !(1..=8).contains(&a.bits) {
+        return Err("--bits must be in 1..=8".into());
+    }
+    if a.n == 0 || a.runs == 0 {
+        return Err("--n and --runs must be positive".into());
+    }
+    Ok(a)
+}
+
+/// xorshift64*: deterministic test data without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+fn best_secs(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("decode_bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(a.bits));
+    let params = match RecordParams::new(a.bits, &[a.n], 0, OverlayDtype::None) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("decode_bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let layout = params.layout().expect("validated by RecordParams::new");
+    let k = 1usize << a.bits;
+    let grid: Vec<f32> = (0..k).map(|i| (i as f32 + 0.5) / k as f32 * 2.0 - 1.0).collect();
+    let scales: Vec<u16> = (0..layout.n_blocks).map(|_| f32_to_f16_bits(0.001 + rng.unit() * 0.1)).collect();
+    let codes: Vec<u8> = (0..a.n).map(|_| (rng.next() >> 56) as u8 & (k as u8).wrapping_sub(1)).collect();
+    let mut buf = vec![0u8; layout.record_len as usize];
+    write_record(&params, &grid, &scales, &codes, &[], &[], &mut buf).expect("bench record is valid");
+    drop(codes);
+    let rec = Record::parse(&buf).expect("bench record parses");
+
+    let n = a.n as usize;
+    let mut out = vec![0f32; n];
+    let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut dst = vec![0f32; n];
+    // Touch every page once so that neither measurement pays for first-touch faults.
+    rec.decode_with(a.path, &mut out).expect("sizes match");
+    dst.copy_from_slice(&src);
+
+    let t_dec = best_secs(a.runs, || {
+        rec.decode_with(a.path, black_box(&mut out)).expect("sizes match");
+        black_box(&out);
+    });
+    let t_cpy = best_secs(a.runs, || {
+        black_box(&mut dst).copy_from_slice(black_box(&src));
+        black_box(&dst);
+    });
+    let bytes = (n * 4) as f64;
+    let decode_gbps = bytes / t_dec / 1e9;
+    let memcpy_gbps = bytes / t_cpy / 1e9;
+    let ratio = decode_gbps / memcpy_gbps;
+    let path = a.path.resolve(a.bits).name();
+    if a.json {
+        println!(
+            "{{\"bits\":{},\"n\":{},\"path\":\"{}\",\"decode_gbps\":{:.3},\"memcpy_gbps\":{:.3},\"ratio\":{:.3}}}",
+            a.bits, a.n, path, decode_gbps, memcpy_gbps, ratio
+        );
+    } else {
+        println!(
+            "bits {}  n {}  path {:<8}  decode {:7.3} GB/s ({:.3} Gweights/s)  memcpy {:7.3} GB/s  ratio {:.3}",
+            a.bits,
+            a.n,
+            path,
+            decode_gbps,
+            decode_gbps / 4.0,
+            memcpy_gbps,
+            ratio
+        );
+    }
+    ExitCode::SUCCESS
+}

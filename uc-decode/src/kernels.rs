@@ -1,0 +1,201 @@
+//! Decode kernels. `decode_scalar` transcribes spec element by element and is the
+//! reference; `decode_blocks` works a 64-element block at a time with the portable or AVX2 kernel.
+//! All compute `f32(scale) * grid[code]` with one rounded multiply, so their bits agree.
+
+use crate::{BLOCK, Record};
+use uc_format::num::f16_to_f32;
+
+/// Code `i` of an LSB-first packed stream of `bits`-bit codes. The caller guarantees that
+/// code `i` lies inside `codes`.
+#[inline]
+pub(crate) fn code_at(codes: &[u8], bits: u8, i: u64) -> u8 {
+    let p = i * u64::from(bits);
+    let byte = (p / 8) as usize;
+    let lo = u16::from(codes[byte]);
+    let hi = u16::from(codes.get(byte + 1).copied().unwrap_or(0));
+    let v = (lo | (hi << 8)) >> (p % 8);
+    (v & ((1u16 << bits) - 1)) as u8
+}
+
+#[inline]
+fn scale_of(rec: &Record<'_>, block: u64) -> f32 {
+    let at = (block * 2) as usize;
+    f16_to_f32(u16::from_le_bytes([rec.scales[at], rec.scales[at + 1]]))
+}
+
+/// Reference decode of elements `[start, start + out.len())`; the range was checked by the caller.
+pub(crate) fn decode_scalar(rec: &Record<'_>, start: u64, out: &mut [f32]) {
+    let bits = rec.bits();
+    for (k, o) in out.iter_mut().enumerate() {
+        let i = start + k as u64;
+        let code = code_at(rec.codes, bits, i);
+        *o = scale_of(rec, i / BLOCK as u64) * rec.grid[usize::from(code)];
+    }
+}
+
+/// True where the AVX2 kernel can run.
+pub(crate) fn avx2_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+    {
+        cfg!(target_feature = "avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Walks the blocks that overlap `[start, start + out.len())`, decoding whole blocks straight into
+/// `out` and partial ones through a stack buffer. `kernel(codes_of_block, scale, out_block)`.
+#[inline(always)]
+fn for_each_block(rec: &Record<'_>, start: u64, out: &mut [f32], mut kernel: impl FnMut(&[u8], f32, &mut [f32; BLOCK])) {
+    let bpb = 8 * usize::from(rec.bits()); // code bytes per block
+    let mut pos = start;
+    let mut o = 0usize;
+    while o < out.len() {
+        let blk = pos / BLOCK as u64;
+        let in_blk = (pos % BLOCK as u64) as usize;
+        let take = (BLOCK - in_blk).min(out.len() - o);
+        let c0 = blk as usize * bpb;
+        let codes = &rec.codes[c0..c0 + bpb];
+        let s = scale_of(rec, blk);
+        match <&mut [f32; BLOCK]>::try_from(&mut out[o..o + take]) {
+            Ok(dst) => kernel(codes, s, dst),
+            Err(_) => {
+                let mut tmp = [0f32; BLOCK];
+                kernel(codes, s, &mut tmp);
+                out[o..o + take].copy_from_slice(&tmp[in_blk..in_blk + take]);
+            }
+        }
+        pos += take as u64;
+        o += take;
+    }
+}
+
+/// Copies a block's `8*B` code bytes into a 64-byte buffer so that 8-byte loads at `g*B` stay inside.
+#[inline(always)]
+fn block_bytes<const B: usize>(codes: &[u8]) -> [u8; 64] {
+    let mut buf = [0u8; 64];
+    buf[..8 * B].copy_from_slice(&codes[..8 * B]);
+    buf
+}
+
+/// The 8 codes of group `g` (elements `8g..8g+8` of a block) as one little-endian word: the group
+/// occupies exactly `B` whole bytes starting at byte `g*B` of the block.
+#[inline(always)]
+fn group_word<const B: usize>(buf: &[u8; 64], g: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&buf[g * B..g * B + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn decode_portable<const B: usize>(rec: &Record<'_>, start: u64, out: &mut [f32]) {
+    let grid = &rec.grid;
+    let mask = (1u64 << B) - 1;
+    for_each_block(rec, start, out, |codes, s, dst| {
+        let buf = block_bytes::<B>(codes);
+        for (g, chunk) in dst.chunks_exact_mut(8).enumerate() {
+            let x = group_word::<B>(&buf, g);
+            for (j, o) in chunk.iter_mut().enumerate() {
+                *o = s * grid[((x >> (j * B)) & mask) as usize];
+            }
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    //! SAFETY (module-wide): every function here is `#[target_feature(enable = "avx2")]` and is
+    //! only called after `avx2_available()` returned true. Loads and stores use unaligned
+    //! intrinsics on pointers derived from slices whose lengths are checked by construction:
+    //! 8 f32 stores at `dst[8g..8g+8]` with `g < 8` into a 64-element array, and the gather reads
+    //! `grid[idx]` with `idx < 2^B <= 256` from a 256-element array.
+    use super::{BLOCK, Record, block_bytes, for_each_block, group_word};
+    use core::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn decode<const B: usize>(rec: &Record<'_>, start: u64, out: &mut [f32]) {
+        let grid = &rec.grid;
+        let b = B as i32;
+        // SAFETY: see the module comment.
+        unsafe {
+            let shifts = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 0, b, 2 * b, 3 * b);
+            let maskv = _mm256_set1_epi32((1i32 << B) - 1);
+            let spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+            let t0 = _mm256_loadu_ps(grid.as_ptr());
+            let t1 = _mm256_loadu_ps(grid.as_ptr().add(8));
+            let t2 = _mm256_loadu_ps(grid.as_ptr().add(16));
+            let t3 = _mm256_loadu_ps(grid.as_ptr().add(24));
+            for_each_block(rec, start, out, |codes, s, dst: &mut [f32; BLOCK]| {
+                let buf = block_bytes::<B>(codes);
+                let sv = _mm256_set1_ps(s);
+                for g in 0..8 {
+                    let x = group_word::<B>(&buf, g);
+                    // Codes 0..4 in the low 32 bits, codes 4..8 in the high 32 bits, then
+                    // lanes [lo, lo, lo, lo, hi, hi, hi, hi].
+                    let y = (x & 0xffff_ffff) | ((x >> (4 * B)) << 32);
+                    let v = _mm256_permutevar8x32_epi32(_mm256_set1_epi64x(y as i64), spread);
+                    let idx = _mm256_and_si256(_mm256_srlv_epi32(v, shifts), maskv);
+                    let vals = if B <= 3 {
+                        _mm256_permutevar8x32_ps(t0, idx)
+                    } else if B == 4 {
+                        let sel = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+                        _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx), _mm256_permutevar8x32_ps(t1, idx), sel)
+                    } else if B == 5 {
+                        let sel3 = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+                        let sel4 = _mm256_castsi256_ps(_mm256_slli_epi32::<27>(idx));
+                        let q0 = _mm256_blendv_ps(
+                            _mm256_permutevar8x32_ps(t0, idx),
+                            _mm256_permutevar8x32_ps(t1, idx),
+                            sel3,
+                        );
+                        let q1 = _mm256_blendv_ps(
+                            _mm256_permutevar8x32_ps(t2, idx),
+                            _mm256_permutevar8x32_ps(t3, idx),
+                            sel3,
+                        );
+                        _mm256_blendv_ps(q0, q1, sel4)
+                    } else {
+                        _mm256_i32gather_ps::<4>(grid.as_ptr(), idx)
+                    };
+                    _mm256_storeu_ps(dst.as_mut_ptr().add(8 * g), _mm256_mul_ps(vals, sv));
+                }
+            });
+        }
+    }
+}
+
+/// Block-at-a-time decode of `[start, start + out.len())`; the range was checked by the caller.
+pub(crate) fn decode_blocks(rec: &Record<'_>, start: u64, out: &mut [f32], use_avx2: bool) {
+    macro_rules! dispatch {
+        ($f:ident) => {
+            match rec.bits() {
+                1 => $f::<1>(rec, start, out),
+                2 => $f::<2>(rec, start, out),
+                3 => $f::<3>(rec, start, out),
+                4 => $f::<4>(rec, start, out),
+                5 => $f::<5>(rec, start, out),
+                6 => $f::<6>(rec, start, out),
+                7 => $f::<7>(rec, start, out),
+                _ => $f::<8>(rec, start, out),
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2 && avx2_available() {
+        #[allow(unsafe_code)]
+        fn run<const B: usize>(rec: &Record<'_>, start: u64, out: &mut [f32]) {
+            // SAFETY: AVX2 availability was checked just above.
+            unsafe { avx2::decode::<B>(rec, start, out) }
+        }
+        dispatch!(run);
+        return;
+    }
+    let _ = use_avx2;
+    dispatch!(decode_portable);
+}

@@ -1,0 +1,366 @@
+//! # uc-decode: zero-copy, allocation-free decoder for uc pack v0.3 records
+//!
+//! [`Record::parse`] validates a record once (every rule of spec R-9.1, see [`uc_format::validate`]);
+//! after that, decoding cannot fail on the record's content and never allocates. The record is
+//! borrowed from any `&[u8]` (mmap, flash, a network buffer) of any alignment.
+//!
+//! Reconstruction (spec R-7.1): `W_base[i] = f32(scale[i / 64]) * grid[code[i]]`, one binary32
+//! multiply rounded to nearest even. Validation bounds the operands so that every product is zero
+//! or a normal number; every decode path (scalar reference, portable fast path, AVX2) therefore
+//! returns the same bits, which the tests check for every bit width.
+//!
+//! ```
+//! use uc_format::{OverlayDtype, RecordParams, write_record};
+//! let params = RecordParams::new(2, &[3], 0, OverlayDtype::None).unwrap();
+//! let mut buf = vec![0u8; params.layout().unwrap().record_len as usize];
+//! write_record(&params, &[-1.0, -0.5, 0.5, 1.0], &[0x4000], &[0, 2, 3], &[], &[], &mut buf).unwrap();
+//! let rec = uc_decode::Record::parse(&buf).unwrap();
+//! let mut w = [0f32; 3];
+//! rec.decode_into(&mut w).unwrap();
+//! assert_eq!(w, [-2.0, 1.0, 2.0]);
+//! ```
+#![no_std]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod kernels;
+
+use core::fmt;
+use core::ops::Range;
+pub use uc_format::{Error, ErrorKind, Layout, OverlayDtype};
+use uc_format::num::{bf16_to_f32, f16_to_f32};
+use uc_format::{SECTION_CODES, SECTION_GRID, SECTION_OVERLAY, SECTION_SCALES};
+
+/// Number of elements in a block (R-4.12).
+pub const BLOCK: usize = 64;
+
+/// Which implementation decodes. Every path returns the same bits (R-7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Path {
+    /// The fastest path this CPU supports (AVX2 when detected, else portable).
+    Auto,
+    /// Element-by-element transcription of the spec: the reference.
+    Scalar,
+    /// Block-at-a-time path in portable Rust (8 codes per 64-bit load).
+    Portable,
+    /// x86-64 AVX2 (`vpsrlvd` unpack, `vpermps`/`vgatherdps` lookup, `vmulps`); falls back to
+    /// `Portable` where AVX2 is not available.
+    Avx2,
+}
+
+impl Path {
+    /// The path that runs for a record of `bits`-bit codes on this CPU. [`Path::Auto`] picks AVX2
+    /// for `bits <= 5` (register-table lookups) and the portable path for 6..=8, where the AVX2
+    /// kernel needs `vgatherdps` and measured slower (README, benchmark table). [`Path::Avx2`]
+    /// falls back to the portable path where AVX2 is not available.
+    pub fn resolve(self, bits: u8) -> Path {
+        let avx2 = kernels::avx2_available();
+        match self {
+            Path::Auto if avx2 && bits <= 5 => Path::Avx2,
+            Path::Auto => Path::Portable,
+            Path::Avx2 if avx2 => Path::Avx2,
+            Path::Avx2 => Path::Portable,
+            p => p,
+        }
+    }
+
+    /// Stable lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Path::Auto => "auto",
+            Path::Scalar => "scalar",
+            Path::Portable => "portable",
+            Path::Avx2 => "avx2",
+        }
+    }
+}
+
+/// A caller error in a decode request (never a property of the record, which was validated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The output slice does not have the length the request needs.
+    OutputLength {
+        /// Required number of f32 values.
+        expected: u64,
+        /// Length of the slice given.
+        got: usize,
+    },
+    /// The requested element or row range is not inside the tensor.
+    OutOfRange {
+        /// First requested index.
+        start: u64,
+        /// One past the last requested index.
+        end: u64,
+        /// Number of elements (or rows) the tensor has.
+        len: u64,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::OutputLength { expected, got } => {
+                write!(f, "output buffer holds {got} values, the request needs {expected}")
+            }
+            DecodeError::OutOfRange { start, end, len } => {
+                write!(f, "range {start}..{end} is outside 0..{len}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// A validated record, borrowing its bytes.
+#[derive(Clone)]
+pub struct Record<'a> {
+    layout: Layout,
+    /// The grid, converted once from its little-endian bytes; entries past `2^bits` are 0.
+    grid: [f32; 256],
+    scales: &'a [u8],
+    codes: &'a [u8],
+    overlay: &'a [u8],
+}
+
+impl fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record").field("layout", &self.layout).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Record<'a> {
+    /// Validates `bytes` as a record (spec R-9.1) and borrows it. Bytes after the record's
+    /// `record_len` are ignored.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        let layout = uc_format::validate(bytes)?;
+        let sec = |k: usize| {
+            let s = layout.sections[k];
+            &bytes[s.offset as usize..s.end() as usize]
+        };
+        let mut grid = [0f32; 256];
+        for (g, c) in grid.iter_mut().zip(sec(SECTION_GRID).chunks_exact(4)) {
+            *g = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Ok(Record {
+            layout,
+            grid,
+            scales: sec(SECTION_SCALES),
+            codes: sec(SECTION_CODES),
+            overlay: sec(SECTION_OVERLAY),
+        })
+    }
+
+    /// The validated layout (shape, sections, version, CRC).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Tensor dimensions, outermost first.
+    pub fn shape(&self) -> &[u64] {
+        self.layout.params.shape()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u64 {
+        self.layout.n
+    }
+
+    /// Always false: a valid record has at least one element (R-4.13).
+    pub fn is_empty(&self) -> bool {
+        self.layout.n == 0
+    }
+
+    /// Code width `b`.
+    pub fn bits(&self) -> u8 {
+        self.layout.params.bits
+    }
+
+    /// Number of rows (dim 0).
+    pub fn rows(&self) -> u64 {
+        self.layout.rows
+    }
+
+    /// Number of columns (product of dims 1..; 1 for a 1-D tensor).
+    pub fn cols(&self) -> u64 {
+        self.layout.cols
+    }
+
+    /// Overlay rank `r` (0 when there is no overlay).
+    pub fn overlay_rank(&self) -> u32 {
+        self.layout.params.overlay_rank
+    }
+
+    /// Overlay dtype.
+    pub fn overlay_dtype(&self) -> OverlayDtype {
+        self.layout.params.overlay_dtype
+    }
+
+    /// The `2^bits` grid values.
+    pub fn grid(&self) -> &[f32] {
+        &self.grid[..1usize << self.bits()]
+    }
+
+    /// The scale of block `j` as binary32 (exact conversion, R-7.1). Returns `None` past the last block.
+    pub fn scale(&self, block: u64) -> Option<f32> {
+        let at = usize::try_from(block).ok()?.checked_mul(2)?;
+        let c = self.scales.get(at..at + 2)?;
+        Some(f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+    }
+
+    /// The code of element `i` (R-6.1). Returns `None` past the last element.
+    pub fn code(&self, i: u64) -> Option<u8> {
+        (i < self.layout.n).then(|| kernels::code_at(self.codes, self.bits(), i))
+    }
+
+    /// Decodes the whole tensor into `out` (length = [`Record::len`]) with the fastest path.
+    pub fn decode_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
+        self.decode_range_with(Path::Auto, 0, out)
+    }
+
+    /// Decodes the whole tensor with a chosen path.
+    pub fn decode_with(&self, path: Path, out: &mut [f32]) -> Result<(), DecodeError> {
+        self.decode_range_with(path, 0, out)
+    }
+
+    /// Decodes elements `[start, start + out.len())` (row-major flattening) into `out`.
+    pub fn decode_range_into(&self, start: u64, out: &mut [f32]) -> Result<(), DecodeError> {
+        self.decode_range_with(Path::Auto, start, out)
+    }
+
+    /// Decodes rows `rows` (along dim 0) into `out`, which must hold `rows.len() * cols` values.
+    pub fn decode_rows_into(&self, rows: Range<u64>, out: &mut [f32]) -> Result<(), DecodeError> {
+        if rows.start > rows.end || rows.end > self.layout.rows {
+            return Err(DecodeError::OutOfRange { start: rows.start, end: rows.end, len: self.layout.rows });
+        }
+        let cols = self.layout.cols;
+        let expected = (rows.end - rows.start) * cols;
+        if out.len() as u64 != expected {
+            return Err(DecodeError::OutputLength { expected, got: out.len() });
+        }
+        self.decode_range_with(Path::Auto, rows.start * cols, out)
+    }
+
+    /// Decodes elements `[start, start + out.len())` with a chosen path.
+    pub fn decode_range_with(&self, path: Path, start: u64, out: &mut [f32]) -> Result<(), DecodeError> {
+        let n = self.layout.n;
+        if start.checked_add(out.len() as u64).is_none_or(|end| end > n) {
+            return Err(DecodeError::OutOfRange { start, end: start.saturating_add(out.len() as u64), len: n });
+        }
+        match path.resolve(self.bits()) {
+            Path::Scalar => kernels::decode_scalar(self, start, out),
+            Path::Avx2 => kernels::decode_blocks(self, start, out, true),
+            Path::Portable | Path::Auto => kernels::decode_blocks(self, start, out, false),
+        }
+        Ok(())
+    }
+
+    /// Streams the tensor block by block without any buffer from the caller.
+    pub fn blocks(&self) -> Blocks<'_, 'a> {
+        Blocks { rec: self, next: 0 }
+    }
+
+    /// Writes the overlay factor `U` (`[rows, r]`, row-major) as f32 (exact conversion, R-8.3).
+    pub fn overlay_u_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
+        let n = self.layout.rows * u64::from(self.overlay_rank());
+        self.overlay_part(0, n, out)
+    }
+
+    /// Writes the overlay factor `V` (`[r, cols]`, row-major) as f32 (exact conversion, R-8.3).
+    pub fn overlay_v_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
+        let r = u64::from(self.overlay_rank());
+        self.overlay_part(self.layout.rows * r, r * self.layout.cols, out)
+    }
+
+    fn overlay_value(&self, idx: u64) -> f32 {
+        let at = (idx * 2) as usize;
+        let h = u16::from_le_bytes([self.overlay[at], self.overlay[at + 1]]);
+        match self.overlay_dtype() {
+            OverlayDtype::Bf16 => bf16_to_f32(h),
+            _ => f16_to_f32(h),
+        }
+    }
+
+    fn overlay_part(&self, first: u64, n: u64, out: &mut [f32]) -> Result<(), DecodeError> {
+        if out.len() as u64 != n {
+            return Err(DecodeError::OutputLength { expected: n, got: out.len() });
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self.overlay_value(first + i as u64);
+        }
+        Ok(())
+    }
+
+    /// Adds the overlay product to a decoded `W_base` in place, in the reference order of spec
+    /// R-8.5: for each `(i, j)`, `acc = 0; for k in 0..r { acc = acc + U[i,k] * V[k,j] }` with
+    /// every operation a separately rounded binary32 operation (no fused multiply-add), then
+    /// `W[i,j] = W_base[i,j] + acc`. Does nothing when `r = 0`. `out` must hold the whole tensor.
+    pub fn merge_overlay_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
+        if out.len() as u64 != self.layout.n {
+            return Err(DecodeError::OutputLength { expected: self.layout.n, got: out.len() });
+        }
+        let r = u64::from(self.overlay_rank());
+        let (rows, cols) = (self.layout.rows, self.layout.cols);
+        let v0 = rows * r;
+        for i in 0..rows {
+            for j in 0..cols {
+                let mut acc = 0f32;
+                for k in 0..r {
+                    acc += self.overlay_value(i * r + k) * self.overlay_value(v0 + k * cols + j);
+                }
+                out[(i * cols + j) as usize] += acc;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One decoded block of a [`Blocks`] stream.
+#[derive(Clone, Copy)]
+pub struct Block {
+    /// Block index: the block covers elements `[64 * index, 64 * index + len)`.
+    pub index: u64,
+    /// Number of valid values (64 except possibly for the last block).
+    pub len: usize,
+    /// Decoded values; entries at and after `len` are 0.
+    pub values: [f32; BLOCK],
+}
+
+impl Block {
+    /// The valid values.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.values[..self.len]
+    }
+}
+
+/// Iterator over the decoded blocks of a record, created by [`Record::blocks`].
+pub struct Blocks<'r, 'a> {
+    rec: &'r Record<'a>,
+    next: u64,
+}
+
+impl Iterator for Blocks<'_, '_> {
+    type Item = Block;
+
+    fn next(&mut self) -> Option<Block> {
+        if self.next >= self.rec.layout.n_blocks {
+            return None;
+        }
+        let index = self.next;
+        self.next += 1;
+        let start = index * BLOCK as u64;
+        let len = (self.rec.layout.n - start).min(BLOCK as u64) as usize;
+        let mut values = [0f32; BLOCK];
+        // In range by construction: start + len <= n.
+        let _ = self.rec.decode_range_with(Path::Auto, start, &mut values[..len]);
+        Some(Block { index, len, values })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.rec.layout.n_blocks - self.next;
+        let l = usize::try_from(left).unwrap_or(usize::MAX);
+        (l, usize::try_from(left).ok())
+    }
+}
