@@ -22,7 +22,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { bits: 4, n: 1 << 24, json: false, path: Path::Auto, runs: 7 };
+    let mut a = Args {
+        bits: 4,
+        n: 1 << 24,
+        json: false,
+        path: Path::Auto,
+        runs: 7,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -104,8 +110,12 @@ fn main() -> ExitCode {
     let layout = params.layout().expect("validated by RecordParams::new");
     let k = 1usize << a.bits;
     let grid: Vec<f32> = (0..k).map(|i| (i as f32 + 0.5) / k as f32 * 2.0 - 1.0).collect();
-    let scales: Vec<u16> = (0..layout.n_blocks).map(|_| f32_to_f16_bits(0.001 + rng.unit() * 0.1)).collect();
-    let codes: Vec<u8> = (0..a.n).map(|_| (rng.next() >> 56) as u8 & (k as u8).wrapping_sub(1)).collect();
+    let scales: Vec<u16> = (0..layout.n_blocks)
+        .map(|_| f32_to_f16_bits(0.001 + rng.unit() * 0.1))
+        .collect();
+    let codes: Vec<u8> = (0..a.n)
+        .map(|_| (rng.next() >> 56) as u8 & (k as u8).wrapping_sub(1))
+        .collect();
     let mut buf = vec![0u8; layout.record_len as usize];
     write_record(&params, &grid, &scales, &codes, &[], &[], &mut buf).expect("bench record is valid");
     drop(codes);

@@ -52,7 +52,12 @@ pub(crate) fn avx2_available() -> bool {
 /// Walks the blocks that overlap `[start, start + out.len())`, decoding whole blocks straight into
 /// `out` and partial ones through a stack buffer. `kernel(codes_of_block, scale, out_block)`.
 #[inline(always)]
-fn for_each_block(rec: &Record<'_>, start: u64, out: &mut [f32], mut kernel: impl FnMut(&[u8], f32, &mut [f32; BLOCK])) {
+fn for_each_block(
+    rec: &Record<'_>,
+    start: u64,
+    out: &mut [f32],
+    mut kernel: impl FnMut(&[u8], f32, &mut [f32; BLOCK]),
+) {
     let bpb = 8 * usize::from(rec.bits()); // code bytes per block
     let mut pos = start;
     let mut o = 0usize;
@@ -145,7 +150,11 @@ mod avx2 {
                         _mm256_permutevar8x32_ps(t0, idx)
                     } else if B == 4 {
                         let sel = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
-                        _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx), _mm256_permutevar8x32_ps(t1, idx), sel)
+                        _mm256_blendv_ps(
+                            _mm256_permutevar8x32_ps(t0, idx),
+                            _mm256_permutevar8x32_ps(t1, idx),
+                            sel,
+                        )
                     } else if B == 5 {
                         let sel3 = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
                         let sel4 = _mm256_castsi256_ps(_mm256_slli_epi32::<27>(idx));

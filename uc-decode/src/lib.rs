@@ -30,8 +30,8 @@ mod kernels;
 
 use core::fmt;
 use core::ops::Range;
-pub use uc_format::{Error, ErrorKind, Layout, OverlayDtype};
 use uc_format::num::{bf16_to_f32, f16_to_f32};
+pub use uc_format::{Error, ErrorKind, Layout, OverlayDtype};
 use uc_format::{SECTION_CODES, SECTION_GRID, SECTION_OVERLAY, SECTION_SCALES};
 
 /// Number of elements in a block.
@@ -127,7 +127,9 @@ pub struct Record<'a> {
 
 impl fmt::Debug for Record<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Record").field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("Record")
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -233,12 +235,19 @@ impl<'a> Record<'a> {
     /// Decodes rows `rows` (along dim 0) into `out`, which must hold `rows.len() * cols` values.
     pub fn decode_rows_into(&self, rows: Range<u64>, out: &mut [f32]) -> Result<(), DecodeError> {
         if rows.start > rows.end || rows.end > self.layout.rows {
-            return Err(DecodeError::OutOfRange { start: rows.start, end: rows.end, len: self.layout.rows });
+            return Err(DecodeError::OutOfRange {
+                start: rows.start,
+                end: rows.end,
+                len: self.layout.rows,
+            });
         }
         let cols = self.layout.cols;
         let expected = (rows.end - rows.start) * cols;
         if out.len() as u64 != expected {
-            return Err(DecodeError::OutputLength { expected, got: out.len() });
+            return Err(DecodeError::OutputLength {
+                expected,
+                got: out.len(),
+            });
         }
         self.decode_range_with(Path::Auto, rows.start * cols, out)
     }
@@ -247,7 +256,11 @@ impl<'a> Record<'a> {
     pub fn decode_range_with(&self, path: Path, start: u64, out: &mut [f32]) -> Result<(), DecodeError> {
         let n = self.layout.n;
         if start.checked_add(out.len() as u64).is_none_or(|end| end > n) {
-            return Err(DecodeError::OutOfRange { start, end: start.saturating_add(out.len() as u64), len: n });
+            return Err(DecodeError::OutOfRange {
+                start,
+                end: start.saturating_add(out.len() as u64),
+                len: n,
+            });
         }
         match path.resolve(self.bits()) {
             Path::Scalar => kernels::decode_scalar(self, start, out),
@@ -285,7 +298,10 @@ impl<'a> Record<'a> {
 
     fn overlay_part(&self, first: u64, n: u64, out: &mut [f32]) -> Result<(), DecodeError> {
         if out.len() as u64 != n {
-            return Err(DecodeError::OutputLength { expected: n, got: out.len() });
+            return Err(DecodeError::OutputLength {
+                expected: n,
+                got: out.len(),
+            });
         }
         for (i, o) in out.iter_mut().enumerate() {
             *o = self.overlay_value(first + i as u64);
@@ -299,7 +315,10 @@ impl<'a> Record<'a> {
     /// `W[i,j] = W_base[i,j] + acc`. Does nothing when `r = 0`. `out` must hold the whole tensor.
     pub fn merge_overlay_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
         if out.len() as u64 != self.layout.n {
-            return Err(DecodeError::OutputLength { expected: self.layout.n, got: out.len() });
+            return Err(DecodeError::OutputLength {
+                expected: self.layout.n,
+                got: out.len(),
+            });
         }
         let r = u64::from(self.overlay_rank());
         let (rows, cols) = (self.layout.rows, self.layout.cols);

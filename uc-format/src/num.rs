@@ -69,12 +69,20 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
         let q = m >> shift;
         let rem = m & ((1 << shift) - 1);
         let half = 1 << (shift - 1);
-        let q = if rem > half || (rem == half && (q & 1) == 1) { q + 1 } else { q };
+        let q = if rem > half || (rem == half && (q & 1) == 1) {
+            q + 1
+        } else {
+            q
+        };
         return sign | q as u16; // q may carry into the exponent field: that is correct
     }
     let q = ((e as u32) << 10) | (mant >> 13);
     let rem = mant & 0x1fff;
-    let q = if rem > 0x1000 || (rem == 0x1000 && (q & 1) == 1) { q + 1 } else { q };
+    let q = if rem > 0x1000 || (rem == 0x1000 && (q & 1) == 1) {
+        q + 1
+    } else {
+        q
+    };
     sign | q as u16 // a carry into exponent 31 yields infinity, as IEEE requires
 }
 
@@ -120,7 +128,11 @@ mod tests {
             // Reference value computed independently: sign * mant * 2^(exp-25) via f64.
             let exp = ((h >> 10) & 0x1f) as i32;
             let mant = (h & 0x3ff) as f64;
-            let v = if exp == 0 { mant * 2f64.powi(-24) } else { (1024.0 + mant) * 2f64.powi(exp - 25) };
+            let v = if exp == 0 {
+                mant * 2f64.powi(-24)
+            } else {
+                (1024.0 + mant) * 2f64.powi(exp - 25)
+            };
             let v = if h & 0x8000 != 0 { -v } else { v };
             assert_eq!(f as f64, v, "h={h:#06x}");
             assert_eq!(f.is_sign_negative(), h & 0x8000 != 0);

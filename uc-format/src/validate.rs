@@ -105,7 +105,8 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, Error> {
     if h.scale_dtype != SCALE_DTYPE_F16 {
         return Err(err(ErrorKind::BadScaleDtype, o::SCALE_DTYPE));
     }
-    let overlay_dtype = OverlayDtype::from_u8(h.overlay_dtype).ok_or(err(ErrorKind::BadOverlayDtype, o::OVERLAY_DTYPE))?;
+    let overlay_dtype =
+        OverlayDtype::from_u8(h.overlay_dtype).ok_or(err(ErrorKind::BadOverlayDtype, o::OVERLAY_DTYPE))?;
     if h.block_size.get() != crate::BLOCK_SIZE {
         return Err(err(ErrorKind::BadBlockSize, o::BLOCK_SIZE));
     }

@@ -3,8 +3,8 @@
 
 use crate::header::{RecordHeader, SectionEntry};
 use crate::{
-    Error, ErrorKind, MAGIC, OverlayDtype, RecordParams, SCALE_DTYPE_F16, SECTION_CODES, SECTION_GRID,
-    SECTION_OVERLAY, SECTION_SCALES, VERSION_MAJOR, VERSION_MINOR,
+    Error, ErrorKind, MAGIC, OverlayDtype, RecordParams, SCALE_DTYPE_F16, SECTION_CODES, SECTION_GRID, SECTION_OVERLAY,
+    SECTION_SCALES, VERSION_MAJOR, VERSION_MINOR,
 };
 use zerocopy::IntoBytes;
 use zerocopy::little_endian::{U16, U32, U64};
@@ -117,7 +117,10 @@ pub fn write_record(
 
     let mut sections = [SectionEntry::default(); 4];
     for (e, s) in sections.iter_mut().zip(layout.sections.iter()) {
-        *e = SectionEntry { offset: U64::new(s.offset), len: U64::new(s.len) };
+        *e = SectionEntry {
+            offset: U64::new(s.offset),
+            len: U64::new(s.len),
+        };
     }
     let mut dims = [U64::new(0); 8];
     for (d, &v) in dims.iter_mut().zip(params.dims.iter()) {
@@ -159,7 +162,10 @@ pub fn write_record(
         _ => e,
     })?;
     if params.overlay_dtype != OverlayDtype::None {
-        for (c, s) in rec[range(SECTION_OVERLAY)].chunks_exact_mut(2).zip(overlay_u.iter().chain(overlay_v)) {
+        for (c, s) in rec[range(SECTION_OVERLAY)]
+            .chunks_exact_mut(2)
+            .zip(overlay_u.iter().chain(overlay_v))
+        {
             c.copy_from_slice(&s.to_le_bytes());
         }
     }
