@@ -1,0 +1,158 @@
+//! The committed vectors are exactly what the generator produces, every decode path passes every
+//! vector in process, and every MUST clause of the spec is exercised by a vector.
+
+use conformance::{Expect, files, vectors};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use uc_format::ErrorKind;
+
+fn list(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for sub in ["positive", "negative"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn committed_vectors_match_the_generator() {
+    let tmp = std::env::temp_dir().join(format!("uc-vectors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    files::write_all(&tmp, &vectors::all()).unwrap();
+    let generated = list(&tmp);
+    let committed = list(&conformance::default_vectors_dir());
+    let _ = std::fs::remove_dir_all(&tmp);
+    let gen_names: BTreeSet<_> = generated.keys().collect();
+    let com_names: BTreeSet<_> = committed.keys().collect();
+    assert_eq!(
+        gen_names, com_names,
+        "file sets differ: run `cargo run -p conformance --bin gen-vectors` and commit the result"
+    );
+    for (name, bytes) in &generated {
+        assert!(
+            committed[name] == *bytes,
+            "{} differs from the generator's output",
+            name.display()
+        );
+    }
+}
+
+#[test]
+fn every_decode_path_passes_every_vector_in_process() {
+    let set = files::load(&conformance::default_vectors_dir()).unwrap();
+    assert!(set.len() > 100);
+    for path in [
+        uc_decode::Path::Scalar,
+        uc_decode::Path::Portable,
+        uc_decode::Path::Avx2,
+        uc_decode::Path::Auto,
+    ] {
+        for v in &set {
+            if let Err(e) = conformance::runner::check_in_process(v, path) {
+                panic!("{} with path {path:?}: {e}", v.name);
+            }
+        }
+    }
+}
+
+/// Clauses that say MUST and that no decoder vector can exercise, with where they are tested.
+const EXEMPT: &[(&str, &str)] = &[
+    ("R-2.1", "pack directory layout: checked by uc-verify's pack tests"),
+    ("R-2.3", "manifest members: checked by uc-verify's pack tests"),
+    ("R-3.1", "safetensors validity: checked by uc-verify's pack tests"),
+    ("R-3.2", "safetensors metadata: checked by uc-verify's pack tests"),
+    ("R-3.3", "records as U8 tensors: checked by uc-verify's pack tests"),
+    (
+        "R-3.5",
+        "record alignment in files: an encoder rule, checked by the pack writer's tests",
+    ),
+    (
+        "R-7.7",
+        "encoders round scales to nearest even: uc-format num tests and uc-encode tests",
+    ),
+    (
+        "R-9.4",
+        "API rule on caller buffers: uc-decode tests of DecodeError and the C ABI tests",
+    ),
+    ("R-11.5", "audit procedure: uc-verify's manifest digest checks"),
+];
+
+fn spec_clauses() -> BTreeMap<String, String> {
+    let spec = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/uc-pack-v0.3.md")).unwrap();
+    let mut clauses = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in spec.lines() {
+        if let Some(rest) = line.strip_prefix("**R-") {
+            let id: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let id = format!("R-{id}");
+            clauses.insert(id.clone(), line.to_string());
+            current = Some(id);
+        } else if line.starts_with("## ") {
+            current = None;
+        } else if let Some(c) = &current {
+            let text = clauses.get_mut(c).unwrap();
+            text.push('\n');
+            text.push_str(line);
+        }
+    }
+    clauses
+}
+
+#[test]
+fn every_must_clause_is_cited_by_a_vector() {
+    let clauses = spec_clauses();
+    assert!(clauses.len() > 60, "spec parse found only {} clauses", clauses.len());
+    let set = files::load(&conformance::default_vectors_dir()).unwrap();
+    let cited: BTreeSet<&str> = set.iter().flat_map(|v| v.clauses.iter().map(String::as_str)).collect();
+    for c in &cited {
+        assert!(
+            clauses.contains_key(*c),
+            "a vector cites {c}, which the spec does not define"
+        );
+    }
+    let exempt: BTreeMap<&str, &str> = EXEMPT.iter().copied().collect();
+    let mut missing = Vec::new();
+    for (id, text) in &clauses {
+        if text.contains("MUST") && !cited.contains(id.as_str()) && !exempt.contains_key(id.as_str()) {
+            missing.push(id.clone());
+        }
+    }
+    assert!(missing.is_empty(), "MUST clauses cited by no vector: {missing:?}");
+    for (id, _) in EXEMPT {
+        assert!(
+            clauses.get(*id).is_some_and(|t| t.contains("MUST")),
+            "exemption for {id}, which has no MUST"
+        );
+        assert!(!cited.contains(id), "{id} is exempt but also cited: drop the exemption");
+    }
+}
+
+#[test]
+fn every_error_class_has_a_negative_vector_and_its_clause_exists() {
+    let clauses = spec_clauses();
+    let set = files::load(&conformance::default_vectors_dir()).unwrap();
+    let mut seen = BTreeSet::new();
+    for v in &set {
+        match &v.expect {
+            Expect::Invalid { error, .. } => {
+                seen.insert(error.code());
+            }
+            Expect::EveryPrefixTruncated => {
+                seen.insert(ErrorKind::Truncated.code());
+            }
+            Expect::Valid { .. } => {}
+        }
+    }
+    for k in ErrorKind::ALL {
+        assert!(seen.contains(&k.code()), "no negative vector for {}", k.name());
+        assert!(
+            clauses.contains_key(k.clause()),
+            "{} cites {}, which the spec does not define",
+            k.name(),
+            k.clause()
+        );
+    }
+}
