@@ -150,7 +150,8 @@ fn align64(x: u64) -> u64 {
     x.div_ceil(64) * 64
 }
 
-/// Section placement of spec: (offset, len) of grid, scales, codes, overlay; record_len.
+/// Section placement of spec: (offset, len) of grid, scales, codes, overlay; and
+/// record_len, the end of the overlay rounded up to a multiple of 64.
 pub fn canonical_sections(bits: u8, dims: &[u64], rank: u32, header_len: u32) -> ([(u64, u64); 4], u64) {
     let n: u64 = dims.iter().product();
     let nb = n.div_ceil(64);
@@ -169,7 +170,7 @@ pub fn canonical_sections(bits: u8, dims: &[u64], rank: u32, header_len: u32) ->
         *o = (off, len);
         end = off + len;
     }
-    (out, end)
+    (out, align64(end))
 }
 
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
@@ -1120,6 +1121,18 @@ pub fn negative() -> Vec<Vector> {
         &|x| x[codes_end + 3] = 0x40,
         E::NonZeroPadding,
         codes_end as u64 + 3,
+    );
+    let overlay_end = (o.sections[3].0 + o.sections[3].1) as usize;
+    assert!(overlay_end % 64 != 0, "the overlay base record must end unaligned");
+    add2(
+        "nonzero_padding_after_overlay",
+        "a byte of the trailing padding after the overlay section",
+        &["R-4.5"],
+        &o,
+        true,
+        &|x| x[overlay_end + 1] = 2,
+        E::NonZeroPadding,
+        overlay_end as u64 + 1,
     );
     // 150 elements x 3 bits = 450 bits: byte 56 holds bits 448..456, of which bits 450.. are unused.
     let c0 = m.sections[2].0 as usize;

@@ -149,7 +149,7 @@ pub struct Layout {
     pub cols: u64,
     /// Sections in order grid, scales, codes, overlay.
     pub sections: [Section; SECTION_COUNT],
-    /// Total record length.
+    /// Total record length: the end of the overlay section rounded up to a multiple of 64.
     pub record_len: u64,
     /// Stored CRC-32.
     pub crc32: u32,
@@ -237,6 +237,9 @@ impl RecordParams {
             *s = Section { offset, len: lens[k] };
             end = offset + lens[k];
         }
+        // The record ends at the next multiple of 64, so that records laid end to end in
+        // a file stay 64-byte aligned; the trailing padding is zero.
+        let end = align_up(end).ok_or(Error::new(ErrorKind::SectionOverflow, o::SECTIONS + 48))?;
         Ok(Layout {
             params: *self,
             version_minor: VERSION_MINOR,

@@ -147,17 +147,23 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, Error> {
         }
         prev_end = end;
     }
-    // Step 19: nothing after the last section.
+    // Step 19: the record ends at align64(end of the overlay section).
     if record_len != layout.record_len {
         return Err(err(ErrorKind::BadRecordLength, o::RECORD_LEN));
     }
-    // Step 20: padding before each section is zero (bytes [192, header_len) are ignored).
+    // Step 20: padding before each section and after the last one is zero (bytes [192, header_len)
+    // are ignored).
     let mut pad_start = u64::from(header_len);
-    for s in &layout.sections {
-        if let Some(i) = first_nonzero(&rec[pad_start as usize..s.offset as usize]) {
+    let pad_ends = layout
+        .sections
+        .iter()
+        .map(|s| (s.offset, s.end()))
+        .chain([(record_len, record_len)]);
+    for (pad_end, next_start) in pad_ends {
+        if let Some(i) = first_nonzero(&rec[pad_start as usize..pad_end as usize]) {
             return Err(err(ErrorKind::NonZeroPadding, pad_start + i as u64));
         }
-        pad_start = s.end();
+        pad_start = next_start;
     }
     let sec = |k: usize| {
         let s = layout.sections[k];
