@@ -26,6 +26,11 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "capi")]
+// The C ABI is the only place in this crate with `unsafe`: it turns the caller's raw pointers into
+// slices and stores a `Record` in caller-owned memory. Its SAFETY contract is the module's doc.
+#[allow(unsafe_code)]
+pub mod capi;
 mod kernels;
 
 use core::fmt;
@@ -208,7 +213,7 @@ impl<'a> Record<'a> {
     /// The scale of block `j` as binary32 (exact conversion, R-7.1). Returns `None` past the last block.
     pub fn scale(&self, block: u64) -> Option<f32> {
         let at = usize::try_from(block).ok()?.checked_mul(2)?;
-        let c = self.scales.get(at..at + 2)?;
+        let c = self.scales.get(at..at.checked_add(2)?)?;
         Some(f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
     }
 
@@ -219,11 +224,17 @@ impl<'a> Record<'a> {
 
     /// Decodes the whole tensor into `out` (length = [`Record::len`]) with the fastest path.
     pub fn decode_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
-        self.decode_range_with(Path::Auto, 0, out)
+        self.decode_with(Path::Auto, out)
     }
 
     /// Decodes the whole tensor with a chosen path.
     pub fn decode_with(&self, path: Path, out: &mut [f32]) -> Result<(), DecodeError> {
+        if out.len() as u64 != self.layout.n {
+            return Err(DecodeError::OutputLength {
+                expected: self.layout.n,
+                got: out.len(),
+            });
+        }
         self.decode_range_with(path, 0, out)
     }
 

@@ -86,6 +86,17 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
     sign | q as u16 // a carry into exponent 31 yields infinity, as IEEE requires
 }
 
+/// Rounds a finite binary32 value to the nearest bfloat16, ties to even (the 16 high bits of the
+/// rounded value). NaN stays NaN (quiet); values beyond the bfloat16 range become infinity.
+pub fn f32_to_bf16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    if (b & 0x7fff_ffff) > 0x7f80_0000 {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    let round = 0x7fff + ((b >> 16) & 1);
+    (b.wrapping_add(round) >> 16) as u16
+}
+
 /// True when `bits` is a grid value allowed by: finite and either ±0 or with magnitude
 /// in [2^-64, 2^64].
 #[inline]
@@ -155,6 +166,20 @@ mod tests {
         assert_eq!(f32_to_f16_bits(-0.0), 0x8000);
         // Largest subnormal rounding up into the smallest normal.
         assert_eq!(f32_to_f16_bits(2f32.powi(-14) - 2f32.powi(-26)), 0x0400);
+    }
+
+    #[test]
+    fn bf16_rounding() {
+        assert_eq!(f32_to_bf16_bits(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even gives 1.
+        assert_eq!(f32_to_bf16_bits(1.0 + 2f32.powi(-8)), 0x3f80);
+        assert_eq!(f32_to_bf16_bits(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
+        assert_eq!(f32_to_bf16_bits(-0.0), 0x8000);
+        assert_eq!(f32_to_bf16_bits(f32::MAX), 0x7f80);
+        assert!(f32::from_bits(u32::from(f32_to_bf16_bits(f32::NAN)) << 16).is_nan());
+        for h in [0x0001u16, 0x3f81, 0xc2f7, 0x7f7f] {
+            assert_eq!(f32_to_bf16_bits(bf16_to_f32(h)), h);
+        }
     }
 
     #[test]
