@@ -11,6 +11,7 @@
 //!    reproduce it bit for bit.
 
 use core::fmt;
+use rayon::prelude::*;
 use uc_format::num::{f16_to_f32, f32_to_f16_bits};
 use uc_format::{OverlayDtype, RecordParams, write_record};
 
@@ -89,21 +90,55 @@ pub struct QuantizedTensor {
 /// Largest finite binary16, as binary32.
 const F16_MAX: f32 = 65504.0;
 
-/// Quantizes `data` (row-major, shape `dims`) into a v0.3 record without overlay.
-pub fn quantize(data: &[f32], dims: &[u64], opts: &GsqOptions) -> Result<QuantizedTensor, EncodeError> {
-    let params = RecordParams::new(opts.bits, dims, 0, OverlayDtype::None)?;
-    let layout = params.layout()?;
-    if layout.n != data.len() as u64 {
+/// The parts of a GSQ quantization, before they are written into a record.
+#[derive(Debug, Clone)]
+pub struct GsqParts {
+    /// Grid, sorted ascending, `2^bits` values.
+    pub grid: Vec<f32>,
+    /// One binary16 scale per block.
+    pub scales: Vec<u16>,
+    /// One code per element.
+    pub codes: Vec<u8>,
+    /// Lloyd iterations run.
+    pub iters: u32,
+}
+
+impl GsqParts {
+    /// `W_base` by spec R-7.1 (the same bits every conforming decoder returns).
+    pub fn w_base(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.codes.len()];
+        out.par_chunks_mut(64)
+            .zip(self.codes.par_chunks(64))
+            .enumerate()
+            .for_each(|(b, (o, c))| {
+                let s = f16_to_f32(self.scales[b]);
+                for (o, &c) in o.iter_mut().zip(c) {
+                    *o = s * self.grid[usize::from(c)];
+                }
+            });
+        out
+    }
+}
+
+/// Checks the input of a quantizer: finite values, length matching the shape.
+pub(crate) fn check_input(data: &[f32], n: u64) -> Result<(), EncodeError> {
+    if n != data.len() as u64 {
         return Err(EncodeError::ShapeMismatch {
-            expected: layout.n,
+            expected: n,
             got: data.len(),
         });
     }
     if let Some(index) = data.iter().position(|w| !w.is_finite()) {
         return Err(EncodeError::NonFinite { index });
     }
+    Ok(())
+}
+
+/// GSQ of `data` (any shape; blocks of 64 over the flat order): scales, grid and codes.
+/// The caller has checked the input with [`check_input`] (finite values).
+pub fn quantize_parts(data: &[f32], opts: &GsqOptions) -> GsqParts {
     let scales: Vec<u16> = data
-        .chunks(64)
+        .par_chunks(64)
         .map(|b| {
             let absmax = b.iter().fold(0f32, |m, w| m.max(w.abs()));
             f32_to_f16_bits(absmax.min(F16_MAX))
@@ -111,9 +146,27 @@ pub fn quantize(data: &[f32], dims: &[u64], opts: &GsqOptions) -> Result<Quantiz
         .collect();
     let (grid, iters) = fit_grid(data, &scales, opts);
     let codes = assign_codes(data, &scales, &grid);
+    GsqParts {
+        grid,
+        scales,
+        codes,
+        iters,
+    }
+}
+
+/// Quantizes `data` (row-major, shape `dims`) into a v0.3 record without overlay.
+pub fn quantize(data: &[f32], dims: &[u64], opts: &GsqOptions) -> Result<QuantizedTensor, EncodeError> {
+    let params = RecordParams::new(opts.bits, dims, 0, OverlayDtype::None)?;
+    let layout = params.layout()?;
+    check_input(data, layout.n)?;
+    let parts = quantize_parts(data, opts);
     let mut record = vec![0u8; layout.record_len as usize];
-    write_record(&params, &grid, &scales, &codes, &[], &[], &mut record)?;
-    Ok(QuantizedTensor { record, grid, iters })
+    write_record(&params, &parts.grid, &parts.scales, &parts.codes, &[], &[], &mut record)?;
+    Ok(QuantizedTensor {
+        record,
+        grid: parts.grid,
+        iters: parts.iters,
+    })
 }
 
 /// Weight normalised by its block's stored scale (0 where the scale is 0).
@@ -188,16 +241,23 @@ fn fit_grid(data: &[f32], scales: &[u16], opts: &GsqOptions) -> (Vec<f32>, u32) 
 fn assign_codes(data: &[f32], scales: &[u16], grid: &[f32]) -> Vec<u8> {
     let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
     let mut codes = vec![0u8; data.len()];
-    let mut thresholds = vec![0f32; mids.len()];
-    for (blk, (wb, cb)) in data.chunks(64).zip(codes.chunks_mut(64)).enumerate() {
-        let s = f16_to_f32(scales[blk]);
-        for (t, &mid) in thresholds.iter_mut().zip(&mids) {
-            *t = s * mid;
-        }
-        for (w, code) in wb.iter().zip(cb.iter_mut()) {
-            *code = thresholds.partition_point(|&t| *w > t) as u8;
-        }
-    }
+    // Fixed chunks of 64 blocks per task; each element's code depends only on its own inputs.
+    codes
+        .par_chunks_mut(64 * 64)
+        .zip(data.par_chunks(64 * 64))
+        .enumerate()
+        .for_each(|(chunk, (cc, dc))| {
+            let mut thresholds = vec![0f32; mids.len()];
+            for (j, (cb, wb)) in cc.chunks_mut(64).zip(dc.chunks(64)).enumerate() {
+                let s = f16_to_f32(scales[chunk * 64 + j]);
+                for (t, &mid) in thresholds.iter_mut().zip(&mids) {
+                    *t = s * mid;
+                }
+                for (w, code) in wb.iter().zip(cb.iter_mut()) {
+                    *code = thresholds.partition_point(|&t| *w > t) as u8;
+                }
+            }
+        });
     codes
 }
 

@@ -8,5 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod gsq;
+pub mod svd;
+pub mod tensor;
 
-pub use gsq::{EncodeError, GsqOptions, QuantizedTensor, quantize};
+pub use gsq::{EncodeError, GsqOptions, GsqParts, QuantizedTensor, quantize, quantize_parts};
+pub use tensor::{Candidate, EncodedTensor, TensorOptions, candidates, encode_tensor};
