@@ -1,47 +1,215 @@
-//! `uc-verify`: validates and fully decodes uc records, printing a receipt.
+//! `uc-verify`: verifies a uc pack directory, or standalone record files, and writes a receipt.
 //!
-//! Exit codes: 0 every input verified, 1 verification failed, 2 usage or I/O error.
+//! Exit codes: 0 verified, 1 verification failed, 2 usage or I/O error, 130 interrupted.
 
 use clap::Parser;
-use serde_json::json;
-use std::path::PathBuf;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use uc_verify::{PackError, PackOptions, Progress};
 
-/// Verify uc pack v0.3 records: structure and CRC (spec ), a full decode of every element, and
-/// the SHA-256 of the reconstruction (recon_sha256).
+/// Verify a uc pack v0.3 directory: the manifest (ultracompress.json) against its schema, the size
+/// and SHA-256 of every file and the absence of unlisted files, every safetensors header, every
+/// record (structure, CRC, full decode, recon_sha256 against the manifest) and the bit accounting.
 ///
-/// This version verifies standalone record files (`.ucr`, the raw bytes of one record). Verifying a
-/// whole pack directory (safetensors files, manifest and file digests) is not implemented yet and
-/// is reported as a usage error.
+/// Given record files (.ucr, the raw bytes of one record) instead of a directory, validates and
+/// fully decodes each and prints its recon_sha256.
+///
+/// Exit codes: 0 verified, 1 verification failed, 2 usage or I/O error, 130 interrupted.
 #[derive(Parser, Debug)]
 #[command(name = "uc-verify", version, about, long_about)]
 struct Cli {
-    /// Record files to verify.
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
-    /// Print one JSON receipt on stdout instead of a table.
-    #[arg(long)]
-    json: bool,
+    /// A pack directory, or one or more record files.
+    #[arg(required = true, value_name = "PACK_DIR | FILE.ucr...")]
+    paths: Vec<PathBuf>,
+    /// Write a JSON receipt to FILE (replaced atomically), or to standard output with "-" (the
+    /// human-readable report then goes to standard error).
+    #[arg(long, value_name = "FILE|-")]
+    json: Option<PathBuf>,
+    /// Source model directory (safetensors, F32/F16/BF16): report each quantized tensor's relative
+    /// L2 and largest absolute reconstruction error against it (pack mode only).
+    #[arg(long, value_name = "SOURCE_DIR")]
+    against: Option<PathBuf>,
+    /// Print only failures and the verdict, and no progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("uc-verify: {msg}");
+    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // First Ctrl-C: stop cleanly (exit 130, no receipt written); a second one exits at once.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    let dirs = cli.paths.iter().filter(|p| p.is_dir()).count();
+    if dirs > 0 {
+        if cli.paths.len() != 1 {
+            return usage("give one pack directory, or record files, not both or several directories");
+        }
+        pack_mode(&cli, &cli.paths[0])
+    } else {
+        if cli.against.is_some() {
+            return usage("--against needs a pack directory");
+        }
+        record_mode(&cli)
+    }
+}
+
+/// Where human-readable output goes: stdout, or stderr when the receipt takes stdout.
+fn out(cli: &Cli) -> Box<dyn Write> {
+    if cli.json.as_deref() == Some(Path::new("-")) {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    }
+}
+
+/// Writes the receipt: to stdout for "-", else to a temporary sibling file that is synced and
+/// renamed over the final name, so that no partial receipt ever sits at the final path.
+fn write_receipt(target: &Path, receipt: &Value) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(receipt).map_err(|e| e.to_string())?;
+    text.push('\n');
+    if target == Path::new("-") {
+        let mut o = std::io::stdout().lock();
+        return o
+            .write_all(text.as_bytes())
+            .and_then(|_| o.flush())
+            .map_err(|e| e.to_string());
+    }
+    let name = target
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file name", target.display()))?;
+    let tmp = target.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, target)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.map_err(|e| format!("{}: {e}", target.display()))
+}
+
+fn pack_mode(cli: &Cli, dir: &Path) -> ExitCode {
+    let bar = if !cli.quiet && std::io::stderr().is_terminal() {
+        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{msg:>18} [{bar:40}] {percent:>3}% {elapsed_precise}") {
+            b.set_style(style.progress_chars("=> "));
+        }
+        Some(b)
+    } else {
+        None
+    };
+    let on_progress = |p: Progress| {
+        if let Some(b) = &bar {
+            match p {
+                Progress::Stage { name, total } => {
+                    b.set_message(name);
+                    b.set_length(total);
+                    b.set_position(0);
+                }
+                Progress::Advance(k) => b.inc(k),
+            }
+        }
+    };
+    let opts = PackOptions {
+        against: cli.against.clone(),
+        cancel: Some(&INTERRUPTED),
+        progress: Some(&on_progress),
+        ..PackOptions::default()
+    };
+    let result = uc_verify::verify_pack(dir, &opts);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(PackError::Interrupted) => {
+            eprintln!("uc-verify: interrupted");
+            return ExitCode::from(130);
+        }
+        Err(e) => return usage(&e.to_string()),
+    };
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!("uc-verify: interrupted");
+        return ExitCode::from(130);
+    }
+    let mut o = out(cli);
+    let pack_name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let _ = writeln!(o, "pack {pack_name}: fingerprint {}", report.fingerprint);
+    for c in &report.checks {
+        if !cli.quiet || !c.ok {
+            let _ = writeln!(o, "{c}");
+        }
+    }
+    if cli.against.is_some() && !cli.quiet {
+        let w = report.tensors.iter().map(|t| t.name.len()).max().unwrap_or(6).max(6);
+        let _ = writeln!(o, "\n{:<w$}  {:>12}  {:>12}  source", "tensor", "rel_l2", "max_abs");
+        for t in &report.tensors {
+            if let Some(a) = &t.against {
+                let rel = a.rel_l2.map_or("undefined".to_string(), |x| format!("{x:.6e}"));
+                let _ = writeln!(
+                    o,
+                    "{:<w$}  {rel:>12}  {:>12.6e}  {} ({})",
+                    t.name, a.max_abs, a.source_file, a.source_dtype
+                );
+            }
+        }
+    }
+    let failed = report.failures().count();
+    if report.verified {
+        let _ = writeln!(
+            o,
+            "VERIFIED: {} checks passed, {} records, {:.4} bits per quantized weight",
+            report.checks.len(),
+            report.tensors.len(),
+            report.accounting.bpw()
+        );
+    } else {
+        let _ = writeln!(o, "FAILED: {failed} of {} checks failed", report.checks.len());
+    }
+    if let Some(target) = &cli.json {
+        let receipt = report.receipt(&pack_name, &uc_verify::time::now_rfc3339_utc(), cli.against.is_some());
+        if let Err(e) = write_receipt(target, &receipt) {
+            return usage(&format!("cannot write the receipt: {e}"));
+        }
+    }
+    if report.verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn record_mode(cli: &Cli) -> ExitCode {
     let mut results = Vec::new();
     let mut failed = false;
-    for path in &cli.files {
-        if path.is_dir() {
-            eprintln!(
-                "uc-verify: {}: is a directory; verifying pack directories is not implemented yet (pass .ucr record files)",
-                path.display()
-            );
-            return ExitCode::from(2);
+    for path in &cli.paths {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            eprintln!("uc-verify: interrupted");
+            return ExitCode::from(130);
         }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) => {
-                eprintln!("uc-verify: {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
+            Err(e) => return usage(&format!("{}: {e}", path.display())),
         };
         match uc_verify::verify_record(&bytes) {
             Ok(r) => results.push(json!({
@@ -68,38 +236,43 @@ fn main() -> ExitCode {
             }
         }
     }
-    if cli.json {
-        let receipt = json!({
-            "tool": "uc-verify",
-            "tool_version": env!("CARGO_PKG_VERSION"),
-            "format_version": "0.3",
-            "verified": !failed,
-            "records": results,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&receipt).expect("JSON values serialise")
-        );
-    } else {
-        for r in &results {
-            if r["ok"] == true {
-                println!(
-                    "OK    {}  shape {}  bits {}  rank {}  recon_sha256 {}",
-                    r["file"].as_str().unwrap_or(""),
+    let mut o = out(cli);
+    for r in &results {
+        let file = r["file"].as_str().unwrap_or("");
+        if r["ok"] == true {
+            if !cli.quiet {
+                let _ = writeln!(
+                    o,
+                    "OK    {file}  shape {}  bits {}  rank {}  recon_sha256 {}",
                     r["shape"],
                     r["bits"],
                     r["overlay_rank"],
                     r["recon_sha256"].as_str().unwrap_or("")
                 );
-            } else {
-                println!(
-                    "FAIL  {}  {} at byte offset {} (spec {})",
-                    r["file"].as_str().unwrap_or(""),
-                    r["error"].as_str().unwrap_or(""),
-                    r["offset"],
-                    r["clause"].as_str().unwrap_or("")
-                );
             }
+        } else {
+            let _ = writeln!(
+                o,
+                "FAIL  {file}  {} at byte offset {} (spec {})",
+                r["error"].as_str().unwrap_or(""),
+                r["offset"],
+                r["clause"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if let Some(target) = &cli.json {
+        let receipt = json!({
+            "tool": "uc-verify",
+            "tool_version": env!("CARGO_PKG_VERSION"),
+            "format_version": "0.3",
+            "mode": "records",
+            "time": uc_verify::time::now_rfc3339_utc(),
+            "host": uc_verify::env::host_fingerprint(),
+            "verified": !failed,
+            "records": results,
+        });
+        if let Err(e) = write_receipt(target, &receipt) {
+            return usage(&format!("cannot write the receipt: {e}"));
         }
     }
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }

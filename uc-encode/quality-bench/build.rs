@@ -1,0 +1,16 @@
+//! Exposes the candle-core version locked in Cargo.lock as `CANDLE_CORE_VERSION`.
+fn main() {
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let mut version = "unknown".to_string();
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == "name = \"candle-core\"" {
+            if let Some(v) = lines.next().and_then(|v| v.trim().strip_prefix("version = ")) {
+                version = v.trim_matches('"').to_string();
+            }
+            break;
+        }
+    }
+    println!("cargo:rustc-env=CANDLE_CORE_VERSION={version}");
+}

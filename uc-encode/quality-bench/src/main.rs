@@ -1,0 +1,810 @@
+//! Quality benchmark: uc GSQ records against ggml k-quants (candle-core's implementation), on the
+//! linear weights of a real model (MiniLM) and on synthetic Gaussian / Student-t matrices.
+//!
+//! Every error is measured on the reconstruction a decoder returns: uc records are validated and
+//! decoded with uc-format / uc-decode (overlay merged in the spec's reference order), k-quants are
+//! dequantized by candle. Sizes are what is stored: uc record bytes (header, grid, scales, codes,
+//! overlay, padding), k-quant block bytes.
+//!
+//! See README.md beside Cargo.toml for the command line.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use uc_decode::Record;
+use uc_encode::{TensorOptions, candidates, encode_tensor};
+
+/// Seed of the randomized SVD (the same for candidate evaluation and the final encode).
+const SVD_SEED: u64 = 0;
+const UC_BITS: std::ops::RangeInclusive<u8> = 2..=8;
+const BUDGET_RANKS: [u32; 5] = [0, 8, 16, 32, 64];
+
+struct Tensor2 {
+    name: String,
+    dims: Vec<u64>,
+    data: Vec<f32>,
+    norm2: f64,
+}
+
+struct InputSet {
+    name: String,
+    description: String,
+    tensors: Vec<Tensor2>,
+    notes: Vec<String>,
+}
+
+/// One tensor's result under one method.
+struct TensorResult {
+    stored_bits: u64,
+    err2: f64,
+    /// Free-form per-tensor detail (e.g. the (bits, rank) chosen).
+    detail: String,
+}
+
+/// One row of a table.
+struct MethodRow {
+    group: String,
+    method: String,
+    results: Vec<TensorResult>,
+    seconds: f64,
+    notes: Vec<String>,
+}
+
+struct Stats {
+    n: u64,
+    stored_bits: u64,
+    bpw: f64,
+    mean_rel: f64,
+    weighted_rel: f64,
+    worst_rel: f64,
+    worst_idx: usize,
+}
+
+impl MethodRow {
+    fn stats(&self, set: &InputSet) -> Stats {
+        let n: u64 = set.tensors.iter().map(|t| t.data.len() as u64).sum();
+        let stored_bits: u64 = self.results.iter().map(|r| r.stored_bits).sum();
+        let rels: Vec<f64> = self
+            .results
+            .iter()
+            .zip(&set.tensors)
+            .map(|(r, t)| rel(r.err2, t.norm2))
+            .collect();
+        let (worst_idx, worst_rel) = rels
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |a, (i, r)| if r > a.1 { (i, r) } else { a });
+        let e: f64 = self.results.iter().map(|r| r.err2).sum();
+        let d: f64 = set.tensors.iter().map(|t| t.norm2).sum();
+        Stats {
+            n,
+            stored_bits,
+            bpw: stored_bits as f64 / n as f64,
+            mean_rel: rels.iter().sum::<f64>() / rels.len() as f64,
+            weighted_rel: (e / d).sqrt(),
+            worst_rel,
+            worst_idx,
+        }
+    }
+}
+
+fn rel(err2: f64, norm2: f64) -> f64 {
+    if norm2 > 0.0 { (err2 / norm2).sqrt() } else { err2.sqrt() }
+}
+
+fn sum_sq(v: &[f32]) -> f64 {
+    v.par_chunks(1 << 16)
+        .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+        .collect::<Vec<_>>()
+        .iter()
+        .sum()
+}
+
+fn err2(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.par_chunks(1 << 16)
+        .zip(b.par_chunks(1 << 16))
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(&p, &q)| (f64::from(p) - f64::from(q)).powi(2))
+                .sum::<f64>()
+        })
+        .collect::<Vec<_>>()
+        .iter()
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/// splitmix64: a small, well-mixed, seedable generator (deterministic on every platform).
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in (0, 1).
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box–Muller, cosine branch).
+    fn normal(&mut self) -> f64 {
+        let (a, b) = (self.unit(), self.unit());
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    }
+    /// Student-t with 4 degrees of freedom: Z / sqrt(χ²₄ / 4), χ²₄ = −2 ln(U₁U₂).
+    fn student_t4(&mut self) -> f64 {
+        let z = self.normal();
+        let chi2 = -2.0 * (self.unit() * self.unit()).ln();
+        z / (chi2 / 4.0).sqrt()
+    }
+}
+
+fn synthetic(kind: &str, size: u64) -> InputSet {
+    let n = (size * size) as usize;
+    let data: Vec<f32> = match kind {
+        "gaussian" => {
+            let mut rng = Rng(0x5eed_0001);
+            (0..n).map(|_| (0.02 * rng.normal()) as f32).collect()
+        }
+        _ => {
+            // Var(t₄) = ν / (ν − 2) = 2: scale by 0.02 / √2 for std 0.02.
+            let mut rng = Rng(0x5eed_0002);
+            let s = 0.02 / 2f64.sqrt();
+            (0..n).map(|_| (s * rng.student_t4()) as f32).collect()
+        }
+    };
+    let norm2 = sum_sq(&data);
+    let std = (norm2 / n as f64).sqrt();
+    let (name, what) = if kind == "gaussian" {
+        ("gaussian", "Gaussian, std 0.02")
+    } else {
+        ("student-t4", "Student-t, nu = 4, scaled to std 0.02")
+    };
+    InputSet {
+        name: format!("{name}-{size}"),
+        description: format!("synthetic {size}x{size} {what} (sample std {std:.5}), seeded splitmix64"),
+        tensors: vec![Tensor2 {
+            name: format!("{name}.{size}x{size}"),
+            dims: vec![size, size],
+            data,
+            norm2,
+        }],
+        notes: Vec::new(),
+    }
+}
+
+/// Reads the F32 2-D linear weights of a safetensors file (a tiny parser: 8-byte LE header
+/// length, JSON header, raw little-endian data).
+fn load_model(path: &Path) -> Result<InputSet, String> {
+    let file = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
+    let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if bytes.len() < 8 {
+        return Err(format!("{}: too short for safetensors", file.display()));
+    }
+    let hlen = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(bytes.get(8..8 + hlen).ok_or("header past end of file")?)
+        .map_err(|e| format!("{}: header: {e}", file.display()))?;
+    let data_start = 8 + hlen;
+    let mut tensors = Vec::new();
+    let mut skipped = Vec::new();
+    let obj = header.as_object().ok_or("header is not an object")?;
+    let mut names: Vec<&String> = obj.keys().filter(|k| *k != "__metadata__").collect();
+    names.sort_by_key(|k| natural_key(k));
+    for name in names {
+        let info = &obj[name];
+        let dtype = info["dtype"].as_str().unwrap_or("?");
+        let shape: Vec<u64> = info["shape"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default();
+        let linear = (name.contains("attention") || name.contains("intermediate") || name.contains("output"))
+            && name.ends_with(".weight")
+            && shape.len() == 2;
+        if !linear || dtype != "F32" {
+            skipped.push(format!("{name} {dtype} {shape:?}"));
+            continue;
+        }
+        let off = info["data_offsets"].as_array().ok_or("no data_offsets")?;
+        let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+        let raw = bytes
+            .get(data_start + a..data_start + b)
+            .ok_or_else(|| format!("{name}: data past end of file"))?;
+        let data: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        if data.len() as u64 != shape.iter().product::<u64>() {
+            return Err(format!("{name}: {} values for shape {shape:?}", data.len()));
+        }
+        let norm2 = sum_sq(&data);
+        tensors.push(Tensor2 {
+            name: name.clone(),
+            dims: shape,
+            data,
+            norm2,
+        });
+    }
+    if tensors.is_empty() {
+        return Err(format!("{}: no 2-D F32 linear weights found", file.display()));
+    }
+    let n: u64 = tensors.iter().map(|t| t.data.len() as u64).sum();
+    let mut shapes: BTreeMap<String, usize> = BTreeMap::new();
+    for t in &tensors {
+        *shapes.entry(format!("{}x{}", t.dims[0], t.dims[1])).or_default() += 1;
+    }
+    let shapes: Vec<String> = shapes.iter().map(|(s, c)| format!("{c} x [{s}]")).collect();
+    Ok(InputSet {
+        name: "minilm".into(),
+        description: format!(
+            "{}: {} linear weights (names with attention|intermediate|output, .weight, 2-D, F32): {}; {} weights",
+            file.display(),
+            tensors.len(),
+            shapes.join(", "),
+            n
+        ),
+        tensors,
+        notes: vec![format!(
+            "excluded ({}): embeddings (word/position/token-type tables are lookups, usually kept at higher precision), \
+             LayerNorm weights and biases (1-D), position_ids (I64), and anything not matching the filter: {}",
+            skipped.len(),
+            skipped.join("; ")
+        )],
+    })
+}
+
+/// Sort key that orders "layer.10" after "layer.9".
+fn natural_key(s: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut num: Option<u64> = None;
+    for ch in s.chars() {
+        if let Some(d) = ch.to_digit(10) {
+            num = Some(num.unwrap_or(0) * 10 + u64::from(d));
+        } else {
+            if let Some(v) = num.take() {
+                out.push((std::mem::take(&mut text), v));
+            }
+            text.push(ch);
+        }
+    }
+    out.push((text, num.unwrap_or(0)));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// uc
+
+/// Validates and decodes a record, merging the overlay in the reference order of spec R-8.5
+/// (`acc = 0; for k { acc = acc + U[i,k] * V[k,j] }` in binary32, then `W_base + acc`).
+fn uc_reconstruct(record: &[u8]) -> Vec<f32> {
+    uc_format::validate(record).expect("the encoder wrote an invalid record");
+    let rec = Record::parse(record).expect("record parses");
+    let mut out = vec![0f32; rec.len() as usize];
+    rec.decode_into(&mut out).expect("decode");
+    let r = rec.overlay_rank() as usize;
+    if r > 0 {
+        let (rows, cols) = (rec.rows() as usize, rec.cols() as usize);
+        let mut u = vec![0f32; rows * r];
+        let mut v = vec![0f32; r * cols];
+        rec.overlay_u_into(&mut u).expect("overlay U");
+        rec.overlay_v_into(&mut v).expect("overlay V");
+        out.par_chunks_mut(cols).enumerate().for_each(|(i, row)| {
+            let mut acc = vec![0f32; cols];
+            for k in 0..r {
+                let uik = u[i * r + k];
+                for (a, &b) in acc.iter_mut().zip(&v[k * cols..(k + 1) * cols]) {
+                    *a += uik * b;
+                }
+            }
+            for (o, a) in row.iter_mut().zip(&acc) {
+                *o += *a;
+            }
+        });
+    }
+    out
+}
+
+fn uc_encode(t: &Tensor2, bits: u8, rank: u32) -> TensorResult {
+    let enc = encode_tensor(
+        &t.data,
+        &t.dims,
+        &TensorOptions {
+            bits,
+            rank,
+            seed: SVD_SEED,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: encode b{bits} r{rank}: {e}", t.name));
+    let recon = uc_reconstruct(&enc.record);
+    let e = err2(&t.data, &recon);
+    // The encoder's own estimate must agree with the decoder's reconstruction.
+    assert!(
+        (e - enc.err2).abs() <= 1e-5 * t.norm2 + 1e-3 * e,
+        "{}: b{bits} r{rank}: decoded err2 {e} vs encoder {}",
+        t.name,
+        enc.err2
+    );
+    TensorResult {
+        stored_bits: enc.record.len() as u64 * 8,
+        err2: e,
+        detail: format!("b{}r{}", enc.bits, enc.rank),
+    }
+}
+
+fn uc_uniform(set: &InputSet, bits: u8, rank: u32) -> MethodRow {
+    let t0 = Instant::now();
+    let results = set.tensors.iter().map(|t| uc_encode(t, bits, rank)).collect();
+    MethodRow {
+        group: "uc uniform".into(),
+        method: if rank == 0 {
+            format!("uc b{bits}")
+        } else {
+            format!("uc b{bits} + r{rank} bf16")
+        },
+        results,
+        seconds: t0.elapsed().as_secs_f64(),
+        notes: Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// k-quants (candle-core)
+
+#[derive(Clone, Copy, PartialEq)]
+enum KMode {
+    /// `QTensor::quantize`: candle's port of the ggml reference quantizers.
+    Plain,
+    /// `QTensor::quantize_imatrix` with an all-ones importance vector: the weighted search
+    /// (make_qkx3_quants / make_qx_quants with weights) that llama.cpp runs with an imatrix.
+    ImatrixOnes,
+}
+
+fn kquant_name(d: GgmlDType) -> &'static str {
+    match d {
+        GgmlDType::Q2K => "Q2_K",
+        GgmlDType::Q3K => "Q3_K",
+        GgmlDType::Q4K => "Q4_K",
+        GgmlDType::Q5K => "Q5_K",
+        GgmlDType::Q6K => "Q6_K",
+        GgmlDType::Q8_0 => "Q8_0",
+        _ => "?",
+    }
+}
+
+fn kquant(set: &InputSet, dtype: GgmlDType, mode: KMode, notes_out: &mut Vec<String>) -> Result<MethodRow, String> {
+    let dev = Device::Cpu;
+    let bs = dtype.block_size();
+    let t0 = Instant::now();
+    let mut results = Vec::new();
+    let mut flattened = Vec::new();
+    for t in &set.tensors {
+        let n = t.data.len();
+        let last = *t.dims.last().unwrap() as usize;
+        let shape: Vec<usize> = if last % bs == 0 {
+            t.dims.iter().map(|&d| d as usize).collect()
+        } else if n % bs == 0 {
+            flattened.push(t.name.clone());
+            vec![n / bs, bs]
+        } else {
+            return Err(format!("{}: {n} weights is not a multiple of the {bs}-element block", t.name));
+        };
+        let src = Tensor::from_slice(&t.data, shape.as_slice(), &dev).map_err(|e| e.to_string())?;
+        let q = match mode {
+            KMode::Plain => QTensor::quantize(&src, dtype),
+            KMode::ImatrixOnes => QTensor::quantize_imatrix(&src, &vec![1f32; *shape.last().unwrap()], dtype),
+        }
+        .map_err(|e| format!("{}: quantize {dtype:?}: {e}", t.name))?;
+        let stored_bits = q.storage_size_in_bytes() as u64 * 8;
+        let expect = (n / bs * dtype.type_size() * 8) as u64;
+        assert_eq!(stored_bits, expect, "{}: storage size", t.name);
+        let deq = q
+            .dequantize(&dev)
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.to_vec1::<f32>())
+            .map_err(|e| format!("{}: dequantize: {e}", t.name))?;
+        results.push(TensorResult {
+            stored_bits,
+            err2: err2(&t.data, &deq),
+            detail: String::new(),
+        });
+    }
+    let mut notes = Vec::new();
+    if !flattened.is_empty() {
+        let note = format!(
+            "{}: last dim not a multiple of {bs}, quantized flattened to [n/{bs}, {bs}] ({} of {} tensors)",
+            kquant_name(dtype),
+            flattened.len(),
+            set.tensors.len()
+        );
+        notes_out.push(note.clone());
+        notes.push(note);
+    }
+    let suffix = match mode {
+        KMode::Plain => "",
+        KMode::ImatrixOnes => " (imatrix=1)",
+    };
+    Ok(MethodRow {
+        group: format!("tier {}", kquant_name(dtype)),
+        method: format!("{}{suffix}", kquant_name(dtype)),
+        results,
+        seconds: t0.elapsed().as_secs_f64(),
+        notes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+fn fmt_row(set: &InputSet, r: &MethodRow) -> String {
+    let s = r.stats(set);
+    let worst = if set.tensors.len() > 1 {
+        format!("{:.5} ({})", s.worst_rel, short_name(&set.tensors[s.worst_idx].name))
+    } else {
+        format!("{:.5}", s.worst_rel)
+    };
+    let choice = choice_summary(r);
+    format!(
+        "| {} | {}{} | {:.4} | {:.5} | {:.5} | {} | {:.2} |",
+        r.group,
+        r.method,
+        if choice.is_empty() { String::new() } else { format!(" [{choice}]") },
+        s.bpw,
+        s.mean_rel,
+        s.weighted_rel,
+        worst,
+        r.seconds
+    )
+}
+
+fn short_name(n: &str) -> String {
+    n.replace("encoder.layer.", "L").replace(".weight", "")
+}
+
+/// For budget rows: how often each (bits, rank) was chosen.
+fn choice_summary(r: &MethodRow) -> String {
+    let mut m: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &r.results {
+        if !t.detail.is_empty() && r.method.starts_with("uc @") {
+            *m.entry(t.detail.as_str()).or_default() += 1;
+        }
+    }
+    m.iter()
+        .map(|(k, c)| if r.results.len() > 1 { format!("{k} x{c}") } else { (*k).to_string() })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn row_json(set: &InputSet, r: &MethodRow) -> Value {
+    let s = r.stats(set);
+    json!({
+        "group": r.group,
+        "method": r.method,
+        "n": s.n,
+        "stored_bits": s.stored_bits,
+        "bpw": s.bpw,
+        "mean_rel_l2": s.mean_rel,
+        "weighted_rel_l2": s.weighted_rel,
+        "worst_rel_l2": s.worst_rel,
+        "worst_tensor": set.tensors[s.worst_idx].name,
+        "seconds": r.seconds,
+        "notes": r.notes,
+        "per_tensor": r.results.iter().zip(&set.tensors).map(|(x, t)| json!({
+            "name": t.name,
+            "stored_bits": x.stored_bits,
+            "bpw": x.stored_bits as f64 / t.data.len() as f64,
+            "rel_l2": rel(x.err2, t.norm2),
+            "choice": x.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Args {
+    model: Option<PathBuf>,
+    synthetic_size: u64,
+    sets: Vec<String>,
+    json: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        model: None,
+        synthetic_size: 4096,
+        sets: vec!["minilm".into(), "gaussian".into(), "student-t".into()],
+        json: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{k} needs a value"));
+        match k.as_str() {
+            "--model" => a.model = Some(val()?.into()),
+            "--synthetic-size" => {
+                a.synthetic_size = val()?.parse().map_err(|e| format!("--synthetic-size: {e}"))?;
+                if a.synthetic_size == 0 || a.synthetic_size % 256 != 0 {
+                    return Err("--synthetic-size must be a positive multiple of 256".into());
+                }
+            }
+            "--sets" => a.sets = val()?.split(',').map(|s| s.trim().to_string()).collect(),
+            "--json" => a.json = Some(val()?.into()),
+            "-h" | "--help" => {
+                return Err("usage: uc-quality-bench [--model DIR|FILE] [--synthetic-size N] \
+                            [--sets minilm,gaussian,student-t] [--json FILE]"
+                    .into());
+            }
+            _ => return Err(format!("unknown argument {k:?} (see --help)")),
+        }
+    }
+    for s in &a.sets {
+        if !["minilm", "gaussian", "student-t"].contains(&s.as_str()) {
+            return Err(format!("unknown set {s:?} (minilm, gaussian, student-t)"));
+        }
+    }
+    if a.sets.iter().any(|s| s == "minilm") && a.model.is_none() {
+        return Err("the minilm set needs --model \"$(scripts/fetch-models.sh minilm)\" (or drop it with --sets)".into());
+    }
+    Ok(a)
+}
+
+const TIERS: [GgmlDType; 6] = [
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+    GgmlDType::Q8_0,
+];
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("uc-quality-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let start = Instant::now();
+    let threads = rayon::current_num_threads();
+    let cpu = cpu_model();
+    println!("# uc quality benchmark: uc GSQ vs ggml k-quants (candle-core {})\n", CANDLE_VERSION);
+    println!(
+        "machine: {cpu}, {} hardware threads, rayon threads {threads} (candle k-quant quantization runs on one thread)\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let mut sets_json = Vec::new();
+    let mut verdict_json = Vec::new();
+    for set_name in &args.sets {
+        let set = match set_name.as_str() {
+            "minilm" => match load_model(args.model.as_deref().unwrap()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("uc-quality-bench: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            "gaussian" => synthetic("gaussian", args.synthetic_size),
+            _ => synthetic("student-t", args.synthetic_size),
+        };
+        let set_t0 = Instant::now();
+        eprintln!("[{}] {}", set.name, set.description);
+        let mut rows: Vec<MethodRow> = Vec::new();
+        let mut notes = set.notes.clone();
+
+        // uc uniform.
+        for rank in [0u32, 16, 32] {
+            for bits in UC_BITS {
+                let r = uc_uniform(&set, bits, rank);
+                eprintln!("  {} {:.1}s", r.method, r.seconds);
+                rows.push(r);
+            }
+        }
+
+        // Candidates for the budgeted uc, once per tensor.
+        let t0 = Instant::now();
+        let bits: Vec<u8> = UC_BITS.collect();
+        let cands: Vec<Vec<uc_encode::Candidate>> = set
+            .tensors
+            .iter()
+            .map(|t| candidates(&t.data, &t.dims, &bits, &BUDGET_RANKS, SVD_SEED).expect("candidates"))
+            .collect();
+        let cand_secs = t0.elapsed().as_secs_f64();
+        eprintln!("  candidates {cand_secs:.1}s");
+        notes.push(format!(
+            "uc @ budget: per tensor, the candidate (bits 2..=8 x overlay rank {{0, 8, 16, 32, 64}}) with the lowest \
+             estimated error whose record size <= the k-quant's stored bits for that tensor, then encoded and measured; \
+             evaluating all candidates took {cand_secs:.2} s (not included in the per-tier times)"
+        ));
+
+        let mut tier_rows: Vec<(GgmlDType, usize, Option<usize>, usize)> = Vec::new();
+        for dtype in TIERS {
+            let plain = match kquant(&set, dtype, KMode::Plain, &mut notes) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("uc-quality-bench: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            eprintln!("  {} {:.1}s", plain.method, plain.seconds);
+            let plain_idx = rows.len();
+            rows.push(plain);
+            let imat_idx = if dtype != GgmlDType::Q8_0 {
+                let mut sink = Vec::new();
+                let r = kquant(&set, dtype, KMode::ImatrixOnes, &mut sink).expect("imatrix quantize");
+                eprintln!("  {} {:.1}s", r.method, r.seconds);
+                rows.push(r);
+                Some(rows.len() - 1)
+            } else {
+                None
+            };
+            // uc at the same budget, tensor by tensor.
+            let t0 = Instant::now();
+            let mut results = Vec::new();
+            let mut over = 0;
+            for (ti, t) in set.tensors.iter().enumerate() {
+                let budget = rows[plain_idx].results[ti].stored_bits;
+                let best = cands[ti]
+                    .iter()
+                    .filter(|c| c.cost_bits <= budget)
+                    .min_by(|a, b| a.err2.total_cmp(&b.err2).then(a.cost_bits.cmp(&b.cost_bits)));
+                let pick = match best {
+                    Some(c) => *c,
+                    None => {
+                        over += 1;
+                        *cands[ti].iter().min_by_key(|c| c.cost_bits).unwrap()
+                    }
+                };
+                results.push(uc_encode(t, pick.bits, pick.rank));
+            }
+            let mut rnotes = Vec::new();
+            if over > 0 {
+                let n = format!(
+                    "uc @ {}: no candidate fits the budget for {over} tensors; the cheapest was used (over budget)",
+                    kquant_name(dtype)
+                );
+                notes.push(n.clone());
+                rnotes.push(n);
+            }
+            let r = MethodRow {
+                group: format!("tier {}", kquant_name(dtype)),
+                method: format!("uc @ {} budget", kquant_name(dtype)),
+                results,
+                seconds: t0.elapsed().as_secs_f64(),
+                notes: rnotes,
+            };
+            eprintln!("  {} {:.1}s", r.method, r.seconds);
+            rows.push(r);
+            tier_rows.push((dtype, plain_idx, imat_idx, rows.len() - 1));
+        }
+        let set_secs = set_t0.elapsed().as_secs_f64();
+
+        // Table.
+        println!("## {}\n\n{}\n", set.name, set.description);
+        println!(
+            "| group | method | bpw | mean rel_l2 | weighted rel_l2 | worst rel_l2 | time s |\n|---|---|---:|---:|---:|---:|---:|"
+        );
+        for r in &rows {
+            println!("{}", fmt_row(&set, r));
+        }
+        println!();
+        for n in &notes {
+            println!("- {n}");
+        }
+        println!("- set wall time {set_secs:.1} s\n");
+
+        // Claim check: uc at the k-quant's budget vs the k-quant, tiers 3..6 bits.
+        println!(
+            "Claim check ({}): uc at <= the k-quant's bits per tensor vs the k-quant (candle `quantize`; imatrix=1 variant in brackets)\n",
+            set.name
+        );
+        println!("| tier | k-quant bpw | uc bpw | k-quant mean / weighted | uc mean / weighted | uc lower? |\n|---|---:|---:|---:|---:|---|");
+        let mut verdicts = Vec::new();
+        for &(dtype, pi, ii, ui) in &tier_rows {
+            let (k, u) = (rows[pi].stats(&set), rows[ui].stats(&set));
+            let im = ii.map(|i| rows[i].stats(&set));
+            let in_claim = matches!(dtype, GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K);
+            let lower = u.bpw <= k.bpw && u.mean_rel < k.mean_rel && u.weighted_rel < k.weighted_rel;
+            let lower_im = im
+                .as_ref()
+                .map(|m| u.bpw <= m.bpw && u.mean_rel < m.mean_rel && u.weighted_rel < m.weighted_rel);
+            let im_txt = im
+                .as_ref()
+                .map(|m| format!(" [{:.5} / {:.5}]", m.mean_rel, m.weighted_rel))
+                .unwrap_or_default();
+            let lower_txt = format!(
+                "{}{}{}",
+                if lower { "yes" } else { "NO" },
+                match lower_im {
+                    Some(true) => " [yes]",
+                    Some(false) => " [NO]",
+                    None => "",
+                },
+                if in_claim { "" } else { " (outside the 3-6 bit claim)" }
+            );
+            println!(
+                "| {} | {:.4} | {:.4} | {:.5} / {:.5}{} | {:.5} / {:.5} | {} |",
+                kquant_name(dtype),
+                k.bpw,
+                u.bpw,
+                k.mean_rel,
+                k.weighted_rel,
+                im_txt,
+                u.mean_rel,
+                u.weighted_rel,
+                lower_txt
+            );
+            verdicts.push(json!({
+                "tier": kquant_name(dtype),
+                "in_claim": in_claim,
+                "kquant_bpw": k.bpw,
+                "uc_bpw": u.bpw,
+                "kquant_mean_rel_l2": k.mean_rel,
+                "kquant_weighted_rel_l2": k.weighted_rel,
+                "kquant_imatrix1_mean_rel_l2": im.as_ref().map(|m| m.mean_rel),
+                "kquant_imatrix1_weighted_rel_l2": im.as_ref().map(|m| m.weighted_rel),
+                "uc_mean_rel_l2": u.mean_rel,
+                "uc_weighted_rel_l2": u.weighted_rel,
+                "uc_lower": lower,
+                "uc_lower_than_imatrix1": lower_im,
+            }));
+        }
+        println!();
+        verdict_json.push(json!({"set": set.name, "tiers": verdicts}));
+        sets_json.push(json!({
+            "name": set.name,
+            "description": set.description,
+            "tensors": set.tensors.iter().map(|t| json!({"name": t.name, "dims": t.dims})).collect::<Vec<_>>(),
+            "notes": notes,
+            "candidate_seconds": cand_secs,
+            "seconds": set_secs,
+            "rows": rows.iter().map(|r| row_json(&set, r)).collect::<Vec<_>>(),
+        }));
+    }
+    let total = start.elapsed().as_secs_f64();
+    println!("total wall time {total:.1} s");
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "benchmark": "uc-quality-bench",
+            "candle_core": CANDLE_VERSION,
+            "machine": {
+                "cpu": cpu,
+                "hardware_threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+                "rayon_threads": threads,
+            },
+            "args": std::env::args().skip(1).collect::<Vec<_>>(),
+            "synthetic_size": args.synthetic_size,
+            "sets": sets_json,
+            "claim_check": verdict_json,
+            "seconds": total,
+        });
+        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap() + "\n") {
+            eprintln!("uc-quality-bench: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The candle-core version locked in this package's Cargo.lock (see build.rs).
+const CANDLE_VERSION: &str = env!("CANDLE_CORE_VERSION");

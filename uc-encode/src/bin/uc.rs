@@ -1,0 +1,385 @@
+//! `uc`: compress Hugging Face models into uc packs, inspect and unpack them.
+//!
+//! Exit codes: 0 success, 1 the written or read pack failed verification, 2 usage or I/O error
+//! (including bad input models), 130 interrupted.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uc_encode::compress::{CompressOptions, CompressSummary, compress};
+use uc_encode::error::CompressError;
+use uc_encode::unpack::{OutDtype, UnpackOptions, inspect, unpack};
+
+#[derive(Parser)]
+#[command(
+    name = "uc",
+    version,
+    about = "UltraCompress: open, verifiable compressed LLM weights (uc pack v0.3)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DtypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compress a local Hugging Face model directory into a uc pack.
+    ///
+    /// Quantizes every 2-D F32/F16/BF16 weight (embeddings, lm_head and norms stay verbatim; see
+    /// --skip) with grid scalar quantization and an optional low-rank overlay, choosing bits and
+    /// rank per tensor to minimise the size-weighted relative squared error within --bpw. Holds one
+    /// tensor in memory; resumable: rerun the same command after an interruption. Writes the pack
+    /// atomically and verifies it with the uc-verify checks before reporting success.
+    Compress {
+        /// Source model directory (config.json + model.safetensors or sharded safetensors).
+        source: PathBuf,
+        /// Bits-per-weight budget over all quantized weights (everything stored counts).
+        #[arg(long, default_value_t = 5.0)]
+        bpw: f64,
+        /// Use this code width (1..=8) for every tensor instead of letting the budget choose.
+        #[arg(long)]
+        bits: Option<u8>,
+        /// Use this overlay rank for every tensor (0 = no overlay) instead of letting the budget choose.
+        #[arg(long)]
+        rank: Option<u32>,
+        /// Output directory [default: ./models/<source-name>-uc<bpw>].
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+        /// Compute device: cpu (cuda:N is not available in this build).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Worker threads [default: all cores]. Output does not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seed of the randomized parts (SVD sketches).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Method version recorded in the manifest.
+        #[arg(long, default_value = "gsq-1")]
+        method_version: String,
+        /// License identifier recorded in the manifest (SPDX).
+        #[arg(long)]
+        license: Option<String>,
+        /// Keep tensors whose names match this glob verbatim (repeatable; `*` and `?`).
+        #[arg(long)]
+        skip: Vec<String>,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Replace an existing output directory and discard an unfinished run's journal.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Decode a pack into a standard safetensors model any runtime can load.
+    Unpack {
+        /// Pack directory.
+        pack: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        output_dir: PathBuf,
+        /// dtype of decoded tensors.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        /// Add the low-rank overlay U·V to the decoded weights (reference order of spec ).
+        #[arg(long)]
+        merge_overlay: bool,
+        /// Decoder device: cpu (wgpu is not available in this build).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Replace an existing output directory.
+        #[arg(long)]
+        fresh: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a pack's tensors (shape, bits, rank, bytes, rel_l2) and its manifest summary.
+    Inspect {
+        /// Pack directory.
+        pack: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn progress_printer(phase: &str, done: usize, total: usize, name: &str) {
+    if phase == "write" {
+        eprintln!("uc: writing and verifying the pack");
+    } else {
+        eprintln!("uc: {phase} [{:>4}/{total}] {name}", done + 1);
+    }
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.2} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
+}
+
+fn summary_json(s: &CompressSummary) -> serde_json::Value {
+    json!({
+        "output_dir": s.output_dir.display().to_string(),
+        "tensors_quantized": s.tensors.iter().filter(|t| t.bits.is_some()).count(),
+        "tensors_verbatim": s.tensors.iter().filter(|t| t.bits.is_none()).count(),
+        "quantized_params": s.quantized_params,
+        "total_params": s.total_params,
+        "bytes_in": s.bytes_in,
+        "bytes_out": s.bytes_out,
+        "ratio": s.bytes_in as f64 / s.bytes_out.max(1) as f64,
+        "bpw": s.bpw,
+        "bpw_records": s.bpw_records,
+        "mean_rel_l2": s.mean_rel_l2,
+        "worst_rel_l2": s.worst_rel_l2.as_ref().map(|(n, v)| json!({"tensor": n, "rel_l2": v})),
+        "resumed_steps": s.resumed,
+        "seconds": s.seconds,
+        "peak_rss_bytes": s.peak_rss,
+        "verification_checks_passed": s.checks_passed,
+        "tensors": s.tensors.iter().map(|t| json!({
+            "name": t.name, "shape": t.shape, "bits": t.bits, "rank": t.rank, "bytes": t.bytes, "rel_l2": t.rel_l2,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_summary(s: &CompressSummary) {
+    let q = s.tensors.iter().filter(|t| t.bits.is_some()).count();
+    println!("pack        {}", s.output_dir.display());
+    println!("tensors     {} quantized, {} verbatim", q, s.tensors.len() - q);
+    println!("parameters  {} quantized of {}", s.quantized_params, s.total_params);
+    println!(
+        "bytes       {} in, {} out, ratio {:.2}x",
+        human(s.bytes_in),
+        human(s.bytes_out),
+        s.bytes_in as f64 / s.bytes_out.max(1) as f64
+    );
+    println!(
+        "bpw         {:.4} (codes+scales+grid+overlay), {:.4} with record headers",
+        s.bpw, s.bpw_records
+    );
+    match &s.worst_rel_l2 {
+        Some((n, v)) => println!("rel_l2      mean {:.5}, worst {:.5} ({n})", s.mean_rel_l2, v),
+        None => println!("rel_l2      -"),
+    }
+    println!(
+        "time        {:.1} s{}",
+        s.seconds,
+        if s.resumed > 0 {
+            format!(" ({} steps resumed from the journal)", s.resumed)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(m) = s.peak_rss {
+        println!("peak memory {}", human(m));
+    }
+    println!("verified    {} checks passed (uc-verify)", s.checks_passed);
+    println!(
+        "\n{:<56} {:>14} {:>4} {:>4} {:>11} {:>9}",
+        "tensor", "shape", "bits", "rank", "bytes", "rel_l2"
+    );
+    for t in &s.tensors {
+        let shape = format!("{:?}", t.shape);
+        let bits = t.bits.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
+        let rel = t.rel_l2.map(|r| format!("{r:.5}")).unwrap_or_else(|| "verbatim".into());
+        println!(
+            "{:<56} {:>14} {:>4} {:>4} {:>11} {:>9}",
+            t.name, shape, bits, t.rank, t.bytes, rel
+        );
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CompressError> {
+    match cli.cmd {
+        Cmd::Compress {
+            source,
+            bpw,
+            bits,
+            rank,
+            output_dir,
+            device,
+            threads,
+            seed,
+            method_version,
+            license,
+            skip,
+            json,
+            fresh,
+        } => {
+            if device != "cpu" {
+                return Err(CompressError::Usage(format!(
+                    "--device {device}: only `cpu` is available in this build (the CUDA encoder is not implemented yet)"
+                )));
+            }
+            if let Some(t) = threads {
+                if t == 0 {
+                    return Err(CompressError::Usage("--threads must be at least 1".into()));
+                }
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build_global()
+                    .map_err(|e| CompressError::Usage(format!("--threads: {e}")))?;
+            }
+            let output_dir = output_dir.unwrap_or_else(|| {
+                let name = source
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "model".into());
+                PathBuf::from("models").join(format!("{name}-uc{bpw}"))
+            });
+            if let Some(parent) = output_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| CompressError::Io {
+                    path: parent.to_path_buf(),
+                    source: e,
+                })?;
+            }
+            let opts = CompressOptions {
+                source,
+                output_dir,
+                bpw,
+                bits,
+                rank,
+                seed,
+                method_version,
+                license,
+                skip,
+                fresh,
+                created_at: None,
+                progress: if std::io::stderr().is_terminal() || std::env::var_os("UC_PROGRESS").is_some() {
+                    Some(progress_printer)
+                } else {
+                    None
+                },
+            };
+            let s = compress(&opts)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary_json(&s)).unwrap_or_default()
+                );
+            } else {
+                print_summary(&s);
+            }
+            Ok(())
+        }
+        Cmd::Unpack {
+            pack,
+            output_dir,
+            dtype,
+            merge_overlay,
+            device,
+            fresh,
+            json,
+        } => {
+            if device != "cpu" {
+                return Err(CompressError::Usage(format!(
+                    "--device {device}: only `cpu` is available in this build (the wgpu decoder is not implemented yet)"
+                )));
+            }
+            let dtype = match dtype {
+                DtypeArg::F32 => OutDtype::F32,
+                DtypeArg::F16 => OutDtype::F16,
+                DtypeArg::Bf16 => OutDtype::Bf16,
+            };
+            let s = unpack(&UnpackOptions {
+                pack,
+                output_dir: output_dir.clone(),
+                dtype,
+                merge_overlay,
+                overwrite: fresh,
+            })?;
+            if json {
+                let v = json!({"output_dir": output_dir.display().to_string(), "decoded": s.decoded, "copied": s.copied,
+                    "digests_checked": s.digests_checked, "bytes_out": s.bytes_out});
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!(
+                    "unpacked {} records ({} recon_sha256 checked) and copied {} tensors into {} ({})",
+                    s.decoded,
+                    s.digests_checked,
+                    s.copied,
+                    output_dir.display(),
+                    human(s.bytes_out)
+                );
+            }
+            Ok(())
+        }
+        Cmd::Inspect { pack, json } => {
+            let (rows, man) = inspect(&pack)?;
+            if json {
+                let v = json!({
+                    "tensors": rows.iter().map(|r| json!({"name": r.name, "file": r.file, "dtype": r.dtype, "shape": r.shape,
+                        "bits": r.bits, "rank": r.rank, "bytes": r.bytes, "rel_l2": r.rel_l2})).collect::<Vec<_>>(),
+                    "manifest": man,
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return Ok(());
+            }
+            if let Some(m) = &man {
+                for k in [
+                    "model_id",
+                    "base_model",
+                    "method",
+                    "method_version",
+                    "format_version",
+                    "bpw",
+                    "size_bytes",
+                    "license",
+                    "created_at",
+                    "tooling_version",
+                ] {
+                    if let Some(v) = m.get(k).filter(|v| !v.is_null()) {
+                        println!(
+                            "{k:<16} {}",
+                            v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+                        );
+                    }
+                }
+                println!();
+            } else {
+                println!("(no ultracompress.json manifest)\n");
+            }
+            println!(
+                "{:<56} {:>6} {:>14} {:>4} {:>4} {:>11} {:>9}",
+                "tensor", "dtype", "shape", "bits", "rank", "bytes", "rel_l2"
+            );
+            for r in &rows {
+                println!(
+                    "{:<56} {:>6} {:>14} {:>4} {:>4} {:>11} {:>9}",
+                    r.name,
+                    r.dtype,
+                    format!("{:?}", r.shape),
+                    r.bits.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                    r.rank,
+                    r.bytes,
+                    r.rel_l2.map(|v| format!("{v:.5}")).unwrap_or_else(|| "-".into())
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uc: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

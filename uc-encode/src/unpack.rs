@@ -1,0 +1,357 @@
+//! `uc unpack` and `uc inspect`: read a pack back.
+//!
+//! `unpack` writes a standard Hugging Face safetensors model: every record decoded (optionally with
+//! its overlay merged, spec) to f32, f16 or bf16, every other tensor copied verbatim, the other
+//! files copied; one tensor in memory at a time; the output directory appears atomically. While it
+//! decodes, it recomputes each record's `recon_sha256` and compares it with the manifest.
+
+use crate::error::CompressError;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use uc_decode::Record;
+use uc_format::num::{f32_to_bf16_bits, f32_to_f16_bits};
+use uc_verify::safetensors::{Dtype, Header, read_header};
+
+/// Output dtype of decoded tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutDtype {
+    /// binary32.
+    F32,
+    /// binary16 (round to nearest even).
+    F16,
+    /// bfloat16 (round to nearest even).
+    Bf16,
+}
+
+impl OutDtype {
+    fn safetensors(self) -> Dtype {
+        match self {
+            OutDtype::F32 => Dtype::F32,
+            OutDtype::F16 => Dtype::F16,
+            OutDtype::Bf16 => Dtype::Bf16,
+        }
+    }
+    fn size(self) -> u64 {
+        if self == OutDtype::F32 { 4 } else { 2 }
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> CompressError {
+    CompressError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn bad(path: &Path, msg: impl Into<String>) -> CompressError {
+    CompressError::BadSource {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// The safetensors files of a pack, in name order.
+fn pack_files(pack: &Path) -> Result<Vec<String>, CompressError> {
+    let index = pack.join("model.safetensors.index.json");
+    if index.exists() {
+        let v: Value = serde_json::from_slice(&std::fs::read(&index).map_err(|e| io(&index, e))?)
+            .map_err(|e| bad(&index, format!("invalid JSON: {e}")))?;
+        let mut names: Vec<String> = v["weight_map"]
+            .as_object()
+            .ok_or_else(|| bad(&index, "no weight_map"))?
+            .values()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        if names
+            .iter()
+            .any(|n| n.contains('/') || n.contains('\\') || n.starts_with('.'))
+        {
+            return Err(bad(&index, "a shard name is not a plain file name"));
+        }
+        Ok(names)
+    } else if pack.join("model.safetensors").exists() {
+        Ok(vec!["model.safetensors".into()])
+    } else {
+        Err(bad(
+            pack,
+            "not a uc pack: no model.safetensors and no model.safetensors.index.json",
+        ))
+    }
+}
+
+fn open_header(path: &Path) -> Result<(File, Header), CompressError> {
+    let mut f = File::open(path).map_err(|e| io(path, e))?;
+    let len = f.metadata().map_err(|e| io(path, e))?.len();
+    let h = read_header(&mut f, len)
+        .map_err(|e| io(path, e))?
+        .map_err(|e| bad(path, e.to_string()))?;
+    Ok((f, h))
+}
+
+fn read_at(f: &mut File, path: &Path, off: u64, len: u64) -> Result<Vec<u8>, CompressError> {
+    let len = usize::try_from(len).map_err(|_| bad(path, "tensor too large for this machine"))?;
+    f.seek(SeekFrom::Start(off)).map_err(|e| io(path, e))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).map_err(|e| io(path, e))?;
+    Ok(buf)
+}
+
+fn is_record(dtype: Dtype, first: &[u8]) -> bool {
+    dtype == Dtype::U8 && first.starts_with(&uc_format::MAGIC)
+}
+
+/// The manifest, if the pack has one.
+fn manifest(pack: &Path) -> Result<Option<Value>, CompressError> {
+    let p = pack.join("ultracompress.json");
+    match std::fs::read(&p) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).map_err(|e| bad(&p, format!("invalid JSON: {e}")))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&p, e)),
+    }
+}
+
+/// Options of [`unpack`].
+#[derive(Debug, Clone)]
+pub struct UnpackOptions {
+    /// Pack directory.
+    pub pack: PathBuf,
+    /// Output directory (must not exist unless `overwrite`).
+    pub output_dir: PathBuf,
+    /// Dtype of decoded tensors.
+    pub dtype: OutDtype,
+    /// Add `U·V` to `W_base`.
+    pub merge_overlay: bool,
+    /// Replace an existing output directory.
+    pub overwrite: bool,
+}
+
+/// What [`unpack`] did.
+#[derive(Debug, Clone, Default)]
+pub struct UnpackSummary {
+    /// Records decoded.
+    pub decoded: usize,
+    /// Tensors copied verbatim.
+    pub copied: usize,
+    /// Records whose recon_sha256 was checked against the manifest.
+    pub digests_checked: usize,
+    /// Bytes written.
+    pub bytes_out: u64,
+}
+
+/// Decodes a pack into a standard safetensors model.
+pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
+    if opts.output_dir.exists() && !opts.overwrite {
+        return Err(CompressError::Exists(format!(
+            "{} already exists; pass --fresh to replace it",
+            opts.output_dir.display()
+        )));
+    }
+    let files = pack_files(&opts.pack)?;
+    let man = manifest(&opts.pack)?;
+    let name = opts
+        .output_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    let tmp = opts
+        .output_dir
+        .with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let result = (|| {
+        let mut sum = UnpackSummary::default();
+        let mut weight_map = BTreeMap::new();
+        let mut total = 0u64;
+        for fname in &files {
+            let path = opts.pack.join(fname);
+            let (mut f, h) = open_header(&path)?;
+            // Plan: (name, dtype, shape, len, source tensor index, is record).
+            let mut plan = Vec::new();
+            for t in &h.tensors {
+                if t.is_padding() {
+                    continue;
+                }
+                let first = read_at(&mut f, &path, h.file_offset(t), t.len().min(8))?;
+                if is_record(t.dtype, &first) {
+                    let rec_bytes = read_at(&mut f, &path, h.file_offset(t), t.len())?;
+                    let layout =
+                        uc_format::validate(&rec_bytes).map_err(|e| bad(&path, format!("tensor {}: {e}", t.name)))?;
+                    let shape = layout.params.shape().to_vec();
+                    plan.push((
+                        t.name.clone(),
+                        opts.dtype.safetensors(),
+                        shape,
+                        layout.n * opts.dtype.size(),
+                        t.clone(),
+                        true,
+                    ));
+                } else {
+                    plan.push((t.name.clone(), t.dtype, t.shape.clone(), t.len(), t.clone(), false));
+                }
+            }
+            plan.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut header = serde_json::Map::new();
+            let mut pos = 0u64;
+            for (n, d, shape, len, _, _) in &plan {
+                header.insert(
+                    n.clone(),
+                    json!({"dtype": d.name(), "shape": shape, "data_offsets": [pos, pos + len]}),
+                );
+                pos += len;
+                weight_map.insert(n.clone(), fname.clone());
+            }
+            total += pos;
+            let mut text = Value::Object(header).to_string();
+            while (8 + text.len()) % 8 != 0 {
+                text.push(' ');
+            }
+            let out_path = tmp.join(fname);
+            let mut w = BufWriter::new(File::create(&out_path).map_err(|e| io(&out_path, e))?);
+            w.write_all(&(text.len() as u64).to_le_bytes())
+                .map_err(|e| io(&out_path, e))?;
+            w.write_all(text.as_bytes()).map_err(|e| io(&out_path, e))?;
+            for (n, _, _, _, t, record) in &plan {
+                let bytes = read_at(&mut f, &path, h.file_offset(t), t.len())?;
+                if !record {
+                    w.write_all(&bytes).map_err(|e| io(&out_path, e))?;
+                    sum.copied += 1;
+                    continue;
+                }
+                let rec = Record::parse(&bytes).map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
+                let count = usize::try_from(rec.len()).map_err(|_| bad(&path, format!("tensor {n} too large")))?;
+                let mut v = vec![0f32; count];
+                rec.decode_into(&mut v)
+                    .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
+                let digest = uc_verify::hex(&Sha256::digest(
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+                ));
+                if let Some(want) = man
+                    .as_ref()
+                    .and_then(|m| m["tensors"][n.as_str()]["recon_sha256"].as_str())
+                {
+                    if want != digest {
+                        return Err(CompressError::Verification(format!(
+                            "{}: tensor {n}: decoded weights have SHA-256 {digest}, the manifest says {want}",
+                            path.display()
+                        )));
+                    }
+                    sum.digests_checked += 1;
+                }
+                if opts.merge_overlay {
+                    rec.merge_overlay_into(&mut v)
+                        .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
+                }
+                let out: Vec<u8> = match opts.dtype {
+                    OutDtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    OutDtype::F16 => v.iter().flat_map(|x| f32_to_f16_bits(*x).to_le_bytes()).collect(),
+                    OutDtype::Bf16 => v.iter().flat_map(|x| f32_to_bf16_bits(*x).to_le_bytes()).collect(),
+                };
+                w.write_all(&out).map_err(|e| io(&out_path, e))?;
+                sum.decoded += 1;
+            }
+            let file = w.into_inner().map_err(|e| io(&out_path, e.into_error()))?;
+            file.sync_all().map_err(|e| io(&out_path, e))?;
+            sum.bytes_out += file.metadata().map_err(|e| io(&out_path, e))?.len();
+        }
+        if files.len() > 1 {
+            let idx = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+            let p = tmp.join("model.safetensors.index.json");
+            std::fs::write(&p, serde_json::to_string_pretty(&idx).unwrap_or_default()).map_err(|e| io(&p, e))?;
+        }
+        for e in std::fs::read_dir(&opts.pack).map_err(|e| io(&opts.pack, e))? {
+            let e = e.map_err(|e| io(&opts.pack, e))?;
+            let n = e.file_name().to_string_lossy().to_string();
+            let skip = n.ends_with(".safetensors") || n == "model.safetensors.index.json" || n == "ultracompress.json";
+            if !skip && e.file_type().map_err(|err| io(&e.path(), err))?.is_file() {
+                std::fs::copy(e.path(), tmp.join(&n)).map_err(|err| io(&e.path(), err))?;
+            }
+        }
+        Ok(sum)
+    })();
+    match result {
+        Ok(sum) => {
+            if opts.output_dir.exists() {
+                std::fs::remove_dir_all(&opts.output_dir).map_err(|e| io(&opts.output_dir, e))?;
+            }
+            std::fs::rename(&tmp, &opts.output_dir).map_err(|e| io(&opts.output_dir, e))?;
+            Ok(sum)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// One row of `uc inspect`.
+#[derive(Debug, Clone)]
+pub struct InspectRow {
+    /// Tensor name.
+    pub name: String,
+    /// File.
+    pub file: String,
+    /// dtype as stored ("U8" for records).
+    pub dtype: String,
+    /// Logical shape.
+    pub shape: Vec<u64>,
+    /// Bits (records only).
+    pub bits: Option<u8>,
+    /// Overlay rank (records only).
+    pub rank: u32,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// rel_l2 from the manifest, when recorded.
+    pub rel_l2: Option<f64>,
+}
+
+/// Lists a pack's tensors (records validated) and returns them with the manifest.
+pub fn inspect(pack: &Path) -> Result<(Vec<InspectRow>, Option<Value>), CompressError> {
+    let files = pack_files(pack)?;
+    let man = manifest(pack)?;
+    let mut rows = Vec::new();
+    for fname in &files {
+        let path = pack.join(fname);
+        let (mut f, h) = open_header(&path)?;
+        for t in h.tensors.iter().filter(|t| !t.is_padding()) {
+            let first = read_at(&mut f, &path, h.file_offset(t), t.len().min(8))?;
+            let rel = man
+                .as_ref()
+                .and_then(|m| m["tensors"][t.name.as_str()]["rel_l2"].as_f64());
+            if is_record(t.dtype, &first) {
+                let bytes = read_at(&mut f, &path, h.file_offset(t), t.len())?;
+                let l = uc_format::validate(&bytes).map_err(|e| bad(&path, format!("tensor {}: {e}", t.name)))?;
+                rows.push(InspectRow {
+                    name: t.name.clone(),
+                    file: fname.clone(),
+                    dtype: "uc".into(),
+                    shape: l.params.shape().to_vec(),
+                    bits: Some(l.params.bits),
+                    rank: l.params.overlay_rank,
+                    bytes: t.len(),
+                    rel_l2: rel,
+                });
+            } else {
+                rows.push(InspectRow {
+                    name: t.name.clone(),
+                    file: fname.clone(),
+                    dtype: t.dtype.name().to_string(),
+                    shape: t.shape.clone(),
+                    bits: None,
+                    rank: 0,
+                    bytes: t.len(),
+                    rel_l2: rel,
+                });
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((rows, man))
+}

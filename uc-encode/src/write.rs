@@ -1,0 +1,137 @@
+//! Phase 4 of `uc compress`: the pack written through [`crate::pack::PackWriter`] (atomic), then
+//! verified with the uc-verify library: the same checks `uc-verify <pack>` runs.
+
+use crate::compress::{CompressOptions, Encoded};
+use crate::error::CompressError;
+use crate::pack::{PackWriter, WriterOptions};
+use crate::source::SourceModel;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// What the written pack amounts to.
+pub(crate) struct Written {
+    /// Bytes of every file of the pack, manifest included.
+    pub bytes_out: u64,
+    /// bpw as the manifest accounts it.
+    pub bpw: f64,
+    /// Verification checks that passed.
+    pub checks_passed: usize,
+}
+
+fn werr(e: crate::pack::PackWriteError) -> CompressError {
+    CompressError::Usage(format!("writing the pack: {e}"))
+}
+
+/// The environment recorded in the provenance: tool version and platform only. Nothing that
+/// differs between two machines of the same platform (no CPU features, thread count or device)
+/// enters the pack, so packs are byte-identical across machines, thread counts and devices.
+fn environment() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("tool".into(), json!(format!("uc {}", env!("CARGO_PKG_VERSION"))));
+    m.insert("os".into(), json!(std::env::consts::OS));
+    m.insert("arch".into(), json!(std::env::consts::ARCH));
+    m
+}
+
+pub(crate) fn write_pack(
+    opts: &CompressOptions,
+    src: &SourceModel,
+    records: &[(usize, Encoded)],
+    rels: &[(String, f64)],
+    digests: &BTreeMap<String, String>,
+    created_at: &str,
+) -> Result<Written, CompressError> {
+    let mut w = PackWriter::with_options(
+        &opts.output_dir,
+        WriterOptions {
+            overwrite: opts.fresh,
+            ..WriterOptions::default()
+        },
+    )
+    .map_err(werr)?;
+    let source_name = src
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let info = w.info_mut();
+    info.model_id = opts
+        .output_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    info.base_model = Some(source_name);
+    info.method = "gsq".into();
+    info.method_version = opts.method_version.clone();
+    info.license = opts.license.clone();
+    info.tooling_version = format!("uc {}", env!("CARGO_PKG_VERSION"));
+    info.notes = "Track A: grid scalar quantization (per-64-block f16 absmax scales, k-means grid) with a bf16 \
+                  low-rank overlay where the bpw allocator chose one; no calibration data."
+        .into();
+    info.provenance.source_files = digests.clone();
+    info.provenance.seed = Some(opts.seed);
+    let mut o = Map::new();
+    o.insert("bpw".into(), json!(opts.bpw));
+    o.insert("bits".into(), json!(opts.bits));
+    o.insert("rank".into(), json!(opts.rank));
+    o.insert("skip".into(), json!(opts.skip));
+    o.insert("default_skip".into(), json!(crate::compress::DEFAULT_SKIP));
+    o.insert("allowed_bits".into(), json!(crate::compress::DEFAULT_BITS));
+    o.insert("allowed_ranks".into(), json!(crate::compress::DEFAULT_RANKS));
+    o.insert("overlay_dtype".into(), json!("bf16"));
+    info.provenance.options = o;
+    info.provenance.calibration_sha256 = None;
+    info.provenance.environment = environment();
+    w.set_created_at(created_at).map_err(werr)?;
+
+    for ((i, e), (_, rel)) in records.iter().zip(rels) {
+        let t = &src.tensors[*i];
+        let rec = std::fs::read(&e.path).map_err(|err| CompressError::Io {
+            path: e.path.clone(),
+            source: err,
+        })?;
+        w.add_record(&t.name, &rec, Some(*rel)).map_err(werr)?;
+    }
+    for (k, t) in src.tensors.iter().enumerate() {
+        if records.iter().any(|(i, _)| *i == k) {
+            continue;
+        }
+        let bytes = src.read_raw(t)?;
+        w.add_verbatim(&t.name, t.dtype, &t.shape, &bytes).map_err(werr)?;
+    }
+    for (name, path) in &src.extra_files {
+        w.copy_file(name, path).map_err(werr)?;
+    }
+    let summary = w.finish().map_err(werr)?;
+
+    let report = uc_verify::verify_pack(&summary.dir, &uc_verify::PackOptions::default())
+        .map_err(|e| CompressError::Verification(format!("{}: {e}", summary.dir.display())))?;
+    if !report.verified {
+        let msgs: Vec<String> = report
+            .failures()
+            .take(5)
+            .map(|c| {
+                format!(
+                    "{} {} {}: {}",
+                    c.name,
+                    c.file.as_deref().unwrap_or(""),
+                    c.tensor.as_deref().unwrap_or(""),
+                    c.message
+                )
+            })
+            .collect();
+        return Err(CompressError::Verification(format!(
+            "{}: {}",
+            summary.dir.display(),
+            msgs.join("; ")
+        )));
+    }
+    let manifest_len = std::fs::metadata(summary.dir.join("ultracompress.json"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok(Written {
+        bytes_out: summary.manifest.size_bytes() + manifest_len,
+        bpw: summary.manifest.bpw_accounting.bpw(),
+        checks_passed: report.checks.iter().filter(|c| c.ok).count(),
+    })
+}
