@@ -7,6 +7,7 @@
 //!   in `conformance/README.md` and compares its output bit for bit.
 
 pub mod files;
+pub mod packs;
 pub mod runner;
 pub mod vectors;
 

@@ -46,7 +46,7 @@ pub enum Expect {
 }
 
 /// xorshift64*: deterministic data without a dependency.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -236,7 +236,7 @@ pub fn assemble(s: &RecordSpec) -> Vec<u8> {
 }
 
 /// A random valid record of the given shape.
-fn random_spec(rng: &mut Rng, bits: u8, dims: &[u64], overlay_dtype: u8, rank: u32) -> RecordSpec {
+pub(crate) fn random_spec(rng: &mut Rng, bits: u8, dims: &[u64], overlay_dtype: u8, rank: u32) -> RecordSpec {
     let n: u64 = dims.iter().product();
     let k = 1usize << bits;
     let grid: Vec<f32> = (0..k)

@@ -333,8 +333,8 @@ impl PackWriter {
         &mut self.info
     }
 
-    /// Sets `created_at` (RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS[.f]Z`). `SOURCE_DATE_EPOCH`, when set,
-    /// takes precedence; without either, the current time is used.
+    /// Sets `created_at` (RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS[.f]Z`). It takes precedence over
+    /// `SOURCE_DATE_EPOCH`; without either, the current time is used.
     pub fn set_created_at(&mut self, t: &str) -> Result<(), PackWriteError> {
         if uc_verify::time::parse_rfc3339_utc(t).is_none() {
             return Err(PackWriteError::InvalidValue {
@@ -500,7 +500,12 @@ impl PackWriter {
         Ok(())
     }
 
+    /// `created_at`: the value given to [`PackWriter::set_created_at`]; else `SOURCE_DATE_EPOCH`
+    /// when set; else the current time.
     fn created_at(&self) -> Result<String, PackWriteError> {
+        if let Some(t) = &self.created_at {
+            return Ok(t.clone());
+        }
         if let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH") {
             let s = v.to_string_lossy();
             let secs: i64 = s.trim().parse().map_err(|_| PackWriteError::InvalidValue {
@@ -509,7 +514,7 @@ impl PackWriter {
             })?;
             return Ok(uc_verify::time::rfc3339_utc(secs));
         }
-        Ok(self.created_at.clone().unwrap_or_else(uc_verify::time::now_rfc3339_utc))
+        Ok(uc_verify::time::now_rfc3339_utc())
     }
 
     /// Writes everything and moves the pack to its final path. See the module documentation.
