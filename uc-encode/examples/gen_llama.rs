@@ -53,7 +53,9 @@ fn main() -> ExitCode {
         }
     }
     let Some(out) = out else {
-        eprintln!("usage: gen_llama --out DIR [--layers L] [--hidden H] [--intermediate I] [--vocab V] [--dtype f16|bf16|f32] [--shard-gb G]");
+        eprintln!(
+            "usage: gen_llama --out DIR [--layers L] [--hidden H] [--intermediate I] [--vocab V] [--dtype f16|bf16|f32] [--shard-gb G]"
+        );
         return ExitCode::from(2);
     };
     if out.exists() {
@@ -116,7 +118,10 @@ fn main() -> ExitCode {
             for &i in shard {
                 let (name, shape) = &tensors[i];
                 let len = shape.iter().product::<u64>() * esize;
-                header.insert(name.clone(), serde_json::json!({"dtype": st_dtype, "shape": shape, "data_offsets": [pos, pos + len]}));
+                header.insert(
+                    name.clone(),
+                    serde_json::json!({"dtype": st_dtype, "shape": shape, "data_offsets": [pos, pos + len]}),
+                );
                 weight_map.insert(name.clone(), serde_json::json!(fname));
                 pos += len;
             }
@@ -151,13 +156,19 @@ fn main() -> ExitCode {
             w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-        std::fs::write(tmp.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap_or_default())?;
+        std::fs::write(
+            tmp.join("model.safetensors.index.json"),
+            serde_json::to_string_pretty(&index).unwrap_or_default(),
+        )?;
         let config = serde_json::json!({
             "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
             "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": hidden / 128,
             "num_key_value_heads": hidden / 128, "vocab_size": vocab, "torch_dtype": match st_dtype { "F16" => "float16", "BF16" => "bfloat16", _ => "float32" },
         });
-        std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&config).unwrap_or_default())?;
+        std::fs::write(
+            tmp.join("config.json"),
+            serde_json::to_string_pretty(&config).unwrap_or_default(),
+        )?;
         std::fs::rename(&tmp, &out)?;
         Ok(params)
     };
