@@ -4,14 +4,34 @@
 //!    error and exact size of every allowed (bits, rank) candidate ([`crate::tensor::candidates`]).
 //! 2. **Allocate** one candidate per tensor within `--bpw` ([`crate::plan::allocate`]).
 //! 3. **Encode** each tensor with its choice ([`crate::tensor::encode_tensor`]).
-//! 4. **Write** the pack (temporary directory, then an atomic rename) and **verify** it with the
-//!    uc-verify library.
+//! 4. **Write** the pack into the work directory, **verify** it there with the uc-verify library,
+//!    then move it to the final path (an atomic rename).
 //!
 //! One tensor is in memory at a time. Steps 1 and 3 journal each tensor's result in a work
 //! directory beside the output (`.<name>.uc-work/`), written atomically (temporary file + rename), so
 //! a run killed at any moment resumes where it stopped when the same command is run again; the
 //! journal is keyed by a fingerprint of the source files and options, and results do not depend on
 //! the thread count, so the resumed pack is byte-identical to an uninterrupted one.
+//!
+//! Step 4 writes the pack inside the work directory (`.<name>.uc-work/pack`), verifies it there,
+//! journals that it is about to be installed (`install.json`), renames it to the final path and
+//! removes the work directory. The final path therefore only ever holds a complete, verified pack,
+//! and nothing but the work directory is left beside it by an interrupted run. A run killed after
+//! the rename but before the work directory is gone is completed by the same command: the output
+//! then exists, but the journal proves it is this job's, so it is rebuilt from the journal (same
+//! bytes) instead of being refused.
+//!
+//! An error that rerunning the same command cannot cure (a NaN weight, an impossible budget, a
+//! malformed tensor) removes the work directory, since the source or the options must change and
+//! the journal would then not apply; an I/O error keeps it for the resume.
+//!
+//! # Test hook
+//!
+//! `UC_TEST_CRASH_AT=<k>` (environment variable, for the crash-resume tests of `tests/cli.rs`):
+//! every atomic journal write counts two events, one after its temporary file is written and
+//! synced but before the rename, one after the rename; at the `k`-th event of the process, the
+//! process calls [`std::process::abort`], which runs no destructor or cleanup, as `kill -9` would.
+//! Unset (or not a number), it has no effect.
 
 use crate::error::CompressError;
 use crate::plan::{TensorCandidates, allocate};
@@ -20,6 +40,8 @@ use crate::tensor::{Candidate, TensorOptions, candidates, encode_tensor};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use uc_verify::safetensors::Dtype;
 
@@ -143,14 +165,81 @@ fn io(path: &Path, e: std::io::Error) -> CompressError {
     }
 }
 
-/// Writes a file atomically: temporary name, fsync, rename.
+/// Environment variable of the crash test hook (see the module documentation).
+pub const CRASH_AT_VAR: &str = "UC_TEST_CRASH_AT";
+
+/// Counts one journal event and aborts the process at the `UC_TEST_CRASH_AT`-th (test hook).
+fn journal_event() {
+    static CRASH_AT: OnceLock<Option<u64>> = OnceLock::new();
+    static EVENTS: AtomicU64 = AtomicU64::new(0);
+    let at = *CRASH_AT.get_or_init(|| std::env::var(CRASH_AT_VAR).ok().and_then(|s| s.trim().parse().ok()));
+    if let Some(k) = at {
+        if EVENTS.fetch_add(1, Ordering::SeqCst) + 1 == k {
+            eprintln!("uc: {CRASH_AT_VAR}={k}: aborting at journal event {k} (test hook)");
+            std::process::abort();
+        }
+    }
+}
+
+/// Writes a journal file atomically: temporary name, fsync, rename. Two events of the crash hook.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CompressError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io(&tmp, e))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    journal_event();
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    journal_event();
+    Ok(())
+}
+
+/// Syncs a directory (its entries: renames into it) where the OS supports it.
+fn sync_dir(dir: &Path) -> Result<(), CompressError> {
+    if cfg!(unix) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Moves the verified pack `staged` (inside `work`) to `final_dir`. An existing `final_dir` (replaced
+/// with `--fresh`, or the same pack when completing an interrupted install) is first moved into
+/// `work`, which the caller then removes; if the second rename fails it is moved back.
+fn install(staged: &Path, final_dir: &Path, work: &Path) -> Result<(), CompressError> {
+    let parent = match final_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if final_dir.symlink_metadata().is_ok() {
+        let old = work.join("old");
+        if old.symlink_metadata().is_ok() {
+            std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+        }
+        std::fs::rename(final_dir, &old).map_err(|e| io(final_dir, e))?;
+        if let Err(e) = std::fs::rename(staged, final_dir) {
+            let _ = std::fs::rename(&old, final_dir);
+            return Err(io(final_dir, e));
+        }
+    } else {
+        std::fs::rename(staged, final_dir).map_err(|e| io(final_dir, e))?;
+    }
+    sync_dir(&parent)
+}
+
+/// Whether rerunning the same command would fail the same way (the input or options must change),
+/// so that the journal can be discarded.
+fn is_deterministic(e: &CompressError) -> bool {
+    matches!(
+        e,
+        CompressError::BadSource { .. }
+            | CompressError::UnsupportedDtype { .. }
+            | CompressError::NonFinite { .. }
+            | CompressError::ShapeMismatch { .. }
+            | CompressError::Budget(_)
+            | CompressError::Encode { .. }
+    )
 }
 
 fn seed_for(seed: u64, name: &str) -> u64 {
@@ -379,96 +468,19 @@ fn fingerprint(
     uc_verify::hex(&Sha256::digest(v.to_string().as_bytes()))
 }
 
-/// Runs `uc compress`.
-pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError> {
-    let start = Instant::now();
-    if !(opts.bpw.is_finite() && opts.bpw > 0.0) {
-        return Err(CompressError::Usage(format!(
-            "--bpw must be a positive number, got {}",
-            opts.bpw
-        )));
-    }
-    if let Some(b) = opts.bits {
-        if !(1..=8).contains(&b) {
-            return Err(CompressError::Usage(format!("--bits must be in 1..=8, got {b}")));
-        }
-    }
-    if let Some(r) = opts.rank {
-        if r > uc_format::MAX_OVERLAY_RANK {
-            return Err(CompressError::Usage(format!(
-                "--rank must be at most {}, got {r}",
-                uc_format::MAX_OVERLAY_RANK
-            )));
-        }
-    }
-    let src = SourceModel::open(&opts.source)?;
-    if opts.output_dir.exists() && !opts.fresh {
-        return Err(CompressError::Exists(format!(
-            "{} already exists; pass --fresh to replace it (or choose another --output-dir)",
-            opts.output_dir.display()
-        )));
-    }
-    let quantized: Vec<usize> = (0..src.tensors.len())
-        .filter(|&i| is_quantized(&src.tensors[i], &opts.skip))
-        .collect();
-    if let Some(h) = src.hidden_size() {
-        for &i in &quantized {
-            let t = &src.tensors[i];
-            if !t.shape.contains(&h) {
-                return Err(CompressError::ShapeMismatch {
-                    tensor: t.name.clone(),
-                    msg: format!(
-                        "shape {:?} has no dimension equal to config.json's hidden size {h}",
-                        t.shape
-                    ),
-                });
-            }
-        }
-    }
-    if quantized.is_empty() {
-        return Err(CompressError::BadSource {
-            path: opts.source.clone(),
-            msg: "no tensor to quantize (2-D F32/F16/BF16 weights not matching the skip patterns)".into(),
-        });
-    }
+/// What phases 1 to 4 produced: the records, their errors, the written pack, steps resumed.
+type JobOutput = (Vec<(usize, Encoded)>, Vec<(String, f64)>, crate::write::Written, usize);
 
-    // Journal: reuse only when it was made for exactly this input and these options.
-    let digests = src.file_digests()?;
-    let work = work_dir(&opts.output_dir);
-    if opts.fresh {
-        let _ = std::fs::remove_dir_all(&work);
-    }
-    let job_path = work.join("job.json");
-    let previous: Option<Value> = std::fs::read(&job_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let created = match previous.as_ref().and_then(|p| p["created_at"].as_str()) {
-        // A resumed run keeps the first run's time stamp unless one is given explicitly.
-        Some(c) if opts.created_at.is_none() && std::env::var_os("SOURCE_DATE_EPOCH").is_none() => c.to_string(),
-        _ => created_at(opts)?,
-    };
-    let fp = fingerprint(opts, &digests, &created);
-    match previous {
-        Some(p) if p["fingerprint"].as_str() == Some(fp.as_str()) => {}
-        Some(_) => {
-            return Err(CompressError::Exists(format!(
-                "{} holds an unfinished run with other inputs or options; rerun that command to resume it, or pass --fresh",
-                work.display()
-            )));
-        }
-        None => {
-            std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-            write_atomic(
-                &job_path,
-                json!({"fingerprint": fp, "created_at": created}).to_string().as_bytes(),
-            )?;
-        }
-    }
-    let job = Job {
-        opts,
-        src: &src,
-        work: work.clone(),
-    };
+/// Phases 1 to 4 of a job whose journal is set up: analyse, allocate, encode, write into the work
+/// directory, verify, install at the final path.
+fn run_job(
+    job: &Job<'_>,
+    quantized: &[usize],
+    digests: &std::collections::BTreeMap<String, String>,
+    created: &str,
+    fp: &str,
+) -> Result<JobOutput, CompressError> {
+    let (opts, src) = (job.opts, job.src);
     let mut resumed = 0usize;
 
     // Phases 1-2: choose (bits, rank) per tensor.
@@ -500,13 +512,144 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
     }
     job.progress("write", 0, 1, "");
 
-    // Phase 4: write and verify.
+    // Phase 4: write and verify inside the work directory, then install.
     let rels: Vec<(String, f64)> = records
         .iter()
         .map(|(i, e)| (src.tensors[*i].name.clone(), e.rel_l2()))
         .collect();
-    let report = crate::write::write_pack(opts, &src, &records, &rels, &digests, &created)?;
-    let _ = std::fs::remove_dir_all(&work);
+    let staged = job.work.join("pack");
+    let report = crate::write::write_pack(opts, &staged, src, &records, &rels, digests, created)?;
+    write_atomic(
+        &job.work.join("install.json"),
+        json!({ "fingerprint": fp }).to_string().as_bytes(),
+    )?;
+    install(&staged, &opts.output_dir, &job.work)?;
+    Ok((records, rels, report, resumed))
+}
+
+/// Runs `uc compress`.
+pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError> {
+    let start = Instant::now();
+    if !(opts.bpw.is_finite() && opts.bpw > 0.0) {
+        return Err(CompressError::Usage(format!(
+            "--bpw must be a positive number, got {}",
+            opts.bpw
+        )));
+    }
+    if let Some(b) = opts.bits {
+        if !(1..=8).contains(&b) {
+            return Err(CompressError::Usage(format!("--bits must be in 1..=8, got {b}")));
+        }
+    }
+    if let Some(r) = opts.rank {
+        if r > uc_format::MAX_OVERLAY_RANK {
+            return Err(CompressError::Usage(format!(
+                "--rank must be at most {}, got {r}",
+                uc_format::MAX_OVERLAY_RANK
+            )));
+        }
+    }
+    let src = SourceModel::open(&opts.source)?;
+    let work = work_dir(&opts.output_dir);
+    let install_path = work.join("install.json");
+    // An existing output is refused unless --fresh, or unless an interrupted run of this job had
+    // already installed it (checked against the job's fingerprint below).
+    let output_exists = opts.output_dir.symlink_metadata().is_ok();
+    let exists_error = || {
+        CompressError::Exists(format!(
+            "{} already exists; pass --fresh to replace it (or choose another --output-dir)",
+            opts.output_dir.display()
+        ))
+    };
+    if output_exists && !opts.fresh && !install_path.exists() {
+        return Err(exists_error());
+    }
+    let quantized: Vec<usize> = (0..src.tensors.len())
+        .filter(|&i| is_quantized(&src.tensors[i], &opts.skip))
+        .collect();
+    if let Some(h) = src.hidden_size() {
+        for &i in &quantized {
+            let t = &src.tensors[i];
+            if !t.shape.contains(&h) {
+                return Err(CompressError::ShapeMismatch {
+                    tensor: t.name.clone(),
+                    msg: format!(
+                        "shape {:?} has no dimension equal to config.json's hidden size {h}",
+                        t.shape
+                    ),
+                });
+            }
+        }
+    }
+    if quantized.is_empty() {
+        return Err(CompressError::BadSource {
+            path: opts.source.clone(),
+            msg: "no tensor to quantize (2-D F32/F16/BF16 weights not matching the skip patterns)".into(),
+        });
+    }
+
+    // Journal: reuse only when it was made for exactly this input and these options.
+    let digests = src.file_digests()?;
+    if opts.fresh {
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(io(&work, e));
+            }
+        }
+    }
+    let job_path = work.join("job.json");
+    let previous: Option<Value> = std::fs::read(&job_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let created = match previous.as_ref().and_then(|p| p["created_at"].as_str()) {
+        // A resumed run keeps the first run's time stamp unless one is given explicitly.
+        Some(c) if opts.created_at.is_none() && std::env::var_os("SOURCE_DATE_EPOCH").is_none() => c.to_string(),
+        _ => created_at(opts)?,
+    };
+    let fp = fingerprint(opts, &digests, &created);
+    match previous {
+        Some(p) if p["fingerprint"].as_str() == Some(fp.as_str()) => {}
+        Some(_) if output_exists && !opts.fresh => return Err(exists_error()),
+        Some(_) => {
+            return Err(CompressError::Exists(format!(
+                "{} holds an unfinished run with other inputs or options; rerun that command to resume it, or pass --fresh",
+                work.display()
+            )));
+        }
+        None if output_exists && !opts.fresh => return Err(exists_error()),
+        None => {
+            std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
+            write_atomic(
+                &job_path,
+                json!({"fingerprint": fp, "created_at": created}).to_string().as_bytes(),
+            )?;
+        }
+    }
+    if output_exists && !opts.fresh {
+        // The journal says this job was installing its pack: the output is this job's (same bytes).
+        let marker: Option<Value> = std::fs::read(&install_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if marker.as_ref().and_then(|m| m["fingerprint"].as_str()) != Some(fp.as_str()) {
+            return Err(exists_error());
+        }
+    }
+    let job = Job {
+        opts,
+        src: &src,
+        work: work.clone(),
+    };
+    let result = run_job(&job, &quantized, &digests, &created, &fp);
+    match &result {
+        Ok(_) => {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        Err(e) if is_deterministic(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        Err(_) => {}
+    }
+    let (records, rels, report, resumed) = result?;
 
     let mut tensors = Vec::new();
     for (k, t) in src.tensors.iter().enumerate() {

@@ -35,8 +35,8 @@ impl fmt::Display for BudgetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "a budget of {:.3} bits per weight cannot be met: the smallest encoding of these tensors takes {:.3} \
-             (allow fewer bits, e.g. --bits 2, or raise --bpw)",
+            "a budget of {:.3} bits per weight cannot be met: the smallest allowed encoding of these tensors \
+             takes {:.3} (raise --bpw to at least that, or keep more tensors verbatim with --skip)",
             self.requested, self.minimum
         )
     }

@@ -118,6 +118,41 @@ fn manifest(pack: &Path) -> Result<Option<Value>, CompressError> {
     }
 }
 
+/// Removes the temporary directories `.<name>.tmp-<pid>` that killed runs of `unpack` left beside
+/// `output_dir`: exactly that pattern, a process id other than ours and, where `/proc` tells, of no
+/// running process.
+fn remove_stale_temporaries(output_dir: &Path, name: &str) {
+    let parent = match output_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return;
+    };
+    let prefix = format!(".{name}.tmp-");
+    let proc_fs = Path::new("/proc/self").exists();
+    for e in entries.flatten() {
+        let file_name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(pid) = pid
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| pid.parse::<u32>().ok())
+            .flatten()
+        else {
+            continue;
+        };
+        if pid == std::process::id() || (proc_fs && Path::new(&format!("/proc/{pid}")).exists()) {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Options of [`unpack`].
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
@@ -164,6 +199,7 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
     let tmp = opts
         .output_dir
         .with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    remove_stale_temporaries(&opts.output_dir, &name);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     let result = (|| {

@@ -1,5 +1,6 @@
-//! Phase 4 of `uc compress`: the pack written through [`crate::pack::PackWriter`] (atomic), then
-//! verified with the uc-verify library: the same checks `uc-verify <pack>` runs.
+//! Phase 4 of `uc compress`: the pack written through [`crate::pack::PackWriter`] (atomic) at a
+//! staging path inside the work directory, then verified there with the uc-verify library (the same
+//! checks `uc-verify <pack>` runs); [`crate::compress`] then moves it to the final path.
 
 use crate::compress::{CompressOptions, Encoded};
 use crate::error::CompressError;
@@ -7,6 +8,7 @@ use crate::pack::{PackWriter, WriterOptions};
 use crate::source::SourceModel;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// What the written pack amounts to.
 pub(crate) struct Written {
@@ -33,8 +35,11 @@ fn environment() -> Map<String, Value> {
     m
 }
 
+/// Writes the pack at `dir` (replacing a stale one from an interrupted run) and verifies it. The
+/// manifest's `model_id` is the name of the final directory, `opts.output_dir`.
 pub(crate) fn write_pack(
     opts: &CompressOptions,
+    dir: &Path,
     src: &SourceModel,
     records: &[(usize, Encoded)],
     rels: &[(String, f64)],
@@ -42,9 +47,9 @@ pub(crate) fn write_pack(
     created_at: &str,
 ) -> Result<Written, CompressError> {
     let mut w = PackWriter::with_options(
-        &opts.output_dir,
+        dir,
         WriterOptions {
-            overwrite: opts.fresh,
+            overwrite: true,
             ..WriterOptions::default()
         },
     )

@@ -5,12 +5,20 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uc_encode::compress::{CompressOptions, CompressSummary, compress};
 use uc_encode::error::CompressError;
 use uc_encode::unpack::{OutDtype, UnpackOptions, inspect, unpack};
+
+/// Appends one line of output (everything goes to stdout at once at the end: see `write_stdout`).
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        $out.push_str(&format!($($arg)*));
+        $out.push('\n');
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +46,8 @@ enum Cmd {
     /// --skip) with grid scalar quantization and an optional low-rank overlay, choosing bits and
     /// rank per tensor to minimise the size-weighted relative squared error within --bpw. Holds one
     /// tensor in memory; resumable: rerun the same command after an interruption. Writes the pack
-    /// atomically and verifies it with the uc-verify checks before reporting success.
+    /// into the work directory beside the output, verifies it with the uc-verify checks, then moves
+    /// it into place atomically.
     Compress {
         /// Source model directory (config.json + model.safetensors or sharded safetensors).
         source: PathBuf,
@@ -155,26 +164,35 @@ fn summary_json(s: &CompressSummary) -> serde_json::Value {
     })
 }
 
-fn print_summary(s: &CompressSummary) {
+fn summary_text(s: &CompressSummary, out: &mut String) {
     let q = s.tensors.iter().filter(|t| t.bits.is_some()).count();
-    println!("pack        {}", s.output_dir.display());
-    println!("tensors     {} quantized, {} verbatim", q, s.tensors.len() - q);
-    println!("parameters  {} quantized of {}", s.quantized_params, s.total_params);
-    println!(
+    outln!(out, "pack        {}", s.output_dir.display());
+    outln!(out, "tensors     {} quantized, {} verbatim", q, s.tensors.len() - q);
+    outln!(
+        out,
+        "parameters  {} quantized of {}",
+        s.quantized_params,
+        s.total_params
+    );
+    outln!(
+        out,
         "bytes       {} in, {} out, ratio {:.2}x",
         human(s.bytes_in),
         human(s.bytes_out),
         s.bytes_in as f64 / s.bytes_out.max(1) as f64
     );
-    println!(
+    outln!(
+        out,
         "bpw         {:.4} (codes+scales+grid+overlay), {:.4} with record headers",
-        s.bpw, s.bpw_records
+        s.bpw,
+        s.bpw_records
     );
     match &s.worst_rel_l2 {
-        Some((n, v)) => println!("rel_l2      mean {:.5}, worst {:.5} ({n})", s.mean_rel_l2, v),
-        None => println!("rel_l2      -"),
+        Some((n, v)) => outln!(out, "rel_l2      mean {:.5}, worst {:.5} ({n})", s.mean_rel_l2, v),
+        None => outln!(out, "rel_l2      -"),
     }
-    println!(
+    outln!(
+        out,
         "time        {:.1} s{}",
         s.seconds,
         if s.resumed > 0 {
@@ -184,25 +202,37 @@ fn print_summary(s: &CompressSummary) {
         }
     );
     if let Some(m) = s.peak_rss {
-        println!("peak memory {}", human(m));
+        outln!(out, "peak memory {}", human(m));
     }
-    println!("verified    {} checks passed (uc-verify)", s.checks_passed);
-    println!(
+    outln!(out, "verified    {} checks passed (uc-verify)", s.checks_passed);
+    outln!(
+        out,
         "\n{:<56} {:>14} {:>4} {:>4} {:>11} {:>9}",
-        "tensor", "shape", "bits", "rank", "bytes", "rel_l2"
+        "tensor",
+        "shape",
+        "bits",
+        "rank",
+        "bytes",
+        "rel_l2"
     );
     for t in &s.tensors {
         let shape = format!("{:?}", t.shape);
         let bits = t.bits.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
         let rel = t.rel_l2.map(|r| format!("{r:.5}")).unwrap_or_else(|| "verbatim".into());
-        println!(
+        outln!(
+            out,
             "{:<56} {:>14} {:>4} {:>4} {:>11} {:>9}",
-            t.name, shape, bits, t.rank, t.bytes, rel
+            t.name,
+            shape,
+            bits,
+            t.rank,
+            t.bytes,
+            rel
         );
     }
 }
 
-fn run(cli: Cli) -> Result<(), CompressError> {
+fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
     match cli.cmd {
         Cmd::Compress {
             source,
@@ -240,12 +270,6 @@ fn run(cli: Cli) -> Result<(), CompressError> {
                     .unwrap_or_else(|| "model".into());
                 PathBuf::from("models").join(format!("{name}-uc{bpw}"))
             });
-            if let Some(parent) = output_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| CompressError::Io {
-                    path: parent.to_path_buf(),
-                    source: e,
-                })?;
-            }
             let opts = CompressOptions {
                 source,
                 output_dir,
@@ -266,12 +290,13 @@ fn run(cli: Cli) -> Result<(), CompressError> {
             };
             let s = compress(&opts)?;
             if json {
-                println!(
+                outln!(
+                    out,
                     "{}",
                     serde_json::to_string_pretty(&summary_json(&s)).unwrap_or_default()
                 );
             } else {
-                print_summary(&s);
+                summary_text(&s, out);
             }
             Ok(())
         }
@@ -304,9 +329,10 @@ fn run(cli: Cli) -> Result<(), CompressError> {
             if json {
                 let v = json!({"output_dir": output_dir.display().to_string(), "decoded": s.decoded, "copied": s.copied,
                     "digests_checked": s.digests_checked, "bytes_out": s.bytes_out});
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                println!(
+                outln!(
+                    out,
                     "unpacked {} records ({} recon_sha256 checked) and copied {} tensors into {} ({})",
                     s.decoded,
                     s.digests_checked,
@@ -325,7 +351,7 @@ fn run(cli: Cli) -> Result<(), CompressError> {
                         "bits": r.bits, "rank": r.rank, "bytes": r.bytes, "rel_l2": r.rel_l2})).collect::<Vec<_>>(),
                     "manifest": man,
                 });
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 return Ok(());
             }
             if let Some(m) = &man {
@@ -342,22 +368,31 @@ fn run(cli: Cli) -> Result<(), CompressError> {
                     "tooling_version",
                 ] {
                     if let Some(v) = m.get(k).filter(|v| !v.is_null()) {
-                        println!(
+                        outln!(
+                            out,
                             "{k:<16} {}",
                             v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
                         );
                     }
                 }
-                println!();
+                outln!(out, "");
             } else {
-                println!("(no ultracompress.json manifest)\n");
+                outln!(out, "(no ultracompress.json manifest)\n");
             }
-            println!(
+            outln!(
+                out,
                 "{:<56} {:>6} {:>14} {:>4} {:>4} {:>11} {:>9}",
-                "tensor", "dtype", "shape", "bits", "rank", "bytes", "rel_l2"
+                "tensor",
+                "dtype",
+                "shape",
+                "bits",
+                "rank",
+                "bytes",
+                "rel_l2"
             );
             for r in &rows {
-                println!(
+                outln!(
+                    out,
                     "{:<56} {:>6} {:>14} {:>4} {:>4} {:>11} {:>9}",
                     r.name,
                     r.dtype,
@@ -373,9 +408,26 @@ fn run(cli: Cli) -> Result<(), CompressError> {
     }
 }
 
+/// Writes the command's output to stdout in one piece. A reader that closed its end early (`uc
+/// inspect pack | head`) is not an error: the output is simply not wanted any more.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let mut out = String::new();
+    let result = run(cli, &mut out).and_then(|()| {
+        write_stdout(&out).map_err(|e| CompressError::Io {
+            path: PathBuf::from("<stdout>"),
+            source: e,
+        })
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("uc: error: {e}");
