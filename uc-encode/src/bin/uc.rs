@@ -4,6 +4,7 @@
 //! (including bad input models), 130 interrupted.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -121,11 +122,40 @@ enum Cmd {
     },
 }
 
-fn progress_printer(phase: &str, done: usize, total: usize, name: &str) {
-    if phase == "write" {
-        eprintln!("uc: writing and verifying the pack");
-    } else {
-        eprintln!("uc: {phase} [{:>4}/{total}] {name}", done + 1);
+/// The progress bar of the running command (indicatif, on stderr, terminals only).
+static BAR: std::sync::Mutex<Option<(String, ProgressBar)>> = std::sync::Mutex::new(None);
+
+/// Progress callback: one bar per phase (analyse, encode), a message for the final write.
+fn progress_bar(phase: &str, done: usize, total: usize, name: &str) {
+    let Ok(mut slot) = BAR.lock() else { return };
+    if slot.as_ref().is_none_or(|(p, _)| p != phase) {
+        if let Some((_, old)) = slot.take() {
+            old.finish();
+        }
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {elapsed_precise} {wide_msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(phase.to_string());
+        *slot = Some((phase.to_string(), bar));
+    }
+    if let Some((_, bar)) = slot.as_ref() {
+        if phase == "write" {
+            bar.set_message("writing and verifying the pack");
+        } else {
+            bar.set_position(done as u64);
+            bar.set_message(name.to_string());
+        }
+    }
+}
+
+fn finish_progress() {
+    if let Ok(mut slot) = BAR.lock() {
+        if let Some((_, bar)) = slot.take() {
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -282,13 +312,15 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
                 skip,
                 fresh,
                 created_at: None,
-                progress: if std::io::stderr().is_terminal() || std::env::var_os("UC_PROGRESS").is_some() {
-                    Some(progress_printer)
+                progress: if std::io::stderr().is_terminal() {
+                    Some(progress_bar)
                 } else {
                     None
                 },
             };
-            let s = compress(&opts)?;
+            let s = compress(&opts);
+            finish_progress();
+            let s = s?;
             if json {
                 outln!(
                     out,
