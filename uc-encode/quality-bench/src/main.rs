@@ -95,7 +95,11 @@ impl MethodRow {
 }
 
 fn rel(err2: f64, norm2: f64) -> f64 {
-    if norm2 > 0.0 { (err2 / norm2).sqrt() } else { err2.sqrt() }
+    if norm2 > 0.0 {
+        (err2 / norm2).sqrt()
+    } else {
+        err2.sqrt()
+    }
 }
 
 fn sum_sq(v: &[f32]) -> f64 {
@@ -189,7 +193,11 @@ fn synthetic(kind: &str, size: u64) -> InputSet {
 /// Reads the F32 2-D linear weights of a safetensors file (a tiny parser: 8-byte LE header
 /// length, JSON header, raw little-endian data).
 fn load_model(path: &Path) -> Result<InputSet, String> {
-    let file = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        path.join("model.safetensors")
+    } else {
+        path.to_path_buf()
+    };
     let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     if bytes.len() < 8 {
         return Err(format!("{}: too short for safetensors", file.display()));
@@ -222,7 +230,10 @@ fn load_model(path: &Path) -> Result<InputSet, String> {
         let raw = bytes
             .get(data_start + a..data_start + b)
             .ok_or_else(|| format!("{name}: data past end of file"))?;
-        let data: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let data: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         if data.len() as u64 != shape.iter().product::<u64>() {
             return Err(format!("{name}: {} values for shape {shape:?}", data.len()));
         }
@@ -390,13 +401,16 @@ fn kquant(set: &InputSet, dtype: GgmlDType, mode: KMode, notes_out: &mut Vec<Str
     for t in &set.tensors {
         let n = t.data.len();
         let last = *t.dims.last().unwrap() as usize;
-        let shape: Vec<usize> = if last % bs == 0 {
+        let shape: Vec<usize> = if last.is_multiple_of(bs) {
             t.dims.iter().map(|&d| d as usize).collect()
-        } else if n % bs == 0 {
+        } else if n.is_multiple_of(bs) {
             flattened.push(t.name.clone());
             vec![n / bs, bs]
         } else {
-            return Err(format!("{}: {n} weights is not a multiple of the {bs}-element block", t.name));
+            return Err(format!(
+                "{}: {n} weights is not a multiple of the {bs}-element block",
+                t.name
+            ));
         };
         let src = Tensor::from_slice(&t.data, shape.as_slice(), &dev).map_err(|e| e.to_string())?;
         let q = match mode {
@@ -457,7 +471,11 @@ fn fmt_row(set: &InputSet, r: &MethodRow) -> String {
         "| {} | {}{} | {:.4} | {:.5} | {:.5} | {} | {:.2} |",
         r.group,
         r.method,
-        if choice.is_empty() { String::new() } else { format!(" [{choice}]") },
+        if choice.is_empty() {
+            String::new()
+        } else {
+            format!(" [{choice}]")
+        },
         s.bpw,
         s.mean_rel,
         s.weighted_rel,
@@ -479,7 +497,13 @@ fn choice_summary(r: &MethodRow) -> String {
         }
     }
     m.iter()
-        .map(|(k, c)| if r.results.len() > 1 { format!("{k} x{c}") } else { (*k).to_string() })
+        .map(|(k, c)| {
+            if r.results.len() > 1 {
+                format!("{k} x{c}")
+            } else {
+                (*k).to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -543,8 +567,8 @@ fn parse_args() -> Result<Args, String> {
             "--model" => a.model = Some(val()?.into()),
             "--synthetic-size" => {
                 a.synthetic_size = val()?.parse().map_err(|e| format!("--synthetic-size: {e}"))?;
-                if a.synthetic_size == 0 || a.synthetic_size % 256 != 0 {
-                    return Err("--synthetic-size must be a positive multiple of 256".into());
+                if a.synthetic_size == 0 || !a.synthetic_size.is_multiple_of(16) {
+                    return Err("--synthetic-size must be a positive multiple of 16 (k-quant blocks hold 256 weights)".into());
                 }
             }
             "--sets" => a.sets = val()?.split(',').map(|s| s.trim().to_string()).collect(),
@@ -563,7 +587,9 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if a.sets.iter().any(|s| s == "minilm") && a.model.is_none() {
-        return Err("the minilm set needs --model \"$(scripts/fetch-models.sh minilm)\" (or drop it with --sets)".into());
+        return Err(
+            "the minilm set needs --model \"$(scripts/fetch-models.sh minilm)\" (or drop it with --sets)".into(),
+        );
     }
     Ok(a)
 }
@@ -588,7 +614,10 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let threads = rayon::current_num_threads();
     let cpu = cpu_model();
-    println!("# uc quality benchmark: uc GSQ vs ggml k-quants (candle-core {})\n", CANDLE_VERSION);
+    println!(
+        "# uc quality benchmark: uc GSQ vs ggml k-quants (candle-core {})\n",
+        CANDLE_VERSION
+    );
     println!(
         "machine: {cpu}, {} hardware threads, rayon threads {threads} (candle k-quant quantization runs on one thread)\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
@@ -718,7 +747,9 @@ fn main() -> ExitCode {
             "Claim check ({}): uc at <= the k-quant's bits per tensor vs the k-quant (candle `quantize`; imatrix=1 variant in brackets)\n",
             set.name
         );
-        println!("| tier | k-quant bpw | uc bpw | k-quant mean / weighted | uc mean / weighted | uc lower? |\n|---|---:|---:|---:|---:|---|");
+        println!(
+            "| tier | k-quant bpw | uc bpw | k-quant mean / weighted | uc mean / weighted | uc lower? |\n|---|---:|---:|---:|---:|---|"
+        );
         let mut verdicts = Vec::new();
         for &(dtype, pi, ii, ui) in &tier_rows {
             let (k, u) = (rows[pi].stats(&set), rows[ui].stats(&set));
