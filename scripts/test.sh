@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). Needs: stable Rust with rustfmt and clippy,
-# the thumbv7em-none-eabihf target and the 1.85.0 toolchain (MSRV); `.ci/run` installs them.
+# the thumbv7em-none-eabihf target, the 1.85.0 toolchain (MSRV) and a Vulkan driver (Mesa's
+# lavapipe, Debian package mesa-vulkan-drivers, when there is no GPU), and for the fuzz smoke a
+# nightly toolchain and cargo-fuzz (UC_FUZZ_SECONDS per target, default 60); `.ci/run` installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -23,12 +25,25 @@ if ! rustup run "$MSRV" rustc --version >/dev/null 2>&1; then
   echo "error: toolchain $MSRV is not installed; run: rustup toolchain install $MSRV --profile minimal" >&2
   exit 1
 fi
-cargo "+$MSRV" check --workspace --all-targets --locked
+# uc-decode-wgpu needs Rust 1.87 (wgpu 30's MSRV); it is built by every other step.
+cargo "+$MSRV" check --workspace --all-targets --locked --exclude uc-decode-wgpu
 
 step "tests"
 cargo test --workspace --locked
 step "tests of the decoder without the std feature (no runtime CPU detection)"
 cargo test --locked -p uc-decode --no-default-features --tests
+
+step "GPU decoder (wgpu; Mesa lavapipe without a GPU): bit-exact against the CPU, a GPU adapter is required"
+UC_REQUIRE_GPU=1 cargo test --locked -p uc-decode-wgpu
+step "uc unpack / uc-verify with their optional wgpu feature (--device wgpu)"
+cargo clippy --locked -p uc-encode -p uc-verify --features uc-encode/wgpu,uc-verify/wgpu --all-targets -- -D warnings
+cargo run --locked -q -p uc-verify --features wgpu -- --quiet --device wgpu conformance/vectors/packs/tiny
+line=$(cargo run --locked -q -p uc-decode-wgpu --example gpu_bench -- --bits 4 --n 262144 --runs 3 --json)
+echo "$line"
+case "$line" in
+  '{"bits":4,"n":262144,"adapter":'*'"decode_gbps":'*'"copy_gbps":'*'"ratio":'*) ;;
+  *) echo "error: gpu_bench did not print the expected JSON line" >&2; exit 1 ;;
+esac
 
 step "conformance: the C program linked against the C ABI passes every vector through the runner"
 ucdec=$(bash conformance/c/build.sh | tail -n 1)
@@ -45,5 +60,8 @@ case "$line" in
   '{"bits":4,"n":262144,'*'"decode_gbps":'*'"memcpy_gbps":'*'"ratio":'*) ;;
   *) echo "error: decode_bench did not print the expected JSON line" >&2; exit 1 ;;
 esac
+
+step "fuzz smoke: every cargo-fuzz target for ${UC_FUZZ_SECONDS:-60} s from the conformance seeds (fuzz/smoke.sh)"
+bash fuzz/smoke.sh "${UC_FUZZ_SECONDS:-60}"
 
 step "all checks passed"

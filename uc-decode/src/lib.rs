@@ -217,6 +217,23 @@ impl<'a> Record<'a> {
         Some(f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
     }
 
+    /// The scales section as stored: one little-endian binary16 per block (`2 * n_blocks` bytes).
+    /// For decoders that upload the record elsewhere (a GPU) and convert there.
+    pub fn scales_bytes(&self) -> &'a [u8] {
+        self.scales
+    }
+
+    /// The codes section as stored: the little-endian bit stream of R-6.1 (`8 * bits * n_blocks`
+    /// bytes).
+    pub fn codes_bytes(&self) -> &'a [u8] {
+        self.codes
+    }
+
+    /// The overlay section as stored: `U` then `V`, little-endian 16-bit values (empty when `r = 0`).
+    pub fn overlay_bytes(&self) -> &'a [u8] {
+        self.overlay
+    }
+
     /// The code of element `i`. Returns `None` past the last element.
     pub fn code(&self, i: u64) -> Option<u8> {
         (i < self.layout.n).then(|| kernels::code_at(self.codes, self.bits(), i))

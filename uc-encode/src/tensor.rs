@@ -60,7 +60,8 @@ fn rows_cols(dims: &[u64], n: usize) -> (usize, usize) {
 
 /// Encodes one tensor (row-major `data` of shape `dims`).
 pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result<EncodedTensor, EncodeError> {
-    let n: u64 = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
+    // Bits and shape first: the quantizer needs bits in 1..=8 and at least one element.
+    let n = RecordParams::new(opts.bits, dims, 0, OverlayDtype::None)?.layout()?.n;
     check_input(data, n)?;
     let (rows, cols) = rows_cols(dims, data.len());
     let rank = if dims.len() < 2 {
@@ -140,7 +141,11 @@ pub fn candidates(
     ranks: &[u32],
     seed: u64,
 ) -> Result<Vec<Candidate>, EncodeError> {
-    let n: u64 = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
+    let mut n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
+    for &b in bits {
+        // Every width and the shape first: the quantizer needs bits in 1..=8 and an element.
+        n = RecordParams::new(b, dims, 0, OverlayDtype::None)?.layout()?.n;
+    }
     check_input(data, n)?;
     let (rows, cols) = rows_cols(dims, data.len());
     let max_rank = if dims.len() < 2 {

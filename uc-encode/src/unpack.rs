@@ -166,6 +166,68 @@ pub struct UnpackOptions {
     pub merge_overlay: bool,
     /// Replace an existing output directory.
     pub overwrite: bool,
+    /// Where records are decoded.
+    pub device: DecodeDevice,
+}
+
+/// Where [`unpack`] decodes records. Either way the decoded bits are the same (spec R-7.1), and
+/// each record's `recon_sha256` is checked against the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodeDevice {
+    /// The CPU decoder (uc_decode).
+    #[default]
+    Cpu,
+    /// A GPU through wgpu (uc-decode-wgpu); needs the cargo feature `wgpu`.
+    Wgpu,
+}
+
+impl DecodeDevice {
+    /// Parses `--device`: `cpu`, or `wgpu` when this build has the `wgpu` feature.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(DecodeDevice::Cpu),
+            "wgpu" if cfg!(feature = "wgpu") => Ok(DecodeDevice::Wgpu),
+            "wgpu" => Err("--device wgpu: this build has no GPU decoder; rebuild with \
+                 `cargo build --release -p uc-encode --features wgpu`"
+                .into()),
+            other => Err(format!("--device {other}: unknown decoder device (cpu or wgpu)")),
+        }
+    }
+}
+
+/// Decodes a record's `W_base` on the chosen device.
+enum Decoder {
+    Cpu,
+    #[cfg(feature = "wgpu")]
+    Wgpu(Box<uc_decode_wgpu::GpuDecoder>),
+}
+
+impl Decoder {
+    fn new(device: DecodeDevice) -> Result<Self, CompressError> {
+        match device {
+            DecodeDevice::Cpu => Ok(Decoder::Cpu),
+            #[cfg(feature = "wgpu")]
+            DecodeDevice::Wgpu => uc_decode_wgpu::GpuDecoder::new_default()
+                .map(|g| Decoder::Wgpu(Box::new(g)))
+                .map_err(|e| CompressError::Usage(format!("--device wgpu: {e}"))),
+            #[cfg(not(feature = "wgpu"))]
+            DecodeDevice::Wgpu => Err(CompressError::Usage(
+                DecodeDevice::parse("wgpu").err().unwrap_or_default(),
+            )),
+        }
+    }
+
+    fn decode(&self, rec: &Record<'_>, count: usize) -> Result<Vec<f32>, String> {
+        match self {
+            Decoder::Cpu => {
+                let mut v = vec![0f32; count];
+                rec.decode_into(&mut v).map_err(|e| e.to_string())?;
+                Ok(v)
+            }
+            #[cfg(feature = "wgpu")]
+            Decoder::Wgpu(gpu) => gpu.decode_to_vec(rec).map_err(|e| format!("GPU decode: {e}")),
+        }
+    }
 }
 
 /// What [`unpack`] did.
@@ -191,6 +253,7 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
     }
     let files = pack_files(&opts.pack)?;
     let man = manifest(&opts.pack)?;
+    let decoder = Decoder::new(opts.device)?;
     let name = opts
         .output_dir
         .file_name()
@@ -263,8 +326,8 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
                 }
                 let rec = Record::parse(&bytes).map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
                 let count = usize::try_from(rec.len()).map_err(|_| bad(&path, format!("tensor {n} too large")))?;
-                let mut v = vec![0f32; count];
-                rec.decode_into(&mut v)
+                let mut v = decoder
+                    .decode(&rec, count)
                     .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
                 let digest = uc_verify::hex(&Sha256::digest(
                     v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),

@@ -63,6 +63,23 @@ pub fn recon_sha256(rec: &Record<'_>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// SHA-256 of decoded values as little-endian f32 bytes: `recon_sha256` of a `W_base` decoded
+/// elsewhere (e.g. on a GPU, `uc-verify --device wgpu`).
+pub fn recon_sha256_of(values: &[f32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut bytes = Vec::with_capacity(4 * 16384);
+    for chunk in values.chunks(16384) {
+        bytes.clear();
+        bytes.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+        h.update(&bytes);
+    }
+    h.finalize().into()
+}
+
+/// A decoder of `W_base` other than the CPU block stream (e.g. a GPU), for the `recon_sha256`
+/// checks: returns all `n` values, or a message saying why it could not.
+pub type DecodeFn<'a> = dyn Fn(&Record<'_>) -> Result<Vec<f32>, String> + Sync + 'a;
+
 /// Accumulates the error of a reconstruction against reference values: `rel_l2` =
 /// `sqrt(sum((w - w_hat)^2) / sum(w^2))` and the largest `|w - w_hat|`, in f64, in element order
 ///

@@ -36,6 +36,33 @@ struct Cli {
     /// Print only failures and the verdict, and no progress bar.
     #[arg(short, long)]
     quiet: bool,
+    /// Decoder of the recon_sha256 checks: cpu, or wgpu (a GPU; needs a build with
+    /// `--features wgpu`). With wgpu, record files are decoded on both and must agree.
+    #[arg(long, default_value = "cpu", value_name = "cpu|wgpu")]
+    device: String,
+}
+
+/// The `--device` decoder: `None` for the CPU.
+struct Device(Option<Box<uc_verify::DecodeFn<'static>>>);
+
+impl Device {
+    fn new(name: &str) -> Result<Self, String> {
+        match name {
+            "cpu" => Ok(Device(None)),
+            #[cfg(feature = "wgpu")]
+            "wgpu" => {
+                let gpu = uc_decode_wgpu::GpuDecoder::new_default().map_err(|e| format!("--device wgpu: {e}"))?;
+                Ok(Device(Some(Box::new(move |rec: &uc_decode::Record<'_>| {
+                    gpu.decode_to_vec(rec).map_err(|e| format!("GPU decode: {e}"))
+                }))))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            "wgpu" => Err("--device wgpu: this build has no GPU decoder; rebuild with \
+                 `cargo build --release -p uc-verify --features wgpu`"
+                .into()),
+            other => Err(format!("--device {other}: unknown decoder device (cpu or wgpu)")),
+        }
+    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -53,17 +80,21 @@ fn main() -> ExitCode {
             std::process::exit(130);
         }
     });
+    let device = match Device::new(&cli.device) {
+        Ok(d) => d,
+        Err(e) => return usage(&e),
+    };
     let dirs = cli.paths.iter().filter(|p| p.is_dir()).count();
     if dirs > 0 {
         if cli.paths.len() != 1 {
             return usage("give one pack directory, or record files, not both or several directories");
         }
-        pack_mode(&cli, &cli.paths[0])
+        pack_mode(&cli, &cli.paths[0], &device)
     } else {
         if cli.against.is_some() {
             return usage("--against needs a pack directory");
         }
-        record_mode(&cli)
+        record_mode(&cli, &device)
     }
 }
 
@@ -104,7 +135,7 @@ fn write_receipt(target: &Path, receipt: &Value) -> Result<(), String> {
     res.map_err(|e| format!("{}: {e}", target.display()))
 }
 
-fn pack_mode(cli: &Cli, dir: &Path) -> ExitCode {
+fn pack_mode(cli: &Cli, dir: &Path, device: &Device) -> ExitCode {
     let bar = if !cli.quiet && std::io::stderr().is_terminal() {
         let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template("{msg:>18} [{bar:40}] {percent:>3}% {elapsed_precise}") {
@@ -130,6 +161,7 @@ fn pack_mode(cli: &Cli, dir: &Path) -> ExitCode {
         against: cli.against.clone(),
         cancel: Some(&INTERRUPTED),
         progress: Some(&on_progress),
+        decode: device.0.as_deref(),
         ..PackOptions::default()
     };
     let result = uc_verify::verify_pack(dir, &opts);
@@ -199,7 +231,7 @@ fn pack_mode(cli: &Cli, dir: &Path) -> ExitCode {
     }
 }
 
-fn record_mode(cli: &Cli) -> ExitCode {
+fn record_mode(cli: &Cli, device: &Device) -> ExitCode {
     let mut results = Vec::new();
     let mut failed = false;
     for path in &cli.paths {
@@ -211,7 +243,31 @@ fn record_mode(cli: &Cli) -> ExitCode {
             Ok(b) => b,
             Err(e) => return usage(&format!("{}: {e}", path.display())),
         };
-        match uc_verify::verify_record(&bytes) {
+        let report = uc_verify::verify_record(&bytes);
+        // With --device wgpu, the GPU's decode must have the CPU's digest.
+        if let (Ok(r), Some(decode)) = (&report, &device.0) {
+            let gpu = uc_decode::Record::parse(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|rec| decode(&rec))
+                .map(|v| uc_verify::hex(&uc_verify::recon_sha256_of(&v)));
+            match gpu {
+                Ok(d) if d == r.recon_sha256 => {}
+                Ok(d) => {
+                    failed = true;
+                    results.push(json!({
+                        "file": path.display().to_string(),
+                        "ok": false,
+                        "error": "device_mismatch",
+                        "clause": "R-7.1",
+                        "offset": 0,
+                        "message": format!("the {} decoder gives recon_sha256 {d}, the CPU {}", cli.device, r.recon_sha256),
+                    }));
+                    continue;
+                }
+                Err(e) => return usage(&format!("{}: {e}", path.display())),
+            }
+        }
+        match report {
             Ok(r) => results.push(json!({
                 "file": path.display().to_string(),
                 "ok": true,
@@ -250,6 +306,8 @@ fn record_mode(cli: &Cli) -> ExitCode {
                     r["recon_sha256"].as_str().unwrap_or("")
                 );
             }
+        } else if r["error"] == "device_mismatch" {
+            let _ = writeln!(o, "FAIL  {file}  {}", r["message"].as_str().unwrap_or(""));
         } else {
             let _ = writeln!(
                 o,

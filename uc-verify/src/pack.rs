@@ -62,6 +62,10 @@ pub struct PackOptions<'a> {
     pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
     /// Bytes of records held in memory at once (a record larger than this is verified alone).
     pub memory_budget: u64,
+    /// Decodes `W_base` for the `recon_sha256` check instead of the CPU decoder (e.g. on a GPU:
+    /// `uc-verify --device wgpu`); `None`: the CPU decoder. A decoder error is an I/O-class error
+    /// (exit code 2), not a verification failure.
+    pub decode: Option<&'a crate::DecodeFn<'a>>,
 }
 
 impl Default for PackOptions<'_> {
@@ -71,6 +75,7 @@ impl Default for PackOptions<'_> {
             cancel: None,
             progress: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            decode: None,
         }
     }
 }
@@ -729,18 +734,29 @@ fn verify_job(
         );
         return Ok(out);
     }
-    // recon_sha256, streaming, interruptible.
-    let mut h = Sha256::new();
-    let mut le = [0u8; 4 * uc_decode::BLOCK];
-    for (i, block) in rec.blocks().enumerate() {
-        if i % 4096 == 0 {
-            cx.check_cancel()?;
+    // recon_sha256, streaming, interruptible; or from the caller's decoder (a GPU).
+    let digest: [u8; 32] = if let Some(decode) = cx.opts.decode {
+        let v = decode(&rec).map_err(|e| PackError::Io {
+            path: job.path.clone(),
+            op: "decode",
+            error: io::Error::other(format!("tensor {:?}: {e}", t.name)),
+        })?;
+        cx.check_cancel()?;
+        crate::recon_sha256_of(&v)
+    } else {
+        let mut h = Sha256::new();
+        let mut le = [0u8; 4 * uc_decode::BLOCK];
+        for (i, block) in rec.blocks().enumerate() {
+            if i % 4096 == 0 {
+                cx.check_cancel()?;
+            }
+            for (c, v) in le.chunks_exact_mut(4).zip(block.as_slice()) {
+                c.copy_from_slice(&v.to_le_bytes());
+            }
+            h.update(&le[..4 * block.len]);
         }
-        for (c, v) in le.chunks_exact_mut(4).zip(block.as_slice()) {
-            c.copy_from_slice(&v.to_le_bytes());
-        }
-        h.update(&le[..4 * block.len]);
-    }
+        h.finalize().into()
+    };
     let report = TensorReport {
         name: t.name.clone(),
         file: job.file.clone(),
@@ -751,7 +767,7 @@ fn verify_job(
         overlay_dtype: overlay_name(rec.overlay_dtype()),
         bytes: l.record_len,
         crc32: format!("{:08x}", l.crc32),
-        recon_sha256: hex(&h.finalize()),
+        recon_sha256: hex(&digest),
         against: None,
     };
     out.checks.push(

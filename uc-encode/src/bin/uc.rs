@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use uc_encode::compress::{CompressOptions, CompressSummary, compress};
 use uc_encode::error::CompressError;
-use uc_encode::unpack::{OutDtype, UnpackOptions, inspect, unpack};
+use uc_encode::unpack::{DecodeDevice, OutDtype, UnpackOptions, inspect, unpack};
 
 /// Appends one line of output (everything goes to stdout at once at the end: see `write_stdout`).
 macro_rules! outln {
@@ -102,7 +102,7 @@ enum Cmd {
         /// Add the low-rank overlay U·V to the decoded weights (reference order of spec ).
         #[arg(long)]
         merge_overlay: bool,
-        /// Decoder device: cpu (wgpu is not available in this build).
+        /// Decoder device: cpu, or wgpu (a GPU; needs a build with `--features wgpu`).
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Replace an existing output directory.
@@ -341,11 +341,7 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
             fresh,
             json,
         } => {
-            if device != "cpu" {
-                return Err(CompressError::Usage(format!(
-                    "--device {device}: only `cpu` is available in this build (the wgpu decoder is not implemented yet)"
-                )));
-            }
+            let device = DecodeDevice::parse(&device).map_err(CompressError::Usage)?;
             let dtype = match dtype {
                 DtypeArg::F32 => OutDtype::F32,
                 DtypeArg::F16 => OutDtype::F16,
@@ -357,6 +353,7 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
                 dtype,
                 merge_overlay,
                 overwrite: fresh,
+                device,
             })?;
             if json {
                 let v = json!({"output_dir": output_dir.display().to_string(), "decoded": s.decoded, "copied": s.copied,
