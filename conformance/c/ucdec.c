@@ -139,33 +139,10 @@ static int emit(const uc_record *rec, uint64_t n, int32_t (*get)(const uc_record
     return 0;
 }
 
-/* Decodes W_base, adds U*V in the spec's reference order and writes the result. */
-static int emit_merged(const uc_record *rec) {
-    size_t count;
-    float *v;
-    int32_t rc;
-    if (float_count(uc_record_numel(rec), &count) != 0) {
-        return fail("tensor too large for this machine");
-    }
-    v = malloc(count > 0 ? count * sizeof *v : 1);
-    if (v == NULL) {
-        return fail("out of memory");
-    }
-    rc = uc_record_decode(rec, v, count);
-    if (rc == UC_OK) {
-        rc = uc_record_merge_overlay(rec, v, count);
-    }
-    if (rc != UC_OK) {
-        fprintf(stderr, "ucdec: merged decode failed: %s (%d)\n", uc_error_name(rc), (int)rc);
-        free(v);
-        return EXIT_FAILURE_OTHER;
-    }
-    if (write_f32_le(v, count) != 0) {
-        free(v);
-        return fail("cannot write to stdout");
-    }
-    free(v);
-    return 0;
+/* W_base + U*V in the spec's reference order: the `get` function of the merged mode. */
+static int32_t decode_merged(const uc_record *rec, float *out, size_t len) {
+    int32_t rc = uc_record_decode(rec, out, len);
+    return rc == UC_OK ? uc_record_merge_overlay(rec, out, len) : rc;
 }
 
 int main(int argc, char **argv) {
@@ -213,7 +190,7 @@ int main(int argc, char **argv) {
     }
 
     if (merged) {
-        status = emit_merged(&rec);
+        status = emit(&rec, uc_record_numel(&rec), decode_merged);
     } else if (!overlay) {
         status = emit(&rec, uc_record_numel(&rec), uc_record_decode);
     } else {
