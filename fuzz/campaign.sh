@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Long fuzzing campaign: runs the targets one after another, SECONDS each (default 1200), round
+# after round, for as long as the process lives. One libFuzzer process at a time, at nice 19.
+# Run n of target T logs libFuzzer's output to fuzz/campaign/T-n.log; crash reproducers go to
+# fuzz/artifacts/T/ and the grown corpora to fuzz/corpus/T/. The summary fuzz/campaign/status
+# gets one line per finished run. Stop it with: kill -- -<pid>   (the process group it prints).
+#
+# Usage: nohup bash fuzz/campaign.sh [SECONDS] > /dev/null 2>&1 &
+set -uo pipefail
+secs=${1:-1200}
+fuzz="$(cd "$(dirname "$0")" && pwd)"
+cd "$fuzz"
+mkdir -p campaign
+bash seed-corpus.sh >/dev/null
+nice -n 19 cargo +nightly fuzz build >campaign/build.log 2>&1 || { echo "build failed: campaign/build.log" >&2; exit 1; }
+bin="$fuzz/target/x86_64-unknown-linux-gnu/release"
+targets=(record_parse record_structured differential pack_read encode_roundtrip)
+n=1
+while :; do
+  for t in "${targets[@]}"; do
+    args=(-max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
+    case $t in
+      record_parse | record_structured | differential) args+=(-dict="$fuzz/dict/record.dict") ;;
+      pack_read) args+=(-dict="$fuzz/dict/safetensors.dict") ;;
+      encode_roundtrip) args+=(-max_len=16384) ;;
+    esac
+    mkdir -p "artifacts/$t" "corpus/$t"
+    nice -n 19 "$bin/$t" "corpus/$t" -artifact_prefix="artifacts/$t/" "${args[@]}" >"campaign/$t-$n.log" 2>&1
+    rc=$?
+    done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "campaign/$t-$n.log" | tail -n 1)
+    echo "$(date -u +%FT%TZ) $t run $n rc=$rc ${done_line}" >>campaign/status
+  done
+  n=$((n + 1))
+done
