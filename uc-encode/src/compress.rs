@@ -33,7 +33,7 @@
 //! process calls [`std::process::abort`], which runs no destructor or cleanup, as `kill -9` would.
 //! Unset (or not a number), it has no effect.
 
-use crate::error::CompressError;
+use crate::error::{CompressError, io};
 use crate::plan::{TensorCandidates, allocate};
 use crate::source::{SourceModel, SourceTensor};
 use crate::tensor::{Candidate, TensorOptions, candidates, encode_tensor};
@@ -156,13 +156,6 @@ pub fn is_quantized(t: &SourceTensor, skip: &[String]) -> bool {
         && t.numel() >= MIN_QUANTIZED_WEIGHTS
         && !DEFAULT_SKIP.iter().any(|p| glob_match(p, &t.name))
         && !skip.iter().any(|p| glob_match(p, &t.name))
-}
-
-fn io(path: &Path, e: std::io::Error) -> CompressError {
-    CompressError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
 }
 
 /// Environment variable of the crash test hook (see the module documentation).

@@ -1,7 +1,7 @@
 //! Errors of `uc compress`, `uc unpack` and `uc inspect`: each names the file and tensor it is about.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a command failed. Every variant maps to exit code 2 (usage or input/output problem), except
 /// [`CompressError::Verification`], which maps to 1.
@@ -94,3 +94,19 @@ impl fmt::Display for CompressError {
 }
 
 impl std::error::Error for CompressError {}
+
+/// [`CompressError::Io`] for `path`.
+pub(crate) fn io(path: &Path, e: std::io::Error) -> CompressError {
+    CompressError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// [`CompressError::BadSource`] for `path`.
+pub(crate) fn bad(path: &Path, msg: impl Into<String>) -> CompressError {
+    CompressError::BadSource {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}

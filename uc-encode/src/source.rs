@@ -2,7 +2,7 @@
 //! `model-*.safetensors` with `model.safetensors.index.json`, and the files to copy (tokenizer,
 //! license). Tensors are read one at a time with positioned reads, so memory holds one tensor.
 
-use crate::error::CompressError;
+use crate::error::{CompressError, bad, io};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -66,20 +66,6 @@ pub struct SourceModel {
 fn looks_like_hub_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     parts.len() == 2 && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.'))
-}
-
-fn io(path: &Path, e: std::io::Error) -> CompressError {
-    CompressError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-fn bad(path: &Path, msg: impl Into<String>) -> CompressError {
-    CompressError::BadSource {
-        path: path.to_path_buf(),
-        msg: msg.into(),
-    }
 }
 
 impl SourceModel {

@@ -5,7 +5,7 @@
 //! files copied; one tensor in memory at a time; the output directory appears atomically. While it
 //! decodes, it recomputes each record's `recon_sha256` and compares it with the manifest.
 
-use crate::error::CompressError;
+use crate::error::{CompressError, bad, io};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -37,20 +37,6 @@ impl OutDtype {
     }
     fn size(self) -> u64 {
         if self == OutDtype::F32 { 4 } else { 2 }
-    }
-}
-
-fn io(path: &Path, e: std::io::Error) -> CompressError {
-    CompressError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-fn bad(path: &Path, msg: impl Into<String>) -> CompressError {
-    CompressError::BadSource {
-        path: path.to_path_buf(),
-        msg: msg.into(),
     }
 }
 
