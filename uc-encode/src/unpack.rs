@@ -7,7 +7,6 @@
 
 use crate::error::{CompressError, bad, io};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -315,9 +314,7 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
                 let mut v = decoder
                     .decode(&rec, count)
                     .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
-                let digest = uc_verify::hex(&Sha256::digest(
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
-                ));
+                let digest = uc_verify::hex(&uc_verify::recon_sha256_of(&v));
                 if let Some(want) = man
                     .as_ref()
                     .and_then(|m| m["tensors"][n.as_str()]["recon_sha256"].as_str())
