@@ -1,4 +1,4 @@
-//! `uc`: compress Hugging Face models into uc packs, inspect and unpack them.
+//! `uc`: compress Hugging Face models into uc packs, inspect and unpack them, import GGUF files.
 //!
 //! Exit codes: 0 success, 1 the written or read pack failed verification, 2 usage or I/O error
 //! (including bad input models), 130 interrupted.
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use uc_encode::compress::{CompressOptions, CompressSummary, compress};
 use uc_encode::error::CompressError;
+use uc_encode::model::gguf::{ImportOptions, ImportSummary, import_gguf};
 use uc_encode::unpack::{DecodeDevice, OutDtype, UnpackOptions, inspect, unpack};
 
 /// Appends one line of output (everything goes to stdout at once at the end: see `write_stdout`).
@@ -109,6 +110,29 @@ enum Cmd {
         #[arg(long)]
         fresh: bool,
         /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a Llama-architecture GGUF file (llama.cpp) into a Hugging Face model directory.
+    ///
+    /// Writes model.safetensors (every tensor dequantized to F32), config.json (LlamaForCausalLM,
+    /// with a `uc_import` member naming the GGUF file and its SHA-256), tokenizer.json (byte-level
+    /// BPE from the GGUF vocabulary and merges) and tokenizer_config.json; `uc compress` reads the
+    /// directory as its source. The weights are the dequantized values of the GGUF's quantized
+    /// tensors (e.g. Q4_1), not the original model's: a pack compressed from them, and any teacher
+    /// built from them, inherit the GGUF's quantization error. q_proj and k_proj rows are returned
+    /// from llama.cpp's RoPE order to the Hugging Face order. Reads one tensor at a time; the
+    /// directory appears atomically.
+    ImportGguf {
+        /// The .gguf file (general.architecture "llama", tokenizer.ggml.model "gpt2").
+        file: PathBuf,
+        /// Output directory (must not exist unless --fresh).
+        #[arg(long)]
+        output_dir: PathBuf,
+        /// Replace an existing output directory.
+        #[arg(long)]
+        fresh: bool,
+        /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -262,6 +286,63 @@ fn summary_text(s: &CompressSummary, out: &mut String) {
     }
 }
 
+fn import_json(s: &ImportSummary) -> serde_json::Value {
+    json!({
+        "output_dir": s.output_dir.display().to_string(),
+        "source": s.source.display().to_string(),
+        "source_bytes": s.source_bytes,
+        "source_sha256": s.source_sha256,
+        "tensor_count": s.tensors.len(),
+        "tensor_types": s.tensor_types,
+        "parameters": s.parameters,
+        "safetensors_bytes": s.safetensors_bytes,
+        "bytes_out": s.bytes_out,
+        "vocab_tokens": s.vocab_tokens,
+        "tie_word_embeddings": s.tie_word_embeddings,
+        "seconds": s.seconds,
+        "warnings": s.warnings,
+        "tensors": s.tensors.iter().map(|t| json!({
+            "name": t.name, "gguf_name": t.gguf_name, "gguf_dtype": t.gguf_dtype, "shape": t.shape,
+            "unpermuted": t.unpermuted,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn import_text(s: &ImportSummary, out: &mut String) {
+    let types: Vec<String> = s.tensor_types.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    outln!(out, "directory   {}", s.output_dir.display());
+    outln!(
+        out,
+        "source      {} ({}, sha256 {})",
+        s.source.display(),
+        human(s.source_bytes),
+        s.source_sha256
+    );
+    outln!(
+        out,
+        "tensors     {} ({}), written as F32{}",
+        s.tensors.len(),
+        types.join(", "),
+        if s.tie_word_embeddings {
+            "; embeddings tied (no output.weight)"
+        } else {
+            ""
+        }
+    );
+    outln!(out, "parameters  {}", s.parameters);
+    outln!(
+        out,
+        "bytes       {} out (model.safetensors {}), {} tokens in tokenizer.json",
+        human(s.bytes_out),
+        human(s.safetensors_bytes),
+        s.vocab_tokens
+    );
+    outln!(out, "time        {:.1} s", s.seconds);
+    for w in &s.warnings {
+        outln!(out, "warning     {w}");
+    }
+}
+
 fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
     match cli.cmd {
         Cmd::Compress {
@@ -369,6 +450,35 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
                     output_dir.display(),
                     human(s.bytes_out)
                 );
+            }
+            Ok(())
+        }
+        Cmd::ImportGguf {
+            file,
+            output_dir,
+            fresh,
+            json,
+        } => {
+            let s = import_gguf(&ImportOptions {
+                source: file,
+                output_dir,
+                fresh,
+                progress: if std::io::stderr().is_terminal() {
+                    Some(progress_bar)
+                } else {
+                    None
+                },
+            });
+            finish_progress();
+            let s = s?;
+            if json {
+                outln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&import_json(&s)).unwrap_or_default()
+                );
+            } else {
+                import_text(&s, out);
             }
             Ok(())
         }
