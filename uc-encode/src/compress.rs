@@ -81,6 +81,8 @@ pub struct CompressOptions {
     pub created_at: Option<String>,
     /// Called after each step of each tensor: (phase, done, total, tensor name).
     pub progress: Option<fn(&str, usize, usize, &str)>,
+    /// Calibrated encoding (activation-aware overlay and per-layer distillation), see [`crate::calib`].
+    pub calibration: Option<crate::calib::CalibOptions>,
 }
 
 /// Per-tensor result.
@@ -131,6 +133,8 @@ pub struct CompressSummary {
     pub peak_rss: Option<u64>,
     /// Verification checks passed.
     pub checks_passed: usize,
+    /// What calibration did, when it was used.
+    pub calibration: Option<crate::calib::CalibReport>,
 }
 
 /// Matches `*` (any run) and `?` (one char) glob patterns.
@@ -175,7 +179,7 @@ fn journal_event() {
 }
 
 /// Writes a journal file atomically: temporary name, fsync, rename. Two events of the crash hook.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CompressError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CompressError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
@@ -235,7 +239,7 @@ fn is_deterministic(e: &CompressError) -> bool {
     )
 }
 
-fn seed_for(seed: u64, name: &str) -> u64 {
+pub(crate) fn seed_for(seed: u64, name: &str) -> u64 {
     // FNV-1a of the name, mixed with the seed: independent of order and thread count.
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
     for b in name.bytes() {
@@ -333,27 +337,9 @@ impl Job<'_> {
         c: &Candidate,
         resumed: &mut usize,
     ) -> Result<Encoded, CompressError> {
-        let rec_path = self.work.join(format!("rec-{idx:06}.ucr"));
-        let meta_path = self.work.join(format!("rec-{idx:06}.json"));
-        if let (Ok(rec), Ok(meta)) = (std::fs::read(&rec_path), std::fs::read(&meta_path)) {
-            let meta: Value = serde_json::from_slice(&meta).unwrap_or(Value::Null);
-            let ok = meta["sha256"].as_str() == Some(&uc_verify::hex(&Sha256::digest(&rec)))
-                && meta["bits"].as_u64() == Some(u64::from(c.bits))
-                && meta["rank_wanted"].as_u64() == Some(u64::from(c.rank));
-            if let (true, Some(e), Some(n), Ok(layout)) = (
-                ok,
-                meta["err2_bits"].as_u64(),
-                meta["norm2_bits"].as_u64(),
-                uc_format::validate(&rec),
-            ) {
-                *resumed += 1;
-                return Ok(Encoded {
-                    path: rec_path,
-                    err2: f64::from_bits(e),
-                    norm2: f64::from_bits(n),
-                    layout,
-                });
-            }
+        if let Some(e) = journaled_record(&self.work, idx, c) {
+            *resumed += 1;
+            return Ok(e);
         }
         let data = self.src.read_f32(t)?;
         let topts = TensorOptions {
@@ -366,23 +352,56 @@ impl Job<'_> {
             err,
         })?;
         drop(data);
-        let layout = uc_format::validate(&enc.record).map_err(|e| {
-            CompressError::Verification(format!("tensor {}: the encoder wrote an invalid record: {e}", t.name))
-        })?;
-        write_atomic(&rec_path, &enc.record)?;
-        let meta = json!({
-            "sha256": uc_verify::hex(&Sha256::digest(&enc.record)),
-            "bits": enc.bits, "rank_wanted": c.rank, "rank": enc.rank,
-            "err2_bits": enc.err2.to_bits(), "norm2_bits": enc.norm2.to_bits(),
-        });
-        write_atomic(&meta_path, meta.to_string().as_bytes())?;
-        Ok(Encoded {
-            path: rec_path,
-            err2: enc.err2,
-            norm2: enc.norm2,
-            layout,
-        })
+        journal_record(&self.work, idx, &t.name, c, &enc)
     }
+}
+
+/// A record of tensor `idx` journaled by an earlier run for the choice `c`, if its files are whole.
+pub(crate) fn journaled_record(work: &Path, idx: usize, c: &Candidate) -> Option<Encoded> {
+    let rec_path = work.join(format!("rec-{idx:06}.ucr"));
+    let meta_path = work.join(format!("rec-{idx:06}.json"));
+    let (rec, meta) = (std::fs::read(&rec_path).ok()?, std::fs::read(&meta_path).ok()?);
+    let meta: Value = serde_json::from_slice(&meta).unwrap_or(Value::Null);
+    let ok = meta["sha256"].as_str() == Some(&uc_verify::hex(&Sha256::digest(&rec)))
+        && meta["bits"].as_u64() == Some(u64::from(c.bits))
+        && meta["rank_wanted"].as_u64() == Some(u64::from(c.rank));
+    match (ok, meta["err2_bits"].as_u64(), meta["norm2_bits"].as_u64(), uc_format::validate(&rec)) {
+        (true, Some(e), Some(n), Ok(layout)) => Some(Encoded {
+            path: rec_path,
+            err2: f64::from_bits(e),
+            norm2: f64::from_bits(n),
+            layout,
+        }),
+        _ => None,
+    }
+}
+
+/// Journals the record of tensor `idx` (validated first) and its metadata, atomically.
+pub(crate) fn journal_record(
+    work: &Path,
+    idx: usize,
+    name: &str,
+    c: &Candidate,
+    enc: &crate::tensor::EncodedTensor,
+) -> Result<Encoded, CompressError> {
+    let rec_path = work.join(format!("rec-{idx:06}.ucr"));
+    let meta_path = work.join(format!("rec-{idx:06}.json"));
+    let layout = uc_format::validate(&enc.record).map_err(|e| {
+        CompressError::Verification(format!("tensor {name}: the encoder wrote an invalid record: {e}"))
+    })?;
+    write_atomic(&rec_path, &enc.record)?;
+    let meta = json!({
+        "sha256": uc_verify::hex(&Sha256::digest(&enc.record)),
+        "bits": enc.bits, "rank_wanted": c.rank, "rank": enc.rank,
+        "err2_bits": enc.err2.to_bits(), "norm2_bits": enc.norm2.to_bits(),
+    });
+    write_atomic(&meta_path, meta.to_string().as_bytes())?;
+    Ok(Encoded {
+        path: rec_path,
+        err2: enc.err2,
+        norm2: enc.norm2,
+        layout,
+    })
 }
 
 /// A record written to the work directory.
@@ -445,6 +464,7 @@ fn fingerprint(
     opts: &CompressOptions,
     digests: &std::collections::BTreeMap<String, String>,
     created_at: &str,
+    calib_sha: Option<&str>,
 ) -> String {
     let v = json!({
         "tool": env!("CARGO_PKG_VERSION"),
@@ -457,12 +477,21 @@ fn fingerprint(
         "method_version": opts.method_version,
         "license": opts.license,
         "created_at": created_at,
+        "calibration": opts.calibration.as_ref().map(|c| json!({
+            "text_sha256": calib_sha, "tokens": c.tokens, "ctx": c.ctx, "steps": c.steps, "lr_bits": c.lr.to_bits(),
+        })),
     });
     uc_verify::hex(&Sha256::digest(v.to_string().as_bytes()))
 }
 
 /// What phases 1 to 4 produced: the records, their errors, the written pack, steps resumed.
-type JobOutput = (Vec<(usize, Encoded)>, Vec<(String, f64)>, crate::write::Written, usize);
+type JobOutput = (
+    Vec<(usize, Encoded)>,
+    Vec<(String, f64)>,
+    crate::write::Written,
+    usize,
+    Option<crate::calib::CalibReport>,
+);
 
 /// Phases 1 to 4 of a job whose journal is set up: analyse, allocate, encode, write into the work
 /// directory, verify, install at the final path.
@@ -497,11 +526,22 @@ fn run_job(
         tcs.iter().zip(pick).map(|(t, p)| t.candidates[p]).collect()
     };
 
-    // Phase 3: encode.
+    // Phase 3: encode (data-free, or layer by layer against calibration data).
     let mut records: Vec<(usize, Encoded)> = Vec::with_capacity(quantized.len());
-    for (k, (&i, c)) in quantized.iter().zip(&choices).enumerate() {
-        job.progress("encode", k, quantized.len(), &src.tensors[i].name);
-        records.push((i, job.encode(i, &src.tensors[i], c, &mut resumed)?));
+    let mut calib_report = None;
+    if let Some(cal) = &opts.calibration {
+        let plan: Vec<(usize, Candidate)> = quantized.iter().copied().zip(choices.iter().copied()).collect();
+        let progress = |done: usize, total: usize, name: &str| job.progress("calibrate", done, total, name);
+        let free = |i: usize, c: &Candidate, resumed: &mut usize| job.encode(i, &src.tensors[i], c, resumed);
+        let (recs, rep) =
+            crate::calib::encode_calibrated(src, &job.work, &plan, opts.seed, cal, &mut resumed, &progress, &free)?;
+        records = recs;
+        calib_report = Some(rep);
+    } else {
+        for (k, (&i, c)) in quantized.iter().zip(&choices).enumerate() {
+            job.progress("encode", k, quantized.len(), &src.tensors[i].name);
+            records.push((i, job.encode(i, &src.tensors[i], c, &mut resumed)?));
+        }
     }
     job.progress("write", 0, 1, "");
 
@@ -511,13 +551,14 @@ fn run_job(
         .map(|(i, e)| (src.tensors[*i].name.clone(), e.rel_l2()))
         .collect();
     let staged = job.work.join("pack");
-    let report = crate::write::write_pack(opts, &staged, src, &records, &rels, digests, created)?;
+    let calib_sha = calib_report.as_ref().map(|r| r.text_sha256.as_str());
+    let report = crate::write::write_pack(opts, &staged, src, &records, &rels, digests, created, calib_sha)?;
     write_atomic(
         &job.work.join("install.json"),
         json!({ "fingerprint": fp }).to_string().as_bytes(),
     )?;
     install(&staged, &opts.output_dir, &job.work)?;
-    Ok((records, rels, report, resumed))
+    Ok((records, rels, report, resumed, calib_report))
 }
 
 /// Runs `uc compress`.
@@ -599,7 +640,18 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
         Some(c) if opts.created_at.is_none() && std::env::var_os("SOURCE_DATE_EPOCH").is_none() => c.to_string(),
         _ => created_at(opts)?,
     };
-    let fp = fingerprint(opts, &digests, &created);
+    let calib_sha = match &opts.calibration {
+        Some(c) => {
+            if c.tokens == 0 || c.ctx < 4 || !(c.lr.is_finite() && c.lr >= 0.0) {
+                return Err(CompressError::Usage(
+                    "--calib-tokens must be positive, --calib-ctx at least 4 and --distill-lr a non-negative number".into(),
+                ));
+            }
+            Some(crate::model::text::read_text(&c.text)?.sha256)
+        }
+        None => None,
+    };
+    let fp = fingerprint(opts, &digests, &created, calib_sha.as_deref());
     match previous {
         Some(p) if p["fingerprint"].as_str() == Some(fp.as_str()) => {}
         Some(_) if output_exists && !opts.fresh => return Err(exists_error()),
@@ -642,7 +694,7 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
         }
         Err(_) => {}
     }
-    let (records, rels, report, resumed) = result?;
+    let (records, rels, report, resumed, calibration) = result?;
 
     let mut tensors = Vec::new();
     for (k, t) in src.tensors.iter().enumerate() {
@@ -685,6 +737,7 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
         seconds: start.elapsed().as_secs_f64(),
         peak_rss: peak_rss(),
         checks_passed: report.checks_passed,
+        calibration,
     })
 }
 

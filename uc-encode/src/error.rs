@@ -57,6 +57,14 @@ pub enum CompressError {
     Exists(String),
     /// The written pack did not verify.
     Verification(String),
+    /// A model forward pass or evaluation failed (a weight missing or of the wrong shape for the
+    /// architecture in config.json, or an unsupported architecture).
+    Model {
+        /// The model directory or pack.
+        path: PathBuf,
+        /// What failed.
+        msg: String,
+    },
 }
 
 impl CompressError {
@@ -89,6 +97,7 @@ impl fmt::Display for CompressError {
             CompressError::Encode { tensor, err } => write!(f, "tensor {tensor}: {err}"),
             CompressError::Exists(m) => write!(f, "{m}"),
             CompressError::Verification(m) => write!(f, "verification failed: {m}"),
+            CompressError::Model { path, msg } => write!(f, "{}: {msg}", path.display()),
         }
     }
 }

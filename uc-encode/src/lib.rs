@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod calib;
 pub mod compress;
 pub mod error;
 pub mod gsq;
+pub mod model;
 pub mod pack;
 pub mod plan;
 pub mod source;

@@ -1,7 +1,7 @@
 //! One tensor → one record: GSQ, then optionally a low-rank overlay fitted to the residual
 //! `W − W_base` by randomized SVD and stored in bfloat16 (spec section 8).
 
-use crate::gsq::{EncodeError, GsqOptions, check_input, quantize_parts};
+use crate::gsq::{EncodeError, GsqOptions, GsqParts, check_input, quantize_parts};
 use crate::svd::low_rank;
 use rayon::prelude::*;
 use uc_format::num::{bf16_to_f32, f32_to_bf16_bits};
@@ -70,16 +70,38 @@ pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result
         (opts.rank as usize).min(rows).min(cols)
     };
     let parts = quantize_parts(data, &GsqOptions::new(opts.bits));
-    let w_base = parts.w_base();
-    let norm2 = sum_sq(data);
-    let (dtype, u, v, err2) = if rank == 0 {
-        let resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
-        (OverlayDtype::None, Vec::new(), Vec::new(), sum_sq(&resid))
+    let (u, v) = if rank == 0 {
+        (Vec::new(), Vec::new())
     } else {
-        let mut resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
+        let w_base = parts.w_base();
+        let resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
         let lr = low_rank(&resid, rows, cols, rank, opts.seed);
         let u: Vec<u16> = lr.u.iter().map(|&x| f32_to_bf16_bits(x)).collect();
         let v: Vec<u16> = lr.v.iter().map(|&x| f32_to_bf16_bits(x)).collect();
+        (u, v)
+    };
+    assemble(data, dims, opts.bits, &parts, rank, &u, &v)
+}
+
+/// Writes the record of `data` (shape `dims`) from its GSQ `parts` and bf16 overlay factors `u`
+/// `[rows, rank]`, `v` `[rank, cols]` (empty for rank 0), and measures `‖W − Ŵ‖²` with the
+/// overlay as stored, accumulated in f64 in a fixed order.
+pub fn assemble(
+    data: &[f32],
+    dims: &[u64],
+    bits: u8,
+    parts: &GsqParts,
+    rank: usize,
+    u: &[u16],
+    v: &[u16],
+) -> Result<EncodedTensor, EncodeError> {
+    let (rows, cols) = rows_cols(dims, data.len());
+    let w_base = parts.w_base();
+    let norm2 = sum_sq(data);
+    let mut resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
+    let (dtype, err2) = if rank == 0 {
+        (OverlayDtype::None, sum_sq(&resid))
+    } else {
         // Error with the overlay as stored: resid - U_bf16 · V_bf16, accumulated in f64.
         let uf: Vec<f64> = u.iter().map(|&h| f64::from(bf16_to_f32(h))).collect();
         let vf: Vec<f64> = v.iter().map(|&h| f64::from(bf16_to_f32(h))).collect();
@@ -102,16 +124,16 @@ pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result
             .collect::<Vec<_>>()
             .iter()
             .sum();
-        (OverlayDtype::Bf16, u, v, err2)
+        (OverlayDtype::Bf16, err2)
     };
-    let (u, v) = if rank == 0 { (Vec::new(), Vec::new()) } else { (u, v) };
-    let params = RecordParams::new(opts.bits, dims, rank as u32, dtype)?;
+    debug_assert_eq!(rows * rank, u.len());
+    let params = RecordParams::new(bits, dims, rank as u32, dtype)?;
     let layout = params.layout()?;
     let mut record = vec![0u8; layout.record_len as usize];
-    write_record(&params, &parts.grid, &parts.scales, &parts.codes, &u, &v, &mut record)?;
+    write_record(&params, &parts.grid, &parts.scales, &parts.codes, u, v, &mut record)?;
     Ok(EncodedTensor {
         record,
-        bits: opts.bits,
+        bits,
         rank: rank as u32,
         err2,
         norm2,

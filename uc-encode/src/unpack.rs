@@ -437,3 +437,71 @@ pub fn inspect(pack: &Path) -> Result<(Vec<InspectRow>, Option<Value>), Compress
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((rows, man))
 }
+
+/// Reads every tensor of a pack as f32, one at a time, in file then name order: records decoded
+/// with their overlay merged (spec) after their `recon_sha256` was checked against the
+/// manifest; verbatim F32/F16/BF16 tensors converted exactly; other dtypes (integer buffers such as
+/// `position_ids`) and padding tensors skipped. `visit(name, shape, values)` receives each tensor.
+/// Returns the number of records decoded.
+pub fn read_pack_f32(
+    pack: &Path,
+    mut visit: impl FnMut(&str, &[u64], Vec<f32>) -> Result<(), CompressError>,
+) -> Result<usize, CompressError> {
+    let files = pack_files(pack)?;
+    let man = manifest(pack)?;
+    let mut decoded = 0usize;
+    for fname in &files {
+        let path = pack.join(fname);
+        let (mut f, h) = open_header(&path)?;
+        for t in &h.tensors {
+            if t.is_padding() {
+                continue;
+            }
+            let bytes = read_at(&mut f, &path, h.file_offset(t), t.len())?;
+            if is_record(t.dtype, &bytes) {
+                let rec = Record::parse(&bytes).map_err(|e| bad(&path, format!("tensor {}: {e}", t.name)))?;
+                let count =
+                    usize::try_from(rec.len()).map_err(|_| bad(&path, format!("tensor {} too large", t.name)))?;
+                let mut v = vec![0f32; count];
+                rec.decode_into(&mut v)
+                    .map_err(|e| bad(&path, format!("tensor {}: {e}", t.name)))?;
+                let digest = uc_verify::hex(&uc_verify::recon_sha256_of(&v));
+                if let Some(want) = man
+                    .as_ref()
+                    .and_then(|m| m["tensors"][t.name.as_str()]["recon_sha256"].as_str())
+                {
+                    if want != digest {
+                        return Err(CompressError::Verification(format!(
+                            "{}: tensor {}: decoded weights have SHA-256 {digest}, the manifest says {want}",
+                            path.display(),
+                            t.name
+                        )));
+                    }
+                }
+                rec.merge_overlay_into(&mut v)
+                    .map_err(|e| bad(&path, format!("tensor {}: {e}", t.name)))?;
+                let shape = rec.shape().to_vec();
+                visit(&t.name, &shape, v)?;
+                decoded += 1;
+                continue;
+            }
+            let v: Vec<f32> = match t.dtype {
+                Dtype::F32 => bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F16 => bytes
+                    .chunks_exact(2)
+                    .map(|c| uc_format::num::f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                Dtype::Bf16 => bytes
+                    .chunks_exact(2)
+                    .map(|c| uc_format::num::bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                _ => continue,
+            };
+            visit(&t.name, &t.shape, v)?;
+        }
+    }
+    Ok(decoded)
+}

@@ -45,6 +45,7 @@ pub(crate) fn write_pack(
     rels: &[(String, f64)],
     digests: &BTreeMap<String, String>,
     created_at: &str,
+    calibration_sha256: Option<&str>,
 ) -> Result<Written, CompressError> {
     let mut w = PackWriter::with_options(
         dir,
@@ -70,9 +71,15 @@ pub(crate) fn write_pack(
     info.method_version = opts.method_version.clone();
     info.license = opts.license.clone();
     info.tooling_version = format!("uc {}", env!("CARGO_PKG_VERSION"));
-    info.notes = "Track A: grid scalar quantization (per-64-block f16 absmax scales, k-means grid) with a bf16 \
-                  low-rank overlay where the bpw allocator chose one; no calibration data."
-        .into();
+    info.notes = if calibration_sha256.is_some() {
+        "Track A: grid scalar quantization (per-64-block f16 absmax scales, k-means grid) with a bf16 low-rank \
+         overlay where the bpw allocator chose one, initialised from an activation-aware SVD and distilled layer \
+         by layer against the source model on the calibration text."
+    } else {
+        "Track A: grid scalar quantization (per-64-block f16 absmax scales, k-means grid) with a bf16 \
+         low-rank overlay where the bpw allocator chose one; no calibration data."
+    }
+    .into();
     info.provenance.source_files = digests.clone();
     info.provenance.seed = Some(opts.seed);
     let mut o = Map::new();
@@ -84,8 +91,15 @@ pub(crate) fn write_pack(
     o.insert("allowed_bits".into(), json!(crate::compress::DEFAULT_BITS));
     o.insert("allowed_ranks".into(), json!(crate::compress::DEFAULT_RANKS));
     o.insert("overlay_dtype".into(), json!("bf16"));
+    if let Some(c) = &opts.calibration {
+        o.insert(
+            "calibration".into(),
+            json!({"file": c.text.file_name().map(|n| n.to_string_lossy().to_string()), "tokens": c.tokens,
+                "ctx": c.ctx, "distill_steps": c.steps, "distill_lr": c.lr}),
+        );
+    }
     info.provenance.options = o;
-    info.provenance.calibration_sha256 = None;
+    info.provenance.calibration_sha256 = calibration_sha256.map(str::to_string);
     info.provenance.environment = environment();
     w.set_created_at(created_at).map_err(werr)?;
 

@@ -9,8 +9,10 @@ use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use uc_encode::calib::CalibOptions;
 use uc_encode::compress::{CompressOptions, CompressSummary, compress};
 use uc_encode::error::CompressError;
+use uc_encode::model::eval::{Comparison, EvalOptions, KQuant, PplReport, compare, perplexity};
 use uc_encode::model::gguf::{ImportOptions, ImportSummary, import_gguf};
 use uc_encode::unpack::{DecodeDevice, OutDtype, UnpackOptions, inspect, unpack};
 
@@ -89,6 +91,23 @@ enum Cmd {
         /// Replace an existing output directory and discard an unfinished run's journal.
         #[arg(long)]
         fresh: bool,
+        /// Calibrate on this text (.txt, or .jsonl with a "text" member per line): overlays are
+        /// initialised from an activation-aware SVD and distilled layer by layer against the source
+        /// model (llama-family and BERT models; needs tokenizer.json). Its SHA-256 goes into the manifest.
+        #[arg(long)]
+        calibration: Option<PathBuf>,
+        /// Calibration tokens (whole windows of --calib-ctx).
+        #[arg(long, default_value_t = 2048)]
+        calib_tokens: usize,
+        /// Calibration window length in tokens.
+        #[arg(long, default_value_t = 256)]
+        calib_ctx: usize,
+        /// Distillation steps per layer (0: activation-aware initialisation only).
+        #[arg(long, default_value_t = 200)]
+        distill_steps: usize,
+        /// Distillation step size (Adam), relative to each overlay factor's RMS.
+        #[arg(long, default_value_t = 0.01)]
+        distill_lr: f64,
     },
     /// Decode a pack into a standard safetensors model any runtime can load.
     Unpack {
@@ -112,6 +131,11 @@ enum Cmd {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Evaluate models on real text: perplexity, or a pack (or a k-quant) against its source.
+    Eval {
+        #[command(subcommand)]
+        cmd: EvalCmd,
     },
     /// Convert a Llama-architecture GGUF file (llama.cpp) into a Hugging Face model directory.
     ///
@@ -144,6 +168,102 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Options shared by the `uc eval` commands.
+#[derive(clap::Args, Clone)]
+struct EvalArgs {
+    /// Text to evaluate on (.txt, or .jsonl with a "text" member per line), e.g. the held-out
+    /// slice written by scripts/fetch-text.sh.
+    #[arg(long)]
+    text: PathBuf,
+    /// Window length in tokens (non-overlapping windows; BERT windows include [CLS] and [SEP]).
+    #[arg(long, default_value_t = 256)]
+    ctx: usize,
+    /// Use at most this many tokens of the text (whole windows).
+    #[arg(long, default_value_t = 4096)]
+    max_tokens: usize,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Apply this ggml k-quant (q3k, q4k, q5k, q6k, q8_0; candle's port of ggml's reference
+    /// quantizer) to the tensors `uc compress` would quantize, as a peer at known bpw.
+    #[arg(long)]
+    kquant: Option<String>,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Perplexity of a causal language model (model directory or uc pack) on a text.
+    ///
+    /// Packs are decoded through uc-decode (recon_sha256 checked, overlays merged). Prints the
+    /// perplexity, the mean negative log-likelihood per token and the top-1 accuracy.
+    Ppl {
+        /// Model directory or pack.
+        model: PathBuf,
+        #[command(flatten)]
+        args: EvalArgs,
+    },
+    /// Compare a pack (or, with --kquant and no pack, a k-quant of the source) with its source.
+    ///
+    /// Language models: PPL_r = PPL(pack) / PPL(source) and top-1 agreement of the next-token
+    /// choices on the same windows. BERT (MiniLM): cosine similarity of the sentence embeddings
+    /// (mean pooling, normalised) of every window.
+    Compare {
+        /// Source model directory.
+        source: PathBuf,
+        /// Pack (or model directory) to compare; omit it with --kquant to evaluate a k-quant of the source.
+        candidate: Option<PathBuf>,
+        #[command(flatten)]
+        args: EvalArgs,
+    },
+}
+
+fn eval_setup(args: &EvalArgs) -> Result<(EvalOptions, Option<KQuant>), CompressError> {
+    if let Some(t) = args.threads {
+        set_threads(t)?;
+    }
+    let kquant = args
+        .kquant
+        .as_deref()
+        .map(KQuant::parse)
+        .transpose()
+        .map_err(CompressError::Usage)?;
+    if args.batch == 0 || args.max_tokens == 0 {
+        return Err(CompressError::Usage(
+            "--batch and --max-tokens must be at least 1".into(),
+        ));
+    }
+    Ok((
+        EvalOptions {
+            text: args.text.clone(),
+            ctx: args.ctx,
+            max_tokens: args.max_tokens,
+            batch: args.batch,
+        },
+        kquant,
+    ))
+}
+
+fn set_threads(t: usize) -> Result<(), CompressError> {
+    if t == 0 {
+        return Err(CompressError::Usage("--threads must be at least 1".into()));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(t)
+        .build_global()
+        .map_err(|e| CompressError::Usage(format!("--threads: {e}")))
+}
+
+fn ppl_json(r: &PplReport) -> serde_json::Value {
+    json!({"model": r.model.display().to_string(), "windows": r.windows, "tokens": r.tokens, "nll": r.nll,
+        "ppl": r.ppl, "top1_accuracy": r.top1_accuracy, "text_sha256": r.text_sha256, "seconds": r.seconds})
 }
 
 /// The progress bar of the running command (indicatif, on stderr, terminals only).
@@ -212,6 +332,11 @@ fn summary_json(s: &CompressSummary) -> serde_json::Value {
         "seconds": s.seconds,
         "peak_rss_bytes": s.peak_rss,
         "verification_checks_passed": s.checks_passed,
+        "calibration": s.calibration.as_ref().map(|c| json!({
+            "text_sha256": c.text_sha256, "tokens": c.tokens,
+            "layers": c.layers.iter().map(|l| json!({"layer": l.layer, "loss_base": l.loss_base, "loss_svd": l.loss_svd,
+                "loss_init": l.loss_init, "loss_final": l.loss_final, "distilled": l.distilled})).collect::<Vec<_>>(),
+        })),
         "tensors": s.tensors.iter().map(|t| json!({
             "name": t.name, "shape": t.shape, "bits": t.bits, "rank": t.rank, "bytes": t.bytes, "rel_l2": t.rel_l2,
         })).collect::<Vec<_>>(),
@@ -259,6 +384,30 @@ fn summary_text(s: &CompressSummary, out: &mut String) {
         outln!(out, "peak memory {}", human(m));
     }
     outln!(out, "verified    {} checks passed (uc-verify)", s.checks_passed);
+    if let Some(c) = &s.calibration {
+        outln!(out, "calibration {} tokens, text sha256 {}", c.tokens, c.text_sha256);
+        outln!(
+            out,
+            "  layer output MSE vs the teacher: {:>5} {:>12} {:>12} {:>12} {:>12}",
+            "layer",
+            "no overlay",
+            "plain SVD",
+            "act.-aware",
+            "written"
+        );
+        for l in &c.layers {
+            outln!(
+                out,
+                "                                   {:>5} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e}{}",
+                l.layer,
+                l.loss_base,
+                l.loss_svd,
+                l.loss_init,
+                l.loss_final,
+                if l.distilled { "" } else { " (distillation did not help: initial kept)" }
+            );
+        }
+    }
     outln!(
         out,
         "\n{:<56} {:>14} {:>4} {:>4} {:>11} {:>9}",
@@ -359,6 +508,11 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
             skip,
             json,
             fresh,
+            calibration,
+            calib_tokens,
+            calib_ctx,
+            distill_steps,
+            distill_lr,
         } => {
             if device != "cpu" {
                 return Err(CompressError::Usage(format!(
@@ -366,13 +520,7 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
                 )));
             }
             if let Some(t) = threads {
-                if t == 0 {
-                    return Err(CompressError::Usage("--threads must be at least 1".into()));
-                }
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build_global()
-                    .map_err(|e| CompressError::Usage(format!("--threads: {e}")))?;
+                set_threads(t)?;
             }
             let output_dir = output_dir.unwrap_or_else(|| {
                 let name = source
@@ -393,6 +541,13 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
                 skip,
                 fresh,
                 created_at: None,
+                calibration: calibration.map(|text| CalibOptions {
+                    text,
+                    tokens: calib_tokens,
+                    ctx: calib_ctx,
+                    steps: distill_steps,
+                    lr: distill_lr,
+                }),
                 progress: if std::io::stderr().is_terminal() {
                     Some(progress_bar)
                 } else {
@@ -450,6 +605,109 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
                     output_dir.display(),
                     human(s.bytes_out)
                 );
+            }
+            Ok(())
+        }
+        Cmd::Eval {
+            cmd: EvalCmd::Ppl { model, args },
+        } => {
+            let (opts, kquant) = eval_setup(&args)?;
+            let r = perplexity(&model, kquant, &opts)?;
+            if args.json {
+                let mut v = ppl_json(&r);
+                v["kquant"] = json!(kquant.map(|k| k.name()));
+                v["ctx"] = json!(opts.ctx);
+                outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                let k = kquant
+                    .map(|k| format!(" under {} ({:.4} bpw)", k.name(), k.bpw()))
+                    .unwrap_or_default();
+                outln!(out, "model       {}{k}", r.model.display());
+                outln!(out, "text        {} (sha256 {})", opts.text.display(), r.text_sha256);
+                outln!(
+                    out,
+                    "windows     {} of {} tokens, {} tokens scored",
+                    r.windows,
+                    opts.ctx,
+                    r.tokens
+                );
+                outln!(out, "perplexity  {:.4} (nll {:.5} nats/token)", r.ppl, r.nll);
+                outln!(out, "top-1       {:.4}", r.top1_accuracy);
+                outln!(out, "time        {:.1} s", r.seconds);
+            }
+            Ok(())
+        }
+        Cmd::Eval {
+            cmd:
+                EvalCmd::Compare {
+                    source,
+                    candidate,
+                    args,
+                },
+        } => {
+            let (opts, kquant) = eval_setup(&args)?;
+            if candidate.is_none() && kquant.is_none() {
+                return Err(CompressError::Usage(
+                    "give a pack to compare with the source, or --kquant to evaluate a k-quant of the source".into(),
+                ));
+            }
+            let c = compare(&source, candidate.as_deref(), kquant, &opts)?;
+            let cand_name = candidate
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| source.display().to_string());
+            let k = kquant
+                .map(|k| format!(" under {} ({:.4} bpw)", k.name(), k.bpw()))
+                .unwrap_or_default();
+            match c {
+                Comparison::Ppl(p) => {
+                    if args.json {
+                        let v = json!({"metric": "perplexity", "source": ppl_json(&p.source), "candidate": ppl_json(&p.candidate),
+                            "kquant": kquant.map(|k| k.name()), "kquant_bpw": kquant.map(|k| k.bpw()), "ctx": opts.ctx,
+                            "ppl_ratio": p.ppl_ratio, "top1_agreement": p.top1_agreement});
+                        outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    } else {
+                        outln!(out, "source      {}  PPL {:.4}", source.display(), p.source.ppl);
+                        outln!(out, "candidate   {cand_name}{k}  PPL {:.4}", p.candidate.ppl);
+                        outln!(
+                            out,
+                            "text        {} (sha256 {})",
+                            opts.text.display(),
+                            p.source.text_sha256
+                        );
+                        outln!(
+                            out,
+                            "tokens      {} scored in {} windows of {}",
+                            p.source.tokens,
+                            p.source.windows,
+                            opts.ctx
+                        );
+                        outln!(out, "PPL_r       {:.5}", p.ppl_ratio);
+                        outln!(out, "top-1 agree {:.4}", p.top1_agreement);
+                        outln!(
+                            out,
+                            "time        {:.1} s + {:.1} s",
+                            p.source.seconds,
+                            p.candidate.seconds
+                        );
+                    }
+                }
+                Comparison::Embed(e) => {
+                    if args.json {
+                        let v = json!({"metric": "embedding_cosine", "source": source.display().to_string(), "candidate": cand_name,
+                            "kquant": kquant.map(|k| k.name()), "kquant_bpw": kquant.map(|k| k.bpw()), "ctx": opts.ctx,
+                            "windows": e.windows, "mean_cosine": e.mean_cosine, "min_cosine": e.min_cosine,
+                            "text_sha256": e.text_sha256, "seconds": e.seconds});
+                        outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    } else {
+                        outln!(out, "source      {}", source.display());
+                        outln!(out, "candidate   {cand_name}{k}");
+                        outln!(out, "text        {} (sha256 {})", opts.text.display(), e.text_sha256);
+                        outln!(out, "windows     {} of {} tokens", e.windows, opts.ctx);
+                        outln!(out, "cosine      mean {:.6}, min {:.6}", e.mean_cosine, e.min_cosine);
+                        outln!(out, "time        {:.1} s", e.seconds);
+                    }
+                }
             }
             Ok(())
         }

@@ -1,0 +1,685 @@
+//! Calibrated encoding, `uc compress --calibration`: activation-aware overlay initialisation and
+//! streaming per-layer distillation.
+//!
+//! The bits and overlay rank of every tensor are chosen data-free as without calibration (same
+//! allocator, same budget); calibration changes what the overlay factors hold. Layer by layer:
+//!
+//! 1. Load layer `i` of the teacher (the source weights), one layer in memory.
+//! 2. Run the teacher layer on the teacher's hidden states `X_T` (the target `Y_T`) and on the
+//!    student's hidden states `X_S`, collecting the input Gram matrix `C = XᵀX / n` of every linear
+//!    map from the latter.
+//! 3. Quantize each linear map with GSQ (`W_base`, exactly as a decoder reconstructs it) and
+//!    initialise its overlay from the activation-aware SVD of the residual `R = W − W_base`: with
+//!    `C + δI = L Lᵀ` (Cholesky, `δ` = 1e-4 · mean diagonal), the best rank-`r` approximation of
+//!    `R L` is `U V'`, and `U · (V' L⁻¹)` minimises `‖(R − U V) X‖` over rank-`r` products.
+//! 4. Distil: `--distill-steps` steps of Adam on the factors of all the layer's linear maps at once,
+//!    minimising the mean squared difference between the student layer's output on `X_S` and `Y_T`
+//!    (full batch, cosine-decayed step size relative to each factor's RMS). The factors are then
+//!    rounded to bfloat16 as the record stores them; if the rounded trained factors do worse than
+//!    the rounded initial ones on the same loss, the initial ones are kept.
+//! 5. Write the layer's records, journal them and the new `(X_S, X_T)`, free the layer, go on.
+//!
+//! Tensors outside the transformer layers (a pooler, an untied output head when not skipped) are
+//! encoded data-free. The embeddings are kept verbatim by default and are used as the teacher's.
+//! Everything runs on the CPU in f32 with candle; results are journaled per layer, so an
+//! interrupted run resumes at the first unfinished layer.
+
+use crate::compress::{Encoded, journal_record, journaled_record, seed_for, write_atomic};
+use crate::error::{CompressError, io};
+use crate::gsq::{GsqOptions, quantize_parts};
+use crate::model::text::{load_tokenizer, read_text, windows};
+use crate::model::{Arch, Get, Weights, model_err};
+use crate::source::SourceModel;
+use crate::svd::low_rank;
+use crate::tensor::{Candidate, assemble};
+use candle_core::{DType, Device, Tensor, Var};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use uc_format::num::{bf16_to_f32, f16_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
+
+/// Options of the calibrated encoder.
+#[derive(Debug, Clone)]
+pub struct CalibOptions {
+    /// Calibration text (`.txt` or `.jsonl`).
+    pub text: PathBuf,
+    /// Calibration tokens (whole windows of `ctx`).
+    pub tokens: usize,
+    /// Window length.
+    pub ctx: usize,
+    /// Distillation steps per layer (0: activation-aware initialisation only).
+    pub steps: usize,
+    /// Adam step size, relative to each factor's RMS.
+    pub lr: f64,
+}
+
+/// What calibration did to one layer (losses are the mean squared error of the layer output
+/// against the teacher's, on the calibration tokens).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerReport {
+    /// Layer index.
+    pub layer: usize,
+    /// Loss with `W_base` only (no overlay).
+    pub loss_base: f64,
+    /// Loss with the data-free overlay (plain SVD of the residual), bf16.
+    pub loss_svd: f64,
+    /// Loss with the activation-aware initial overlay, bf16.
+    pub loss_init: f64,
+    /// Loss with the overlay written, bf16.
+    pub loss_final: f64,
+    /// Whether the distilled factors were kept (false: the initial ones were better).
+    pub distilled: bool,
+}
+
+/// The calibration summary of a run.
+#[derive(Debug, Clone)]
+pub struct CalibReport {
+    /// SHA-256 of the calibration file.
+    pub text_sha256: String,
+    /// Tokens used.
+    pub tokens: usize,
+    /// Per layer.
+    pub layers: Vec<LayerReport>,
+}
+
+fn cerr(dir: &Path, what: &str) -> impl Fn(candle_core::Error) -> CompressError + use<> {
+    let dir = dir.to_path_buf();
+    let what = what.to_string();
+    move |e| model_err(&dir, format!("{what}: {e}"))
+}
+
+/// A quantized map of the student: `W_base = (s0 ⊙ (1 + δ)) · grid[code]` per 64-weight block.
+struct Quant {
+    /// `grid[code]`, `[blocks, 64]`.
+    g: Tensor,
+    /// Block scales, `[blocks, 1]`.
+    s0: Tensor,
+    /// Trainable relative scale change (None when the tensor has a partial last block).
+    delta: Option<Var>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Quant {
+    fn base(&self) -> candle_core::Result<Tensor> {
+        let s = match &self.delta {
+            Some(d) => self.s0.broadcast_mul(&(d.as_tensor() + 1.0)?)?,
+            None => self.s0.clone(),
+        };
+        self.g.broadcast_mul(&s)?.reshape((self.rows, self.cols))
+    }
+}
+
+/// The layer's weights as the student sees them: `W_base + U·V` for quantized maps, the teacher's
+/// weight for everything else.
+struct Student<'a> {
+    teacher: &'a Weights,
+    base: HashMap<String, Quant>,
+    factors: HashMap<String, (Var, Var)>,
+}
+
+impl Get for Student<'_> {
+    fn get(&self, name: &str) -> candle_core::Result<Tensor> {
+        match (self.base.get(name), self.factors.get(name)) {
+            (Some(q), Some((u, v))) => q.base()? + u.as_tensor().matmul(v.as_tensor())?,
+            (Some(q), None) => q.base(),
+            _ => self.teacher.get(name),
+        }
+    }
+    fn has(&self, name: &str) -> bool {
+        self.base.contains_key(name) || self.teacher.has(name)
+    }
+}
+
+/// Rounds a tensor to bfloat16 values (kept as f32).
+fn round_bf16(t: &Tensor) -> candle_core::Result<Tensor> {
+    let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+    let r: Vec<f32> = v.iter().map(|&x| bf16_to_f32(f32_to_bf16_bits(x))).collect();
+    Tensor::from_vec(r, t.dims(), &Device::Cpu)
+}
+
+fn bf16_bits(t: &Tensor) -> candle_core::Result<Vec<u16>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?.iter().map(|&x| f32_to_bf16_bits(x)).collect())
+}
+
+/// Cholesky factor `L` (lower, row-major) of the symmetric positive definite `a` `[n, n]`, f64.
+fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0f64; n * n];
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= l[j * n + k] * l[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        l[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= l[i * n + k] * l[j * n + k];
+            }
+            l[i * n + j] = s / d;
+        }
+    }
+    Some(l)
+}
+
+/// Activation-aware rank-`rank` factors of the residual `r` `[rows, cols]` for inputs with Gram
+/// matrix `c` `[cols, cols]`: `(U [rows, rank], V [rank, cols])`, f32. None when `C` is unusable.
+fn aware_factors(r: &[f32], rows: usize, cols: usize, c: &[f64], rank: usize, seed: u64) -> Option<(Vec<f32>, Vec<f32>)> {
+    let mean_diag = (0..cols).map(|j| c[j * cols + j]).sum::<f64>() / cols as f64;
+    if !(mean_diag > 0.0) {
+        return None;
+    }
+    let mut a = c.to_vec();
+    for j in 0..cols {
+        a[j * cols + j] += 1e-4 * mean_diag;
+    }
+    let l = cholesky(&a, cols)?;
+    // M = R L, rows of R times the lower-triangular L (f64 accumulation, fixed order).
+    let mut m = vec![0f32; rows * cols];
+    for i in 0..rows {
+        let ri = &r[i * cols..(i + 1) * cols];
+        let mi = &mut m[i * cols..(i + 1) * cols];
+        for (j, mij) in mi.iter_mut().enumerate() {
+            let mut s = 0f64;
+            for (k, &rik) in ri.iter().enumerate().skip(j) {
+                s += f64::from(rik) * l[k * cols + j];
+            }
+            *mij = s as f32;
+        }
+    }
+    let lr = low_rank(&m, rows, cols, rank, seed);
+    if lr.rank == 0 {
+        return None;
+    }
+    // V = V' L⁻¹: each row x solves x L = v', i.e. Lᵀ xᵀ = v'ᵀ (back substitution).
+    let mut v = vec![0f32; lr.rank * cols];
+    for t in 0..lr.rank {
+        let vp = &lr.v[t * cols..(t + 1) * cols];
+        let mut x = vec![0f64; cols];
+        for j in (0..cols).rev() {
+            let mut s = f64::from(vp[j]);
+            for k in j + 1..cols {
+                s -= x[k] * l[k * cols + j];
+            }
+            x[j] = s / l[j * cols + j];
+        }
+        for j in 0..cols {
+            v[t * cols + j] = x[j] as f32;
+        }
+    }
+    let mut u = lr.u;
+    if lr.rank < rank {
+        // Pad with zero columns so the shapes match the allocated rank.
+        let mut up = vec![0f32; rows * rank];
+        for i in 0..rows {
+            up[i * rank..i * rank + lr.rank].copy_from_slice(&u[i * lr.rank..(i + 1) * lr.rank]);
+        }
+        u = up;
+        v.resize(rank * cols, 0.0);
+    }
+    Some((u, v))
+}
+
+/// Layer state journal: `X_S` then `X_T`, f32 little-endian, after a 3 × u64 shape header.
+fn state_bytes(xs: &Tensor, xt: &Tensor) -> candle_core::Result<Vec<u8>> {
+    let (b, t, h) = xs.dims3()?;
+    let mut out = Vec::with_capacity(24 + 8 * b * t * h);
+    for d in [b, t, h] {
+        out.extend_from_slice(&(d as u64).to_le_bytes());
+    }
+    for x in [xs, xt] {
+        for v in x.flatten_all()?.to_vec1::<f32>()? {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+fn state_from(bytes: &[u8], want: (usize, usize, usize)) -> Option<(Tensor, Tensor)> {
+    let (b, t, h) = want;
+    let n = b * t * h;
+    if bytes.len() != 24 + 8 * n {
+        return None;
+    }
+    let dims: Vec<u64> = bytes[..24]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
+    if dims != [b as u64, t as u64, h as u64] {
+        return None;
+    }
+    let vals: Vec<f32> = bytes[24..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let xs = Tensor::from_vec(vals[..n].to_vec(), (b, t, h), &Device::Cpu).ok()?;
+    let xt = Tensor::from_vec(vals[n..].to_vec(), (b, t, h), &Device::Cpu).ok()?;
+    Some((xs, xt))
+}
+
+fn layer_report_json(r: &LayerReport) -> serde_json::Value {
+    json!({"layer": r.layer, "loss_base": r.loss_base, "loss_svd": r.loss_svd, "loss_init": r.loss_init,
+        "loss_final": r.loss_final, "distilled": r.distilled})
+}
+
+fn layer_report_from(v: &serde_json::Value) -> Option<LayerReport> {
+    Some(LayerReport {
+        layer: v["layer"].as_u64()? as usize,
+        loss_base: v["loss_base"].as_f64()?,
+        loss_svd: v["loss_svd"].as_f64()?,
+        loss_init: v["loss_init"].as_f64()?,
+        loss_final: v["loss_final"].as_f64()?,
+        distilled: v["distilled"].as_bool()?,
+    })
+}
+
+/// Calibrated phase 3 of `uc compress`: encodes the quantized tensors `plan` (tensor index →
+/// choice) layer by layer, journaling into `work`. Returns the records (in `plan`'s order of
+/// tensor index) and the report. `encode_free` encodes a tensor data-free (for tensors outside
+/// the layers).
+pub(crate) fn encode_calibrated(
+    src: &SourceModel,
+    work: &Path,
+    plan: &[(usize, Candidate)],
+    seed: u64,
+    opts: &CalibOptions,
+    resumed: &mut usize,
+    progress: &dyn Fn(usize, usize, &str),
+    encode_free: &dyn Fn(usize, &Candidate, &mut usize) -> Result<Encoded, CompressError>,
+) -> Result<(Vec<(usize, Encoded)>, CalibReport), CompressError> {
+    let dir = &src.dir;
+    let arch = Arch::load(dir)?;
+    let text = read_text(&opts.text)?;
+    let tok = load_tokenizer(dir)?;
+    let wins = windows(dir, &arch, &tok, &text.text, opts.ctx, opts.tokens)?;
+    let (nb, nt) = (wins.len(), wins[0].len());
+    let ids = Tensor::from_vec(wins.concat(), (nb, nt), &Device::Cpu).map_err(cerr(dir, "calibration tokens"))?;
+    let nl = arch.num_layers();
+    let prefixes: Vec<String> = (0..nl).map(|i| arch.layer_prefix(i)).collect();
+    let layer_of = |name: &str| prefixes.iter().position(|p| name.starts_with(p.as_str()));
+
+    // Stage 0: embeddings with the teacher's (verbatim) weights; every tensor outside the layers.
+    let mut outer = Weights::default();
+    for t in &src.tensors {
+        if layer_of(&t.name).is_none() && matches!(t.shape.len(), 1 | 2) {
+            if let Ok(v) = src.read_f32(t) {
+                let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+                let x = Tensor::from_vec(v, shape, &Device::Cpu).map_err(cerr(dir, &t.name))?;
+                outer.map.insert(t.name.clone(), x);
+            }
+        }
+    }
+    let x0 = arch.embed(&outer, &ids).map_err(cerr(dir, "embedding stage"))?;
+    drop(outer);
+    let hidden = x0.dim(2).map_err(cerr(dir, "embedding stage"))?;
+    let (mut xs, mut xt) = (x0.clone(), x0);
+
+    let mut records: Vec<(usize, Encoded)> = Vec::new();
+    let mut report = CalibReport {
+        text_sha256: text.sha256.clone(),
+        tokens: nb * nt,
+        layers: Vec::new(),
+    };
+    for (li, prefix) in prefixes.iter().enumerate() {
+        progress(li, nl, prefix);
+        let mine: Vec<(usize, Candidate)> = plan
+            .iter()
+            .filter(|(i, _)| src.tensors[*i].name.starts_with(prefix.as_str()))
+            .cloned()
+            .collect();
+        // Resume: every record of the layer and the state after it are journaled.
+        let state_path = work.join(format!("calib-layer-{li:04}.state"));
+        let report_path = work.join(format!("calib-layer-{li:04}.json"));
+        let done: Option<Vec<(usize, Encoded)>> = mine
+            .iter()
+            .map(|(i, c)| journaled_record(work, *i, c).map(|e| (*i, e)))
+            .collect();
+        if let (Some(done), Ok(state), Ok(rep)) = (done, std::fs::read(&state_path), std::fs::read(&report_path)) {
+            let rep = serde_json::from_slice(&rep).ok().and_then(|v: serde_json::Value| layer_report_from(&v));
+            if let (Some((a, b)), Some(rep)) = (state_from(&state, (nb, nt, hidden)), rep) {
+                xs = a;
+                xt = b;
+                *resumed += done.len() + 1;
+                records.extend(done);
+                report.layers.push(rep);
+                continue;
+            }
+        }
+        let (recs, rep, nxs, nxt) = calibrate_layer(src, &arch, li, prefix, &mine, seed, opts, &xs, &xt)?;
+        let mut encoded = Vec::with_capacity(recs.len());
+        for ((i, c), enc) in mine.iter().zip(&recs) {
+            encoded.push((*i, journal_record(work, *i, &src.tensors[*i].name, c, enc)?));
+        }
+        let bytes = state_bytes(&nxs, &nxt).map_err(cerr(dir, "layer state"))?;
+        write_atomic(&state_path, &bytes)?;
+        write_atomic(&report_path, layer_report_json(&rep).to_string().as_bytes())?;
+        records.extend(encoded);
+        report.layers.push(rep);
+        xs = nxs;
+        xt = nxt;
+    }
+    progress(nl, nl, "");
+    for (i, c) in plan {
+        if layer_of(&src.tensors[*i].name).is_none() {
+            records.push((*i, encode_free(*i, c, resumed)?));
+        }
+    }
+    records.sort_by_key(|(i, _)| *i);
+    if records.len() != plan.len() {
+        return Err(io(work, std::io::Error::other("calibrated encoding lost a tensor")));
+    }
+    Ok((records, report))
+}
+
+type LayerResult = (Vec<crate::tensor::EncodedTensor>, LayerReport, Tensor, Tensor);
+
+#[allow(clippy::too_many_arguments)]
+fn calibrate_layer(
+    src: &SourceModel,
+    arch: &Arch,
+    li: usize,
+    prefix: &str,
+    mine: &[(usize, Candidate)],
+    seed: u64,
+    opts: &CalibOptions,
+    xs: &Tensor,
+    xt: &Tensor,
+) -> Result<LayerResult, CompressError> {
+    let dir = &src.dir;
+    let e = |what: &str| cerr(dir, &format!("layer {li}: {what}"));
+    // 1. The teacher layer.
+    let mut teacher = Weights::default();
+    let mut data: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    for t in src.tensors.iter().filter(|t| t.name.starts_with(prefix)) {
+        if !matches!(
+            t.dtype,
+            uc_verify::safetensors::Dtype::F32 | uc_verify::safetensors::Dtype::F16 | uc_verify::safetensors::Dtype::Bf16
+        ) {
+            continue;
+        }
+        let v = src.read_f32(t)?;
+        let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+        teacher
+            .map
+            .insert(t.name.clone(), Tensor::from_vec(v.clone(), shape, &Device::Cpu).map_err(e(&t.name))?);
+        if mine.iter().any(|(i, _)| src.tensors[*i].name == t.name) {
+            data.insert(t.name.clone(), v);
+        }
+    }
+    // 2. Targets and input statistics.
+    let yt = arch.layer(&teacher, li, xt, None).map_err(e("teacher forward"))?;
+    let mut grams: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut gram_err: Option<candle_core::Error> = None;
+    {
+        let mut tap = |name: &str, x: &Tensor| {
+            if !data.contains_key(name) || grams.contains_key(name) {
+                return;
+            }
+            let r = (|| -> candle_core::Result<Vec<f64>> {
+                let d = x.dim(candle_core::D::Minus1)?;
+                let x2 = x.reshape(((), d))?;
+                let n = x2.dim(0)? as f64;
+                let g = x2.t()?.matmul(&x2)?.to_dtype(DType::F64)?;
+                Ok(g.flatten_all()?.to_vec1::<f64>()?.iter().map(|v| v / n).collect())
+            })();
+            match r {
+                Ok(g) => {
+                    grams.insert(name.to_string(), g);
+                }
+                Err(err) => gram_err = Some(err),
+            }
+        };
+        arch.layer(&teacher, li, xs, Some(&mut tap)).map_err(e("input statistics"))?;
+    }
+    if let Some(err) = gram_err {
+        return Err(e("input statistics")(err));
+    }
+    // 3. GSQ and the initial overlays.
+    let mut parts = Vec::with_capacity(mine.len());
+    let mut student = Student {
+        teacher: &teacher,
+        base: HashMap::new(),
+        factors: HashMap::new(),
+    };
+    let mut svd_factors: HashMap<String, (Tensor, Tensor)> = HashMap::new();
+    for (i, c) in mine {
+        let t = &src.tensors[*i];
+        let w = &data[&t.name];
+        let p = quantize_parts(w, &GsqOptions::new(c.bits));
+        let base = p.w_base();
+        let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
+        let rank = (c.rank as usize).min(rows).min(cols);
+        student.base.insert(t.name.clone(), quant_of(&p, rows, cols).map_err(e(&t.name))?);
+        if rank > 0 {
+            let resid: Vec<f32> = w.iter().zip(&base).map(|(a, b)| a - b).collect();
+            let s = seed_for(seed, &t.name);
+            let plain = low_rank(&resid, rows, cols, rank, s);
+            let (pu, pv) = pad(plain.u, plain.v, plain.rank, rows, cols, rank);
+            let pu = Tensor::from_vec(pu, (rows, rank), &Device::Cpu).map_err(e(&t.name))?;
+            let pv = Tensor::from_vec(pv, (rank, cols), &Device::Cpu).map_err(e(&t.name))?;
+            let (u, v) = match grams.get(&t.name).and_then(|g| aware_factors(&resid, rows, cols, g, rank, s)) {
+                Some((u, v)) => (
+                    Tensor::from_vec(u, (rows, rank), &Device::Cpu).map_err(e(&t.name))?,
+                    Tensor::from_vec(v, (rank, cols), &Device::Cpu).map_err(e(&t.name))?,
+                ),
+                None => (pu.clone(), pv.clone()),
+            };
+            svd_factors.insert(t.name.clone(), (round_bf16(&pu).map_err(e("bf16"))?, round_bf16(&pv).map_err(e("bf16"))?));
+            let u = Var::from_tensor(&round_bf16(&u).map_err(e("bf16"))?).map_err(e("factor"))?;
+            let v = Var::from_tensor(&round_bf16(&v).map_err(e("bf16"))?).map_err(e("factor"))?;
+            student.factors.insert(t.name.clone(), (u, v));
+        }
+        parts.push((p, rank));
+    }
+    let loss_of = |st: &Student<'_>| -> candle_core::Result<f64> {
+        let y = arch.layer(st, li, xs, None)?;
+        (y - &yt)?.sqr()?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
+    };
+    // Reference losses: no overlay, data-free overlay, activation-aware overlay.
+    let init: HashMap<String, (Tensor, Tensor)> = student
+        .factors
+        .iter()
+        .map(|(n, (u, v))| (n.clone(), (u.as_tensor().copy().unwrap_or_else(|_| u.as_tensor().clone()), v.as_tensor().copy().unwrap_or_else(|_| v.as_tensor().clone()))))
+        .collect();
+    let factors = std::mem::take(&mut student.factors);
+    let loss_base = loss_of(&student).map_err(e("loss"))?;
+    for (n, (u, v)) in &svd_factors {
+        student
+            .factors
+            .insert(n.clone(), (Var::from_tensor(u).map_err(e("factor"))?, Var::from_tensor(v).map_err(e("factor"))?));
+    }
+    let loss_svd = loss_of(&student).map_err(e("loss"))?;
+    student.factors = factors;
+    let loss_init = loss_of(&student).map_err(e("loss"))?;
+
+    // 4. Distillation (Adam, full batch, cosine-decayed step relative to each factor's RMS).
+    let mut names: Vec<String> = student.factors.keys().cloned().collect();
+    names.sort();
+    let mut qnames: Vec<String> = student.base.iter().filter(|(_, q)| q.delta.is_some()).map(|(n, _)| n.clone()).collect();
+    qnames.sort();
+    let s0_init: HashMap<String, Tensor> = student.base.iter().map(|(n, q)| (n.clone(), q.s0.clone())).collect();
+    let mut distilled = false;
+    let mut loss_final = loss_init;
+    if opts.steps > 0 && !(names.is_empty() && qnames.is_empty()) {
+        let mut vars: Vec<Var> = names
+            .iter()
+            .flat_map(|n| {
+                let (u, v) = &student.factors[n];
+                [u.clone(), v.clone()]
+            })
+            .collect();
+        let nf = vars.len();
+        vars.extend(qnames.iter().filter_map(|n| student.base[n].delta.clone()));
+        let scales: Vec<f64> = vars
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                if k >= nf {
+                    // δ is already relative: a step of lr changes a block scale by about lr.
+                    return 0.1;
+                }
+                v.as_tensor()
+                    .sqr()
+                    .and_then(|s| s.mean_all())
+                    .and_then(|m| m.to_dtype(DType::F64))
+                    .and_then(|m| m.to_scalar::<f64>())
+                    .map(|m| m.sqrt())
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        let mut m1: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<_>>().map_err(e("adam"))?;
+        let mut m2: Vec<Tensor> = m1.clone();
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-12f64);
+        for step in 0..opts.steps {
+            let y = arch.layer(&student, li, xs, None).map_err(e("student forward"))?;
+            let loss = (y - &yt).and_then(|d| d.sqr()).and_then(|d| d.mean_all()).map_err(e("loss"))?;
+            let grads = loss.backward().map_err(e("backward"))?;
+            let tstep = (step + 1) as i32;
+            let decay = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / opts.steps as f64).cos());
+            for (k, var) in vars.iter().enumerate() {
+                let Some(g) = grads.get(var.as_tensor()) else { continue };
+                let upd = (|| -> candle_core::Result<()> {
+                    m1[k] = ((&m1[k] * b1)? + (g * (1.0 - b1))?)?;
+                    m2[k] = ((&m2[k] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+                    let mh = (&m1[k] / (1.0 - b1.powi(tstep)))?;
+                    let vh = (&m2[k] / (1.0 - b2.powi(tstep)))?;
+                    let stepsize = opts.lr * scales[k] * decay;
+                    let delta = (mh / (vh.sqrt()? + eps)?)?;
+                    var.set(&(var.as_tensor() - (delta * stepsize)?)?)
+                })();
+                upd.map_err(e("adam"))?;
+            }
+        }
+        // Round to bf16 / f16 as stored, and keep the better of trained and initial.
+        for n in &names {
+            let (u, v) = &student.factors[n];
+            u.set(&round_bf16(u.as_tensor()).map_err(e("bf16"))?).map_err(e("bf16"))?;
+            v.set(&round_bf16(v.as_tensor()).map_err(e("bf16"))?).map_err(e("bf16"))?;
+        }
+        for n in &qnames {
+            let q = student.base.get_mut(n).ok_or_else(|| model_err(dir, "lost a tensor"))?;
+            q.s0 = round_f16_scales(&q.base_scales().map_err(e("scales"))?).map_err(e("f16"))?;
+            if let Some(d) = &q.delta {
+                d.set(&d.as_tensor().zeros_like().map_err(e("scales"))?).map_err(e("scales"))?;
+            }
+        }
+        let l = loss_of(&student).map_err(e("loss"))?;
+        if l < loss_init {
+            loss_final = l;
+            distilled = true;
+        } else {
+            for n in &names {
+                let (u, v) = &student.factors[n];
+                u.set(&init[n].0).map_err(e("restore"))?;
+                v.set(&init[n].1).map_err(e("restore"))?;
+            }
+            for n in &qnames {
+                if let Some(q) = student.base.get_mut(n) {
+                    q.s0 = s0_init[n].clone();
+                }
+            }
+        }
+    }
+    // 5. Records and the next hidden states.
+    let mut recs = Vec::with_capacity(mine.len());
+    for ((i, c), (p, rank)) in mine.iter().zip(&parts) {
+        let t = &src.tensors[*i];
+        let mut p = p.clone();
+        if let Some(q) = student.base.get(&t.name) {
+            p.scales = q
+                .s0
+                .flatten_all()
+                .and_then(|x| x.to_vec1::<f32>())
+                .map_err(e("scales"))?
+                .iter()
+                .map(|&x| f32_to_f16_bits(x))
+                .collect();
+        }
+        let p = &p;
+        let (u, v) = match student.factors.get(&t.name) {
+            Some((u, v)) => (bf16_bits(u.as_tensor()).map_err(e("bf16"))?, bf16_bits(v.as_tensor()).map_err(e("bf16"))?),
+            None => (Vec::new(), Vec::new()),
+        };
+        let enc = assemble(&data[&t.name], &t.shape, c.bits, p, *rank, &u, &v).map_err(|err| {
+            CompressError::Encode {
+                tensor: t.name.clone(),
+                err,
+            }
+        })?;
+        recs.push(enc);
+    }
+    let nxs = arch.layer(&student, li, xs, None).map_err(e("student forward"))?.detach();
+    let rep = LayerReport {
+        layer: li,
+        loss_base,
+        loss_svd,
+        loss_init,
+        loss_final,
+        distilled,
+    };
+    Ok((recs, rep, nxs, yt.detach()))
+}
+
+impl Quant {
+    /// `s0 ⊙ (1 + δ)`, `[blocks, 1]`.
+    fn base_scales(&self) -> candle_core::Result<Tensor> {
+        match &self.delta {
+            Some(d) => self.s0.broadcast_mul(&(d.as_tensor() + 1.0)?),
+            None => Ok(self.s0.clone()),
+        }
+    }
+}
+
+/// The student form of GSQ parts.
+fn quant_of(p: &crate::gsq::GsqParts, rows: usize, cols: usize) -> candle_core::Result<Quant> {
+    let n = p.codes.len();
+    let g: Vec<f32> = p.codes.iter().map(|&c| p.grid[usize::from(c)]).collect();
+    let s0: Vec<f32> = p.scales.iter().map(|&h| f16_to_f32(h)).collect();
+    if n % 64 != 0 {
+        // A partial last block: the scales stay as fitted (the [blocks, 64] view needs whole blocks).
+        let full: Vec<f32> = p.w_base();
+        return Ok(Quant {
+            g: Tensor::from_vec(full, (n, 1), &Device::Cpu)?,
+            s0: Tensor::ones((n, 1), DType::F32, &Device::Cpu)?,
+            delta: None,
+            rows,
+            cols,
+        });
+    }
+    let nb = n / 64;
+    Ok(Quant {
+        g: Tensor::from_vec(g, (nb, 64), &Device::Cpu)?,
+        s0: Tensor::from_vec(s0, (nb, 1), &Device::Cpu)?,
+        delta: Some(Var::zeros((nb, 1), DType::F32, &Device::Cpu)?),
+        rows,
+        cols,
+    })
+}
+
+/// Scales rounded to binary16 as a record stores them: finite and non-negative (spec ).
+fn round_f16_scales(s: &Tensor) -> candle_core::Result<Tensor> {
+    let v: Vec<f32> = s.flatten_all()?.to_vec1()?;
+    let r: Vec<f32> = v
+        .iter()
+        .map(|&x| f16_to_f32(f32_to_f16_bits(if x > 0.0 { x.min(65504.0) } else { 0.0 })))
+        .collect();
+    Tensor::from_vec(r, s.dims(), &Device::Cpu)
+}
+
+/// Pads factors of rank `got` to `rank` with zeros.
+fn pad(u: Vec<f32>, v: Vec<f32>, got: usize, rows: usize, cols: usize, rank: usize) -> (Vec<f32>, Vec<f32>) {
+    if got == rank {
+        return (u, v);
+    }
+    let mut up = vec![0f32; rows * rank];
+    for i in 0..rows {
+        up[i * rank..i * rank + got].copy_from_slice(&u[i * got..(i + 1) * got]);
+    }
+    let mut vp = v;
+    vp.resize(rank * cols, 0.0);
+    (up, vp)
+}
