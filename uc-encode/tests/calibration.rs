@@ -1,0 +1,748 @@
+//! `uc compress --calibration` and `uc eval` through the built binary, on a tiny random Llama model
+//! written here: a GGUF file (candle's writer; 2 layers, hidden 64, 4 heads, 2 KV heads, FFN 128,
+//! a 300-token byte-level BPE vocabulary, tied embeddings, fixed-seed weights) imported with
+//! `uc import-gguf`. Per layer, q/o (64×64) and gate/up/down (128×64) are quantized; k/v (32×64)
+//! are below the 4096-weight threshold and stay verbatim with the embedding and the norms.
+//!
+//! The calibration and evaluation text is typed in below (the second paragraph of the US
+//! Declaration of Independence, public domain), so nothing here needs the network. Every run sets
+//! `SOURCE_DATE_EPOCH`, so two runs of the same command write the same bytes.
+
+use candle_core::quantized::gguf_file::{self, Value as G};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const UC: &str = env!("CARGO_BIN_EXE_uc");
+const EPOCH: &str = "1700000000";
+const HIDDEN: usize = 64;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = HIDDEN / HEADS;
+const FFN: usize = 128;
+const LAYERS: usize = 2;
+const VOCAB: usize = 300;
+/// Quantized tensors per layer: q_proj, o_proj, gate_proj, up_proj, down_proj.
+const QUANTIZED_PER_LAYER: usize = 5;
+
+/// The calibration and evaluation text.
+const TEXT: &str = "We hold these truths to be self-evident, that all men are created equal, that they are \
+endowed by their Creator with certain unalienable Rights, that among these are Life, Liberty and the pursuit of \
+Happiness. That to secure these rights, Governments are instituted among Men, deriving their just powers from the \
+consent of the governed, That whenever any Form of Government becomes destructive of these ends, it is the Right of \
+the People to alter or to abolish it, and to institute new Government, laying its foundation on such principles and \
+organizing its powers in such form, as to them shall seem most likely to effect their Safety and Happiness. \
+Prudence, indeed, will dictate that Governments long established should not be changed for light and transient \
+causes; and accordingly all experience hath shewn, that mankind are more disposed to suffer, while evils are \
+sufferable, than to right themselves by abolishing the forms to which they are accustomed. But when a long train of \
+abuses and usurpations, pursuing invariably the same Object evinces a design to reduce them under absolute \
+Despotism, it is their right, it is their duty, to throw off such Government, and to provide new Guards for their \
+future security.--Such has been the patient sufferance of these Colonies; and such is now the necessity which \
+constrains them to alter their former Systems of Government.\n";
+
+// ---------------------------------------------------------------------------------------------
+// Scratch directories, processes, files.
+
+/// A fresh directory under cargo's test scratch area, removed when the test passes (kept for a
+/// look when it fails).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("uc-calib-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+
+    fn join(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    /// `<scratch>/<tag>/pack`, its parent created (so that the parent's listing shows what a run left).
+    fn out(&self, tag: &str) -> PathBuf {
+        let d = self.join(tag);
+        std::fs::create_dir_all(&d).unwrap();
+        d.join("pack")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("scratch directory kept: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `uc <args>` with a fixed time stamp and without the crash hook or progress output.
+fn uc_cmd<S: AsRef<OsStr>>(args: &[S]) -> Command {
+    let mut c = Command::new(UC);
+    c.args(args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env_remove("UC_TEST_CRASH_AT")
+        .env_remove("UC_PROGRESS")
+        .stdin(Stdio::null());
+    c
+}
+
+fn uc<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    uc_cmd(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success; returns stdout.
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "uc failed ({}):\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Asserts exit code 2 and a one-line `uc: error:` message; returns stderr.
+fn fails(o: Output) -> String {
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "expected exit 2, got {}:\n{e}", o.status);
+    assert!(e.starts_with("uc: error: "), "{e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn sha256_hex(p: &Path) -> String {
+    use sha2::Digest;
+    uc_verify::hex(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// Every file under `dir` (relative path → bytes).
+fn dir_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &path, out);
+            } else {
+                let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Asserts that two packs hold the same files with the same bytes.
+fn assert_same_pack(a: &Path, b: &Path) {
+    let (fa, fb) = (dir_files(a), dir_files(b));
+    assert_eq!(
+        fa.keys().collect::<Vec<_>>(),
+        fb.keys().collect::<Vec<_>>(),
+        "{} and {} hold different files",
+        a.display(),
+        b.display()
+    );
+    assert!(
+        fa.contains_key("ultracompress.json") && fa.contains_key("model.safetensors"),
+        "{:?}",
+        fa.keys()
+    );
+    for (name, bytes) in &fa {
+        assert!(
+            bytes == &fb[name],
+            "{name} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+/// Names in a directory, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tiny model: a GGUF file written with candle, imported with `uc import-gguf`.
+
+/// GPT-2's byte → printable character map (`bytes_to_unicode`).
+fn byte_chars() -> Vec<char> {
+    let mut printable: Vec<u32> = (u32::from('!')..=u32::from('~')).collect();
+    printable.extend(0xA1..=0xAC);
+    printable.extend(0xAE..=0xFF);
+    let mut map = vec!['\0'; 256];
+    let mut extra = 0;
+    for b in 0..256u32 {
+        let c = if printable.contains(&b) {
+            b
+        } else {
+            extra += 1;
+            255 + extra
+        };
+        map[b as usize] = char::from_u32(c).unwrap();
+    }
+    map
+}
+
+const MERGES: [&str; 7] = ["h e", "Ġ t", "Ġt he", "1 2", "c a", "ca t", "Ġ cat"];
+
+/// Tokens: 3 control tokens, the 256 byte characters, the merge results, fillers up to VOCAB.
+fn vocabulary() -> Vec<String> {
+    let mut t: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        .map(String::from)
+        .to_vec();
+    t.extend(byte_chars().iter().map(|c| c.to_string()));
+    t.extend(MERGES.iter().map(|m| m.replace(' ', "")));
+    let mut i = 0;
+    while t.len() < VOCAB {
+        t.push(format!("<filler{i}>"));
+        i += 1;
+    }
+    t
+}
+
+/// Deterministic pseudo-random values in about [-1, 1) (xorshift64).
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Writes the tiny Llama GGUF (every tensor F32).
+///
+/// Scales: embeddings uniform in [-1, 1] (tied: logits of a few units, a peaked next-token
+/// distribution whose perplexity reacts to weight errors), linear maps uniform in [-0.2, 0.2]
+/// (about 1/√64, so each layer changes the residual stream as much as the embedding contributes),
+/// norm gains 1 ± 0.1.
+fn write_gguf(path: &Path) {
+    let tokens = vocabulary();
+    let meta: Vec<(String, G)> = vec![
+        ("general.architecture".into(), G::String("llama".into())),
+        ("general.name".into(), G::String("tiny-llama".into())),
+        ("llama.block_count".into(), G::U32(LAYERS as u32)),
+        ("llama.context_length".into(), G::U32(256)),
+        ("llama.embedding_length".into(), G::U32(HIDDEN as u32)),
+        ("llama.feed_forward_length".into(), G::U32(FFN as u32)),
+        ("llama.attention.head_count".into(), G::U32(HEADS as u32)),
+        ("llama.attention.head_count_kv".into(), G::U32(KV_HEADS as u32)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), G::F32(1e-5)),
+        ("llama.rope.freq_base".into(), G::F32(10_000.0)),
+        ("llama.rope.dimension_count".into(), G::U32(HEAD_DIM as u32)),
+        ("llama.vocab_size".into(), G::U32(VOCAB as u32)),
+        ("tokenizer.ggml.model".into(), G::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), G::String("smollm".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            G::Array(tokens.iter().map(|t| G::String(t.clone())).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            G::Array((0..tokens.len()).map(|i| G::I32(if i < 3 { 3 } else { 1 })).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            G::Array(MERGES.iter().map(|m| G::String((*m).into())).collect()),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), G::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), G::U32(2)),
+        ("tokenizer.ggml.unknown_token_id".into(), G::U32(0)),
+        ("tokenizer.ggml.padding_token_id".into(), G::U32(2)),
+        ("tokenizer.ggml.add_bos_token".into(), G::Bool(false)),
+    ];
+    // (GGUF name, HF-order shape, value scale, value offset)
+    let mut specs: Vec<(String, Vec<usize>, f32, f32)> = vec![
+        ("token_embd.weight".into(), vec![VOCAB, HIDDEN], 1.0, 0.0),
+        ("output_norm.weight".into(), vec![HIDDEN], 0.1, 1.0),
+    ];
+    for l in 0..LAYERS {
+        for (k, shape) in [
+            ("attn_q", vec![HIDDEN, HIDDEN]),
+            ("attn_k", vec![KV_HEADS * HEAD_DIM, HIDDEN]),
+            ("attn_v", vec![KV_HEADS * HEAD_DIM, HIDDEN]),
+            ("attn_output", vec![HIDDEN, HIDDEN]),
+            ("ffn_gate", vec![FFN, HIDDEN]),
+            ("ffn_up", vec![FFN, HIDDEN]),
+            ("ffn_down", vec![HIDDEN, FFN]),
+        ] {
+            specs.push((format!("blk.{l}.{k}.weight"), shape, 0.2, 0.0));
+        }
+        for k in ["attn_norm", "ffn_norm"] {
+            specs.push((format!("blk.{l}.{k}.weight"), vec![HIDDEN], 0.1, 1.0));
+        }
+    }
+    let qtensors: Vec<(String, QTensor)> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, (name, shape, scale, offset))| {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = uniform(n, 1000 + i as u64).iter().map(|x| x * scale + offset).collect();
+            let t = Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).unwrap();
+            (name.clone(), QTensor::quantize(&t, GgmlDType::F32).unwrap())
+        })
+        .collect();
+    let meta_refs: Vec<(&str, &G)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, q)| (k.as_str(), q)).collect();
+    let mut f = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut f, &meta_refs, &tensor_refs).unwrap();
+}
+
+/// The tiny model as a Hugging Face directory (`<scratch>/tiny`) and the text (`<scratch>/text.txt`).
+fn tiny_model(s: &Scratch) -> (PathBuf, PathBuf) {
+    let gguf = s.join("tiny.gguf");
+    write_gguf(&gguf);
+    let dir = s.join("tiny");
+    ok(uc(&["import-gguf", p(&gguf), "--output-dir", p(&dir)]));
+    std::fs::remove_file(&gguf).unwrap();
+    let text = s.join("text.txt");
+    std::fs::write(&text, TEXT).unwrap();
+    (dir, text)
+}
+
+/// Calibration options shared by the tests: 4 windows of 16 tokens, 4 distillation steps.
+const CALIB: [&str; 6] = ["--calib-tokens", "64", "--calib-ctx", "16", "--distill-steps", "4"];
+
+/// `uc compress SRC --output-dir OUT --bits 3 --rank 8 --json` + `extra`.
+fn compress_args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "compress",
+        p(src),
+        "--output-dir",
+        p(out),
+        "--bits",
+        "3",
+        "--rank",
+        "8",
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// `compress_args` with `--calibration TEXT` and [`CALIB`].
+fn calibrated_args(src: &Path, out: &Path, text: &Path, extra: &[&str]) -> Vec<String> {
+    let mut e = vec!["--calibration", p(text)];
+    e.extend(CALIB);
+    e.extend(extra);
+    compress_args(src, out, &e)
+}
+
+fn f64_of(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A calibrated run: the pack, the manifest's provenance, the per-layer report.
+
+#[test]
+fn calibrated_compress_verifies_and_records_the_text_and_layer_losses() {
+    let s = Scratch::new("basic");
+    let (src, text) = tiny_model(&s);
+    let out = s.out("cal");
+    let t0 = std::time::Instant::now();
+    let v = json_of(&ok(uc(&calibrated_args(&src, &out, &text, &[]))));
+    eprintln!("calibrated compress: {:.1} s", t0.elapsed().as_secs_f64());
+
+    // The command verified the pack before installing it; check again with the library.
+    assert!(v["verification_checks_passed"].as_u64().unwrap() > 0, "{v}");
+    let r = uc_verify::verify_pack(&out, &uc_verify::PackOptions::default()).unwrap();
+    assert!(r.verified, "{:?}", r.failures().collect::<Vec<_>>());
+    assert_eq!(names_in(out.parent().unwrap()), ["pack"], "no work directory left");
+    assert_eq!(v["tensors_quantized"], LAYERS * QUANTIZED_PER_LAYER, "{v}");
+    for t in v["tensors"].as_array().unwrap() {
+        if !t["bits"].is_null() {
+            assert_eq!((t["bits"].as_u64(), t["rank"].as_u64()), (Some(3), Some(8)), "{t}");
+        }
+    }
+
+    // Provenance: the text's SHA-256 and the calibration options.
+    let sha = sha256_hex(&text);
+    let m = read_json(&out.join("ultracompress.json"));
+    let prov = &m["provenance"];
+    assert_eq!(prov["calibration_sha256"], sha.as_str(), "{prov}");
+    let o = &prov["options"]["calibration"];
+    assert_eq!(o["file"], "text.txt", "{o}");
+    assert_eq!(o["tokens"], 64, "{o}");
+    assert_eq!(o["ctx"], 16, "{o}");
+    assert_eq!(o["distill_steps"], 4, "{o}");
+    assert_eq!(m["created_at"], "2023-11-14T22:13:20Z");
+
+    // The JSON summary: one report per layer, in order, with finite losses.
+    let c = &v["calibration"];
+    assert_eq!(c["text_sha256"], sha.as_str(), "{c}");
+    assert_eq!(c["tokens"], 64, "{c}");
+    let layers = c["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), LAYERS, "{c}");
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["layer"], i, "{l}");
+        let [base, svd, init, fin] = ["loss_base", "loss_svd", "loss_init", "loss_final"].map(|k| f64_of(l, k));
+        for x in [base, svd, init, fin] {
+            assert!(x.is_finite() && x >= 0.0, "{l}");
+        }
+        // 3-bit codes leave an error in the layer output.
+        assert!(base > 0.0, "{l}");
+        assert!(fin <= init, "{l}");
+        assert_eq!(l["distilled"].as_bool().unwrap(), fin < init, "{l}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. The output does not depend on the thread count.
+
+#[test]
+fn calibrated_packs_do_not_depend_on_the_thread_count() {
+    let s = Scratch::new("threads");
+    let (src, text) = tiny_model(&s);
+    // `--threads` sizes rayon's pool; candle's CPU matmuls size theirs from RAYON_NUM_THREADS, so
+    // both are varied.
+    let run = |tag: &str, threads: &str| {
+        let out = s.out(tag);
+        let o = uc_cmd(&calibrated_args(&src, &out, &text, &["--threads", threads]))
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        (out, json_of(&ok(o)))
+    };
+    let (a, va) = run("t1", "1");
+    let (b, vb) = run("t2", "2");
+    let (c, vc) = run("t5", "5");
+    assert_same_pack(&a, &b);
+    assert_same_pack(&a, &c);
+    // The layer losses are computed on the same numbers too.
+    assert_eq!(va["calibration"], vb["calibration"]);
+    assert_eq!(va["calibration"], vc["calibration"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Resume after a crash at any journal event.
+
+/// `uc compress` with `UC_TEST_CRASH_AT=k`; asserts that it aborted at the hook, or returns false
+/// when the run finished first.
+#[cfg(unix)]
+fn compress_crashing_at(k: u64, args: &[String]) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let o = uc_cmd(args).env("UC_TEST_CRASH_AT", k.to_string()).output().unwrap();
+    if o.status.success() {
+        return false;
+    }
+    let e = stderr(&o);
+    assert_eq!(
+        o.status.signal(),
+        Some(6),
+        "k={k}: expected SIGABRT, got {}:\n{e}",
+        o.status
+    );
+    assert!(e.contains(&format!("UC_TEST_CRASH_AT={k}: aborting")), "{e}");
+    true
+}
+
+#[cfg(unix)]
+#[test]
+fn a_calibrated_run_aborted_at_any_journal_event_resumes_to_the_same_bytes() {
+    let s = Scratch::new("resume");
+    let (src, text) = tiny_model(&s);
+    let base = s.out("base");
+    let vb = json_of(&ok(uc(&calibrated_args(&src, &base, &text, &[]))));
+    assert_eq!(vb["resumed_steps"], 0);
+
+    // Journal events (2 per atomic write): job.json; per layer its records and their metas, then
+    // the layer state and the layer report; install.json.
+    let per_layer = 4 * QUANTIZED_PER_LAYER as u64 + 2 + 2;
+    let layer_done = |l: u64| 2 + per_layer * (l + 1);
+    let last = layer_done(LAYERS as u64 - 1) + 2;
+    for k in [
+        1,
+        2,
+        3,
+        7,
+        layer_done(0) - 2, // state of layer 0 written, report not yet
+        layer_done(0) - 1,
+        layer_done(0),
+        layer_done(0) + 5,
+        layer_done(1) - 1,
+        layer_done(1),
+        last - 1,
+        last,
+        last + 1,
+    ] {
+        let out = s.out(&format!("k{k}"));
+        let parent = out.parent().unwrap();
+        let args = calibrated_args(&src, &out, &text, &[]);
+        let crashed = compress_crashing_at(k, &args);
+        assert_eq!(crashed, k <= last, "k={k}: the run has {last} journal events");
+        if !crashed {
+            assert_same_pack(&base, &out);
+            assert_eq!(names_in(parent), ["pack"], "k={k}");
+            continue;
+        }
+        assert!(!out.exists(), "k={k}: a crashed run left {}", out.display());
+        assert_eq!(names_in(parent), [".pack.uc-work"], "k={k}");
+        if k >= last - 1 {
+            // Stopped at install.json, before the rename into place: the pack is complete (and
+            // verified) in the work directory.
+            assert_same_pack(&base, &parent.join(".pack.uc-work").join("pack"));
+        }
+        let v = json_of(&ok(uc(&args)));
+        // Whole layers are resumed: their records and the state after them (one step per record
+        // plus one for the state).
+        let layers_done = (0..LAYERS as u64).filter(|&l| k >= layer_done(l)).count();
+        assert_eq!(v["resumed_steps"], layers_done * (QUANTIZED_PER_LAYER + 1), "k={k}");
+        assert_same_pack(&base, &out);
+        assert_eq!(names_in(parent), ["pack"], "k={k}: stray files beside the pack");
+        assert_eq!(v["calibration"], vb["calibration"], "k={k}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Calibration changes the overlays, for the better.
+
+/// What is asserted, and why not perplexity: on this random model, with 2-bit codes and rank-8
+/// overlays (errors large enough to move the output), calibrated and data-free packs were compared
+/// for 8 weight seeds and 4 settings (2 or 3 bits, 64 or 256 calibration tokens, 4 to 20 steps).
+/// In every one of those runs the layer losses were ordered `loss_final < loss_init < loss_svd <
+/// loss_base` with margins of 8% or more, and the calibrated pack's top-1 agreement with the source
+/// was at least the data-free pack's (2 bits: higher in 16 of 16). PPL_r was not reliably better:
+/// a random model's perplexity can go down as well as up under noise (PPL_r < 1 occurred), and the
+/// calibrated PPL_r was the farther from 1 in 3 of 16 2-bit runs. So perplexity is printed, not
+/// asserted; the losses and the top-1 agreement are.
+#[test]
+fn calibration_changes_the_pack_and_brings_it_closer_to_the_source() {
+    let s = Scratch::new("effect");
+    let (src, text) = tiny_model(&s);
+    let free = s.out("free");
+    let cal = s.out("cal");
+    let two_bits = |out: &Path, extra: &[&str]| {
+        let mut a = compress_args(&src, out, extra);
+        a[5] = "2".into();
+        assert_eq!(a[4], "--bits");
+        json_of(&ok(uc(&a)))
+    };
+    let vf = two_bits(&free, &[]);
+    let vc = two_bits(
+        &cal,
+        &[
+            "--calibration",
+            p(&text),
+            "--calib-tokens",
+            "256",
+            "--calib-ctx",
+            "16",
+            "--distill-steps",
+            "8",
+        ],
+    );
+    assert!(vf["calibration"].is_null(), "{vf}");
+    assert!(read_json(&free.join("ultracompress.json"))["provenance"]["calibration_sha256"].is_null());
+    assert_eq!(vc["calibration"]["tokens"], 256);
+
+    // Same bits and ranks, same files; different records.
+    let (ff, fc) = (dir_files(&free), dir_files(&cal));
+    assert_eq!(ff.keys().collect::<Vec<_>>(), fc.keys().collect::<Vec<_>>());
+    assert_ne!(ff["model.safetensors"], fc["model.safetensors"]);
+    let bits_ranks = |v: &Value| -> Vec<(Value, Value, Value)> {
+        v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["name"].clone(), t["bits"].clone(), t["rank"].clone()))
+            .collect()
+    };
+    assert_eq!(bits_ranks(&vf), bits_ranks(&vc));
+    assert_eq!(vc["tensors_quantized"], LAYERS * QUANTIZED_PER_LAYER);
+
+    // Every layer: the activation-aware overlay beats the plain SVD one, which beats none, and
+    // distillation lowers the loss further (and is kept).
+    let layers = vc["calibration"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), LAYERS);
+    for l in layers {
+        let [base, svd, init, fin] = ["loss_base", "loss_svd", "loss_init", "loss_final"].map(|k| f64_of(l, k));
+        assert!(fin < init && init < svd && svd < base, "{l}");
+        assert_eq!(l["distilled"], true, "{l}");
+    }
+
+    // On the calibration text, the calibrated pack makes the source's top-1 choice more often.
+    let compare = |pack: &Path| {
+        json_of(&ok(uc(&[
+            "eval",
+            "compare",
+            p(&src),
+            p(pack),
+            "--text",
+            p(&text),
+            "--ctx",
+            "16",
+            "--max-tokens",
+            "256",
+            "--json",
+        ])))
+    };
+    let (cf, cc) = (compare(&free), compare(&cal));
+    let (rf, rc) = (f64_of(&cf, "ppl_ratio"), f64_of(&cc, "ppl_ratio"));
+    let (af, ac) = (f64_of(&cf, "top1_agreement"), f64_of(&cc, "top1_agreement"));
+    eprintln!("data-free: PPL_r {rf:.5}, top-1 agreement {af:.4}; calibrated: PPL_r {rc:.5}, top-1 agreement {ac:.4}");
+    assert_eq!(cc["source"]["tokens"], 16 * 15);
+    assert!(rf.is_finite() && rc.is_finite() && rf > 0.0 && rc > 0.0, "{cf} {cc}");
+    assert!(ac > af, "top-1 agreement: calibrated {ac}, data-free {af}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Bad calibration text: exit 2, a message, nothing written.
+
+#[test]
+fn bad_calibration_text_gets_exit_2_and_leaves_nothing() {
+    let s = Scratch::new("errors");
+    let (src, _) = tiny_model(&s);
+    // `uc compress` with this text and --calib-tokens; asserts exit 2 and nothing beside the output.
+    let attempt = |tag: &str, text: &Path, tokens: &str| -> String {
+        let out = s.out(tag);
+        let e = fails(uc(&compress_args(
+            &src,
+            &out,
+            &["--calibration", p(text), "--calib-tokens", tokens, "--calib-ctx", "16"],
+        )));
+        assert!(!out.exists(), "{tag}: {}", out.display());
+        assert!(
+            names_in(out.parent().unwrap()).is_empty(),
+            "{tag}: {:?}",
+            names_in(out.parent().unwrap())
+        );
+        e
+    };
+
+    let missing = s.join("no-such-text.txt");
+    let e = attempt("missing", &missing, "64");
+    assert!(e.contains(p(&missing)), "{e}");
+
+    for (name, content) in [("empty.txt", ""), ("blank.txt", " \n\t\n  \r\n")] {
+        let f = s.join(name);
+        std::fs::write(&f, content).unwrap();
+        let e = attempt(&format!("run-{name}"), &f, "64");
+        assert!(e.contains(p(&f)) && e.contains("no text"), "{e}");
+    }
+
+    let latin1 = s.join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 au lait, and more text after it").unwrap();
+    let e = attempt("latin1", &latin1, "64");
+    assert!(
+        e.contains(p(&latin1)) && e.contains("not UTF-8 at byte offset 3"),
+        "{e}"
+    );
+
+    // Fewer tokens than one window of 16.
+    let short = s.join("short.txt");
+    std::fs::write(&short, "We hold these.").unwrap();
+    let e = attempt("short", &short, "64");
+    assert!(
+        e.contains("gives 11 tokens") && e.contains("fewer than one window of 16"),
+        "{e}"
+    );
+    // The same output with a usable text then works (no journal of the failed run is in the way).
+    let text = s.join("text.txt");
+    let out = s.join("short").join("pack");
+    ok(uc(&calibrated_args(&src, &out, &text, &[])));
+    assert_eq!(names_in(out.parent().unwrap()), ["pack"]);
+    // A long text, but --calib-tokens below one window.
+    let e = attempt("few-tokens", &text, "8");
+    assert!(e.contains("fewer than one window of 16"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. `uc eval` on the source, the pack and a k-quant.
+
+#[test]
+fn eval_ppl_and_compare_on_source_pack_and_q8_0() {
+    let s = Scratch::new("eval");
+    let (src, text) = tiny_model(&s);
+    let pack = s.out("cal");
+    ok(uc(&calibrated_args(&src, &pack, &text, &[])));
+    let eval = |args: &[&str]| {
+        let mut a = vec!["eval"];
+        a.extend(args);
+        a.extend(["--text", p(&text), "--ctx", "32", "--max-tokens", "512", "--json"]);
+        json_of(&ok(uc(&a)))
+    };
+    let sha = sha256_hex(&text);
+    let check_ppl = |v: &Value| {
+        let (ppl, nll) = (f64_of(v, "ppl"), f64_of(v, "nll"));
+        assert!(ppl.is_finite() && ppl > 1.0, "{v}");
+        assert!((nll.exp() - ppl).abs() <= 1e-9 * ppl, "{v}");
+        assert_eq!(v["windows"], 16, "{v}");
+        assert_eq!(v["tokens"], 16 * 31, "{v}");
+        assert_eq!(v["text_sha256"], sha.as_str(), "{v}");
+        let acc = f64_of(v, "top1_accuracy");
+        assert!((0.0..=1.0).contains(&acc), "{v}");
+        ppl
+    };
+    let ps = eval(&["ppl", p(&src)]);
+    let pp = eval(&["ppl", p(&pack)]);
+    let (ppl_s, ppl_p) = (check_ppl(&ps), check_ppl(&pp));
+    assert_eq!(ps["ctx"], 32);
+    assert!(ps["kquant"].is_null());
+    assert_ne!(ppl_s, ppl_p, "the pack's weights are not the source's");
+
+    // The pack against its source: the same numbers as the two `ppl` runs.
+    let c = eval(&["compare", p(&src), p(&pack)]);
+    assert_eq!(c["metric"], "perplexity");
+    assert_eq!(f64_of(&c["source"], "ppl"), ppl_s);
+    assert_eq!(f64_of(&c["candidate"], "ppl"), ppl_p);
+    assert!((f64_of(&c, "ppl_ratio") - ppl_p / ppl_s).abs() < 1e-12, "{c}");
+    let agree = f64_of(&c, "top1_agreement");
+    assert!((0.0..=1.0).contains(&agree), "{c}");
+
+    // Q8_0 of the source: within 1% of its perplexity, nearly the same top-1 choices.
+    let q = eval(&["compare", p(&src), "--kquant", "q8_0"]);
+    assert_eq!(q["kquant"], "Q8_0");
+    assert_eq!(q["kquant_bpw"].as_f64(), Some(8.5));
+    let r = f64_of(&q, "ppl_ratio");
+    eprintln!("Q8_0 PPL_r {r:.6}, top-1 agreement {}", q["top1_agreement"]);
+    assert!((r - 1.0).abs() < 0.01, "{q}");
+    assert!(f64_of(&q, "top1_agreement") > 0.95, "{q}");
+    assert_eq!(f64_of(&q["source"], "ppl"), ppl_s);
+
+    // A perplexity under a k-quant, and compare without a candidate or k-quant is a usage error.
+    let k = eval(&["ppl", p(&src), "--kquant", "q8_0"]);
+    assert_eq!(k["kquant"], "Q8_0");
+    assert!((f64_of(&k, "ppl") / ppl_s - 1.0).abs() < 0.01, "{k}");
+    let e = fails(uc(&["eval", "compare", p(&src), "--text", p(&text)]));
+    assert!(e.contains("--kquant"), "{e}");
+}
