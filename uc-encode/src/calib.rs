@@ -139,7 +139,11 @@ fn round_bf16(t: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 fn bf16_bits(t: &Tensor) -> candle_core::Result<Vec<u16>> {
-    Ok(t.flatten_all()?.to_vec1::<f32>()?.iter().map(|&x| f32_to_bf16_bits(x)).collect())
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|&x| f32_to_bf16_bits(x))
+        .collect())
 }
 
 /// Cholesky factor `L` (lower, row-major) of the symmetric positive definite `a` `[n, n]`, f64.
@@ -168,9 +172,16 @@ fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
 
 /// Activation-aware rank-`rank` factors of the residual `r` `[rows, cols]` for inputs with Gram
 /// matrix `c` `[cols, cols]`: `(U [rows, rank], V [rank, cols])`, f32. None when `C` is unusable.
-fn aware_factors(r: &[f32], rows: usize, cols: usize, c: &[f64], rank: usize, seed: u64) -> Option<(Vec<f32>, Vec<f32>)> {
+fn aware_factors(
+    r: &[f32],
+    rows: usize,
+    cols: usize,
+    c: &[f64],
+    rank: usize,
+    seed: u64,
+) -> Option<(Vec<f32>, Vec<f32>)> {
     let mean_diag = (0..cols).map(|j| c[j * cols + j]).sum::<f64>() / cols as f64;
-    if !(mean_diag > 0.0) {
+    if mean_diag.is_nan() || mean_diag <= 0.0 {
         return None;
     }
     let mut a = c.to_vec();
@@ -281,6 +292,7 @@ fn layer_report_from(v: &serde_json::Value) -> Option<LayerReport> {
 /// choice) layer by layer, journaling into `work`. Returns the records (in `plan`'s order of
 /// tensor index) and the report. `encode_free` encodes a tensor data-free (for tensors outside
 /// the layers).
+#[allow(clippy::too_many_arguments)] // the job's context, passed from compress.rs
 pub(crate) fn encode_calibrated(
     src: &SourceModel,
     work: &Path,
@@ -295,7 +307,18 @@ pub(crate) fn encode_calibrated(
     let arch = Arch::load(dir)?;
     let text = read_text(&opts.text)?;
     let tok = load_tokenizer(dir)?;
-    let wins = windows(dir, &arch, &tok, &text.text, opts.ctx, opts.tokens)?;
+    let wins = windows(
+        dir,
+        &arch,
+        &tok,
+        &text.text,
+        opts.ctx,
+        opts.tokens,
+        &format!(
+            "calibration text {} (--calib-tokens / --calib-ctx)",
+            opts.text.display()
+        ),
+    )?;
     let (nb, nt) = (wins.len(), wins[0].len());
     let ids = Tensor::from_vec(wins.concat(), (nb, nt), &Device::Cpu).map_err(cerr(dir, "calibration tokens"))?;
     let nl = arch.num_layers();
@@ -339,7 +362,9 @@ pub(crate) fn encode_calibrated(
             .map(|(i, c)| journaled_record(work, *i, c).map(|e| (*i, e)))
             .collect();
         if let (Some(done), Ok(state), Ok(rep)) = (done, std::fs::read(&state_path), std::fs::read(&report_path)) {
-            let rep = serde_json::from_slice(&rep).ok().and_then(|v: serde_json::Value| layer_report_from(&v));
+            let rep = serde_json::from_slice(&rep)
+                .ok()
+                .and_then(|v: serde_json::Value| layer_report_from(&v));
             if let (Some((a, b)), Some(rep)) = (state_from(&state, (nb, nt, hidden)), rep) {
                 xs = a;
                 xt = b;
@@ -377,7 +402,7 @@ pub(crate) fn encode_calibrated(
 
 type LayerResult = (Vec<crate::tensor::EncodedTensor>, LayerReport, Tensor, Tensor);
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
 fn calibrate_layer(
     src: &SourceModel,
     arch: &Arch,
@@ -397,15 +422,18 @@ fn calibrate_layer(
     for t in src.tensors.iter().filter(|t| t.name.starts_with(prefix)) {
         if !matches!(
             t.dtype,
-            uc_verify::safetensors::Dtype::F32 | uc_verify::safetensors::Dtype::F16 | uc_verify::safetensors::Dtype::Bf16
+            uc_verify::safetensors::Dtype::F32
+                | uc_verify::safetensors::Dtype::F16
+                | uc_verify::safetensors::Dtype::Bf16
         ) {
             continue;
         }
         let v = src.read_f32(t)?;
         let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
-        teacher
-            .map
-            .insert(t.name.clone(), Tensor::from_vec(v.clone(), shape, &Device::Cpu).map_err(e(&t.name))?);
+        teacher.map.insert(
+            t.name.clone(),
+            Tensor::from_vec(v.clone(), shape, &Device::Cpu).map_err(e(&t.name))?,
+        );
         if mine.iter().any(|(i, _)| src.tensors[*i].name == t.name) {
             data.insert(t.name.clone(), v);
         }
@@ -433,7 +461,8 @@ fn calibrate_layer(
                 Err(err) => gram_err = Some(err),
             }
         };
-        arch.layer(&teacher, li, xs, Some(&mut tap)).map_err(e("input statistics"))?;
+        arch.layer(&teacher, li, xs, Some(&mut tap))
+            .map_err(e("input statistics"))?;
     }
     if let Some(err) = gram_err {
         return Err(e("input statistics")(err));
@@ -453,7 +482,9 @@ fn calibrate_layer(
         let base = p.w_base();
         let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
         let rank = (c.rank as usize).min(rows).min(cols);
-        student.base.insert(t.name.clone(), quant_of(&p, rows, cols).map_err(e(&t.name))?);
+        student
+            .base
+            .insert(t.name.clone(), quant_of(&p, rows, cols).map_err(e(&t.name))?);
         if rank > 0 {
             let resid: Vec<f32> = w.iter().zip(&base).map(|(a, b)| a - b).collect();
             let s = seed_for(seed, &t.name);
@@ -461,14 +492,20 @@ fn calibrate_layer(
             let (pu, pv) = pad(plain.u, plain.v, plain.rank, rows, cols, rank);
             let pu = Tensor::from_vec(pu, (rows, rank), &Device::Cpu).map_err(e(&t.name))?;
             let pv = Tensor::from_vec(pv, (rank, cols), &Device::Cpu).map_err(e(&t.name))?;
-            let (u, v) = match grams.get(&t.name).and_then(|g| aware_factors(&resid, rows, cols, g, rank, s)) {
+            let (u, v) = match grams
+                .get(&t.name)
+                .and_then(|g| aware_factors(&resid, rows, cols, g, rank, s))
+            {
                 Some((u, v)) => (
                     Tensor::from_vec(u, (rows, rank), &Device::Cpu).map_err(e(&t.name))?,
                     Tensor::from_vec(v, (rank, cols), &Device::Cpu).map_err(e(&t.name))?,
                 ),
                 None => (pu.clone(), pv.clone()),
             };
-            svd_factors.insert(t.name.clone(), (round_bf16(&pu).map_err(e("bf16"))?, round_bf16(&pv).map_err(e("bf16"))?));
+            svd_factors.insert(
+                t.name.clone(),
+                (round_bf16(&pu).map_err(e("bf16"))?, round_bf16(&pv).map_err(e("bf16"))?),
+            );
             let u = Var::from_tensor(&round_bf16(&u).map_err(e("bf16"))?).map_err(e("factor"))?;
             let v = Var::from_tensor(&round_bf16(&v).map_err(e("bf16"))?).map_err(e("factor"))?;
             student.factors.insert(t.name.clone(), (u, v));
@@ -483,14 +520,26 @@ fn calibrate_layer(
     let init: HashMap<String, (Tensor, Tensor)> = student
         .factors
         .iter()
-        .map(|(n, (u, v))| (n.clone(), (u.as_tensor().copy().unwrap_or_else(|_| u.as_tensor().clone()), v.as_tensor().copy().unwrap_or_else(|_| v.as_tensor().clone()))))
+        .map(|(n, (u, v))| {
+            (
+                n.clone(),
+                (
+                    u.as_tensor().copy().unwrap_or_else(|_| u.as_tensor().clone()),
+                    v.as_tensor().copy().unwrap_or_else(|_| v.as_tensor().clone()),
+                ),
+            )
+        })
         .collect();
     let factors = std::mem::take(&mut student.factors);
     let loss_base = loss_of(&student).map_err(e("loss"))?;
     for (n, (u, v)) in &svd_factors {
-        student
-            .factors
-            .insert(n.clone(), (Var::from_tensor(u).map_err(e("factor"))?, Var::from_tensor(v).map_err(e("factor"))?));
+        student.factors.insert(
+            n.clone(),
+            (
+                Var::from_tensor(u).map_err(e("factor"))?,
+                Var::from_tensor(v).map_err(e("factor"))?,
+            ),
+        );
     }
     let loss_svd = loss_of(&student).map_err(e("loss"))?;
     student.factors = factors;
@@ -499,7 +548,12 @@ fn calibrate_layer(
     // 4. Distillation (Adam, full batch, cosine-decayed step relative to each factor's RMS).
     let mut names: Vec<String> = student.factors.keys().cloned().collect();
     names.sort();
-    let mut qnames: Vec<String> = student.base.iter().filter(|(_, q)| q.delta.is_some()).map(|(n, _)| n.clone()).collect();
+    let mut qnames: Vec<String> = student
+        .base
+        .iter()
+        .filter(|(_, q)| q.delta.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
     qnames.sort();
     let s0_init: HashMap<String, Tensor> = student.base.iter().map(|(n, q)| (n.clone(), q.s0.clone())).collect();
     let mut distilled = false;
@@ -531,12 +585,19 @@ fn calibrate_layer(
                     .unwrap_or(0.0)
             })
             .collect();
-        let mut m1: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().zeros_like()).collect::<candle_core::Result<_>>().map_err(e("adam"))?;
+        let mut m1: Vec<Tensor> = vars
+            .iter()
+            .map(|v| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<_>>()
+            .map_err(e("adam"))?;
         let mut m2: Vec<Tensor> = m1.clone();
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-12f64);
         for step in 0..opts.steps {
             let y = arch.layer(&student, li, xs, None).map_err(e("student forward"))?;
-            let loss = (y - &yt).and_then(|d| d.sqr()).and_then(|d| d.mean_all()).map_err(e("loss"))?;
+            let loss = (y - &yt)
+                .and_then(|d| d.sqr())
+                .and_then(|d| d.mean_all())
+                .map_err(e("loss"))?;
             let grads = loss.backward().map_err(e("backward"))?;
             let tstep = (step + 1) as i32;
             let decay = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / opts.steps as f64).cos());
@@ -557,14 +618,17 @@ fn calibrate_layer(
         // Round to bf16 / f16 as stored, and keep the better of trained and initial.
         for n in &names {
             let (u, v) = &student.factors[n];
-            u.set(&round_bf16(u.as_tensor()).map_err(e("bf16"))?).map_err(e("bf16"))?;
-            v.set(&round_bf16(v.as_tensor()).map_err(e("bf16"))?).map_err(e("bf16"))?;
+            u.set(&round_bf16(u.as_tensor()).map_err(e("bf16"))?)
+                .map_err(e("bf16"))?;
+            v.set(&round_bf16(v.as_tensor()).map_err(e("bf16"))?)
+                .map_err(e("bf16"))?;
         }
         for n in &qnames {
             let q = student.base.get_mut(n).ok_or_else(|| model_err(dir, "lost a tensor"))?;
             q.s0 = round_f16_scales(&q.base_scales().map_err(e("scales"))?).map_err(e("f16"))?;
             if let Some(d) = &q.delta {
-                d.set(&d.as_tensor().zeros_like().map_err(e("scales"))?).map_err(e("scales"))?;
+                d.set(&d.as_tensor().zeros_like().map_err(e("scales"))?)
+                    .map_err(e("scales"))?;
             }
         }
         let l = loss_of(&student).map_err(e("loss"))?;
@@ -590,29 +654,33 @@ fn calibrate_layer(
         let t = &src.tensors[*i];
         let mut p = p.clone();
         if let Some(q) = student.base.get(&t.name) {
-            p.scales = q
-                .s0
-                .flatten_all()
-                .and_then(|x| x.to_vec1::<f32>())
-                .map_err(e("scales"))?
-                .iter()
-                .map(|&x| f32_to_f16_bits(x))
-                .collect();
+            p.scales =
+                q.s0.flatten_all()
+                    .and_then(|x| x.to_vec1::<f32>())
+                    .map_err(e("scales"))?
+                    .iter()
+                    .map(|&x| f32_to_f16_bits(x))
+                    .collect();
         }
         let p = &p;
         let (u, v) = match student.factors.get(&t.name) {
-            Some((u, v)) => (bf16_bits(u.as_tensor()).map_err(e("bf16"))?, bf16_bits(v.as_tensor()).map_err(e("bf16"))?),
+            Some((u, v)) => (
+                bf16_bits(u.as_tensor()).map_err(e("bf16"))?,
+                bf16_bits(v.as_tensor()).map_err(e("bf16"))?,
+            ),
             None => (Vec::new(), Vec::new()),
         };
-        let enc = assemble(&data[&t.name], &t.shape, c.bits, p, *rank, &u, &v).map_err(|err| {
-            CompressError::Encode {
+        let enc =
+            assemble(&data[&t.name], &t.shape, c.bits, p, *rank, &u, &v).map_err(|err| CompressError::Encode {
                 tensor: t.name.clone(),
                 err,
-            }
-        })?;
+            })?;
         recs.push(enc);
     }
-    let nxs = arch.layer(&student, li, xs, None).map_err(e("student forward"))?.detach();
+    let nxs = arch
+        .layer(&student, li, xs, None)
+        .map_err(e("student forward"))?
+        .detach();
     let rep = LayerReport {
         layer: li,
         loss_base,

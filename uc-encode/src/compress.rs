@@ -231,6 +231,8 @@ fn is_deterministic(e: &CompressError) -> bool {
     matches!(
         e,
         CompressError::BadSource { .. }
+            | CompressError::Usage(_)
+            | CompressError::Model { .. }
             | CompressError::UnsupportedDtype { .. }
             | CompressError::NonFinite { .. }
             | CompressError::ShapeMismatch { .. }
@@ -365,7 +367,12 @@ pub(crate) fn journaled_record(work: &Path, idx: usize, c: &Candidate) -> Option
     let ok = meta["sha256"].as_str() == Some(&uc_verify::hex(&Sha256::digest(&rec)))
         && meta["bits"].as_u64() == Some(u64::from(c.bits))
         && meta["rank_wanted"].as_u64() == Some(u64::from(c.rank));
-    match (ok, meta["err2_bits"].as_u64(), meta["norm2_bits"].as_u64(), uc_format::validate(&rec)) {
+    match (
+        ok,
+        meta["err2_bits"].as_u64(),
+        meta["norm2_bits"].as_u64(),
+        uc_format::validate(&rec),
+    ) {
         (true, Some(e), Some(n), Ok(layout)) => Some(Encoded {
             path: rec_path,
             err2: f64::from_bits(e),
@@ -386,9 +393,8 @@ pub(crate) fn journal_record(
 ) -> Result<Encoded, CompressError> {
     let rec_path = work.join(format!("rec-{idx:06}.ucr"));
     let meta_path = work.join(format!("rec-{idx:06}.json"));
-    let layout = uc_format::validate(&enc.record).map_err(|e| {
-        CompressError::Verification(format!("tensor {name}: the encoder wrote an invalid record: {e}"))
-    })?;
+    let layout = uc_format::validate(&enc.record)
+        .map_err(|e| CompressError::Verification(format!("tensor {name}: the encoder wrote an invalid record: {e}")))?;
     write_atomic(&rec_path, &enc.record)?;
     let meta = json!({
         "sha256": uc_verify::hex(&Sha256::digest(&enc.record)),
@@ -644,7 +650,8 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
         Some(c) => {
             if c.tokens == 0 || c.ctx < 4 || !(c.lr.is_finite() && c.lr >= 0.0) {
                 return Err(CompressError::Usage(
-                    "--calib-tokens must be positive, --calib-ctx at least 4 and --distill-lr a non-negative number".into(),
+                    "--calib-tokens must be positive, --calib-ctx at least 4 and --distill-lr a non-negative number"
+                        .into(),
                 ));
             }
             Some(crate::model::text::read_text(&c.text)?.sha256)

@@ -37,6 +37,7 @@ fn environment() -> Map<String, Value> {
 
 /// Writes the pack at `dir` (replacing a stale one from an interrupted run) and verifies it. The
 /// manifest's `model_id` is the name of the final directory, `opts.output_dir`.
+#[allow(clippy::too_many_arguments)] // everything phase 4 records comes from its caller
 pub(crate) fn write_pack(
     opts: &CompressOptions,
     dir: &Path,

@@ -404,7 +404,11 @@ fn summary_text(s: &CompressSummary, out: &mut String) {
                 l.loss_svd,
                 l.loss_init,
                 l.loss_final,
-                if l.distilled { "" } else { " (distillation did not help: initial kept)" }
+                if l.distilled {
+                    ""
+                } else {
+                    " (distillation did not help: initial kept)"
+                }
             );
         }
     }

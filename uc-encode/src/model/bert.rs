@@ -35,11 +35,17 @@ impl Config {
         let hidden = get("hidden_size")?;
         let heads = get("num_attention_heads")?;
         if hidden % heads != 0 {
-            return Err(bad(path, format!("config.json: hidden_size {hidden} is not a multiple of {heads} heads")));
+            return Err(bad(
+                path,
+                format!("config.json: hidden_size {hidden} is not a multiple of {heads} heads"),
+            ));
         }
         if let Some(act) = v["hidden_act"].as_str() {
             if act != "gelu" {
-                return Err(bad(path, format!("config.json: hidden_act {act:?} is not supported (gelu)")));
+                return Err(bad(
+                    path,
+                    format!("config.json: hidden_act {act:?} is not supported (gelu)"),
+                ));
             }
         }
         Ok(Config {
@@ -55,7 +61,9 @@ impl Config {
         let mu = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mu)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(g)?.broadcast_add(b)
+        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(g)?
+            .broadcast_add(b)
     }
 
     /// Word + position + token-type (0) embeddings, normalised: `[batch, seq, hidden]`.
@@ -80,13 +88,7 @@ impl Config {
     }
 
     /// Encoder layer `i` (no padding inside the batch).
-    pub fn layer(
-        &self,
-        w: &dyn Get,
-        i: usize,
-        x: &Tensor,
-        mut tap: Tap<'_>,
-    ) -> candle_core::Result<Tensor> {
+    pub fn layer(&self, w: &dyn Get, i: usize, x: &Tensor, mut tap: Tap<'_>) -> candle_core::Result<Tensor> {
         let p = format!("encoder.layer.{i}.");
         let (b, t, h) = x.dims3()?;
         let mut lin = |name: &str, input: &Tensor| -> candle_core::Result<Tensor> {
@@ -97,7 +99,8 @@ impl Config {
             linear(input, &w.get(&wn)?, Some(&w.get(&format!("{p}{name}.bias"))?))
         };
         let (nh, hd) = (self.heads, h / self.heads);
-        let split = |z: Tensor| -> candle_core::Result<Tensor> { z.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous() };
+        let split =
+            |z: Tensor| -> candle_core::Result<Tensor> { z.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous() };
         let q = split(lin("attention.self.query", x)?)?;
         let k = split(lin("attention.self.key", x)?)?;
         let v = split(lin("attention.self.value", x)?)?;

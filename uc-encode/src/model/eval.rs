@@ -102,7 +102,10 @@ pub fn apply_kquant(dir: &Path, w: &mut Weights, k: KQuant) -> Result<(usize, u6
         let shape = t.dims().to_vec();
         let count = t.elem_count();
         if count % bs != 0 {
-            return Err(model_err(dir, format!("tensor {n}: {count} weights are not a multiple of {bs}")));
+            return Err(model_err(
+                dir,
+                format!("tensor {n}: {count} weights are not a multiple of {bs}"),
+            ));
         }
         let err = |e: candle_core::Error| model_err(dir, format!("tensor {n}: {}: {e}", k.name()));
         let flat = t.reshape((count / bs, bs)).map_err(err)?;
@@ -144,14 +147,24 @@ struct Scored {
 
 fn score(dir: &Path, arch: &Arch, w: &dyn Get, wins: &[Vec<u32>], batch: usize) -> Result<Scored, CompressError> {
     let Arch::Llama(cfg) = arch else {
-        return Err(model_err(dir, "perplexity needs a causal language model (llama family); for BERT use `uc eval compare`"));
+        return Err(model_err(
+            dir,
+            "perplexity needs a causal language model (llama family); for BERT use `uc eval compare`",
+        ));
     };
-    let mut s = Scored { nll: 0.0, hits: 0, tokens: 0, top: Vec::new() };
+    let mut s = Scored {
+        nll: 0.0,
+        hits: 0,
+        tokens: 0,
+        top: Vec::new(),
+    };
     for chunk in wins.chunks(batch.max(1)) {
         let t = chunk[0].len();
         let flat: Vec<u32> = chunk.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (chunk.len(), t), &Device::Cpu).map_err(|e| model_err(dir, e.to_string()))?;
-        let (nll, hits, top) = cfg.nll(w, &ids).map_err(|e| model_err(dir, format!("forward pass: {e}")))?;
+        let (nll, hits, top) = cfg
+            .nll(w, &ids)
+            .map_err(|e| model_err(dir, format!("forward pass: {e}")))?;
         s.nll += nll;
         s.hits += hits;
         s.tokens += chunk.len() * (t - 1);
@@ -175,7 +188,15 @@ pub fn perplexity(dir: &Path, kquant: Option<KQuant>, opts: &EvalOptions) -> Res
     let text = read_text(&opts.text)?;
     let (arch, w) = load_model(dir, kquant)?;
     let tok = load_tokenizer(dir)?;
-    let wins = windows(dir, &arch, &tok, &text.text, opts.ctx, opts.max_tokens)?;
+    let wins = windows(
+        dir,
+        &arch,
+        &tok,
+        &text.text,
+        opts.ctx,
+        opts.max_tokens,
+        &opts.text.display().to_string(),
+    )?;
     let start = Instant::now();
     let s = score(dir, &arch, &w, &wins, opts.batch)?;
     Ok(report(dir, &wins, &s, &text.sha256, start))
@@ -243,10 +264,22 @@ pub fn compare(
     let text = read_text(&opts.text)?;
     let arch = Arch::load(source)?;
     let tok = load_tokenizer(source)?;
-    let wins = windows(source, &arch, &tok, &text.text, opts.ctx, opts.max_tokens)?;
+    let wins = windows(
+        source,
+        &arch,
+        &tok,
+        &text.text,
+        opts.ctx,
+        opts.max_tokens,
+        &opts.text.display().to_string(),
+    )?;
     let teacher = load_weights(source)?;
     let cand_dir = candidate.unwrap_or(source);
-    let mut student = if candidate.is_some() { load_weights(cand_dir)? } else { Weights::default() };
+    let mut student = if candidate.is_some() {
+        load_weights(cand_dir)?
+    } else {
+        Weights::default()
+    };
     if candidate.is_none() {
         for (n, t) in &teacher.map {
             student.map.insert(n.clone(), t.clone());
@@ -281,7 +314,10 @@ pub fn compare(
                 let ids = Tensor::from_vec(flat, (chunk.len(), t), &Device::Cpu).map_err(err)?;
                 let ea = cfg.sentence_embedding(&teacher, &ids).map_err(err)?;
                 let eb = cfg.sentence_embedding(&student, &ids).map_err(err)?;
-                let cos: Vec<f32> = (ea * eb).and_then(|p| p.sum(1)).and_then(|c| c.to_vec1()).map_err(err)?;
+                let cos: Vec<f32> = (ea * eb)
+                    .and_then(|p| p.sum(1))
+                    .and_then(|c| c.to_vec1())
+                    .map_err(err)?;
                 for c in cos {
                     sum += f64::from(c);
                     min = min.min(f64::from(c));

@@ -115,13 +115,7 @@ impl Config {
     }
 
     /// Decoder layer `i`: `h = x + attn(norm(x))`, `out = h + mlp(norm(h))`.
-    pub fn layer(
-        &self,
-        w: &dyn Get,
-        i: usize,
-        x: &Tensor,
-        mut tap: Tap<'_>,
-    ) -> candle_core::Result<Tensor> {
+    pub fn layer(&self, w: &dyn Get, i: usize, x: &Tensor, mut tap: Tap<'_>) -> candle_core::Result<Tensor> {
         let p = format!("model.layers.{i}.");
         let (b, t, _) = x.dims3()?;
         let mut lin = |name: &str, input: &Tensor| -> candle_core::Result<Tensor> {
@@ -167,7 +161,11 @@ impl Config {
             .collect();
         let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu)?;
         let att = softmax_last(&scores.broadcast_add(&mask)?)?;
-        let ctx = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, t, nh * hd))?;
+        let ctx = att
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, t, nh * hd))?;
         let h = (x + lin("self_attn.o_proj", &ctx)?)?;
         let hn = self.rms_norm(&h, &w.get(&format!("{p}post_attention_layernorm.weight"))?)?;
         let g = lin("mlp.gate_proj", &hn)?;
@@ -196,7 +194,9 @@ impl Config {
         for i in 0..self.num_layers {
             x = self.layer(w, i, &x, None)?;
         }
-        let logits = self.head(w, &x.narrow(1, 0, t - 1)?)?.reshape((b * (t - 1), self.vocab))?;
+        let logits = self
+            .head(w, &x.narrow(1, 0, t - 1)?)?
+            .reshape((b * (t - 1), self.vocab))?;
         let targets = ids.narrow(1, 1, t - 1)?.flatten_all()?.to_dtype(DType::U32)?;
         let lse = logits.log_sum_exp(D::Minus1)?;
         let picked = logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;

@@ -23,11 +23,19 @@ pub struct Text {
 pub fn read_text(path: &Path) -> Result<Text, CompressError> {
     let len = std::fs::metadata(path).map_err(|e| io(path, e))?.len();
     if len > MAX_TEXT_BYTES {
-        return Err(bad(path, format!("{len} bytes: more than the {MAX_TEXT_BYTES}-byte limit for a text file")));
+        return Err(bad(
+            path,
+            format!("{len} bytes: more than the {MAX_TEXT_BYTES}-byte limit for a text file"),
+        ));
     }
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
     let sha256 = uc_verify::hex(&Sha256::digest(&bytes));
-    let s = String::from_utf8(bytes).map_err(|e| bad(path, format!("not UTF-8 at byte offset {}", e.utf8_error().valid_up_to())))?;
+    let s = String::from_utf8(bytes).map_err(|e| {
+        bad(
+            path,
+            format!("not UTF-8 at byte offset {}", e.utf8_error().valid_up_to()),
+        )
+    })?;
     let is_jsonl = path.extension().is_some_and(|e| e == "jsonl");
     let text = if is_jsonl {
         let mut parts = Vec::new();
@@ -56,7 +64,10 @@ pub fn read_text(path: &Path) -> Result<Text, CompressError> {
 pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, CompressError> {
     let p = dir.join("tokenizer.json");
     if !p.is_file() {
-        return Err(bad(dir, "no tokenizer.json: a tokenizer is needed to evaluate or calibrate"));
+        return Err(bad(
+            dir,
+            "no tokenizer.json: a tokenizer is needed to evaluate or calibrate",
+        ));
     }
     let mut tok = Tokenizer::from_file(&p).map_err(|e| bad(&p, format!("cannot load the tokenizer: {e}")))?;
     // The text is cut into windows here: the file's own truncation (128 tokens for MiniLM) and
@@ -76,9 +87,12 @@ pub fn windows(
     text: &str,
     ctx: usize,
     max_tokens: usize,
+    text_name: &str,
 ) -> Result<Vec<Vec<u32>>, CompressError> {
     if ctx < 4 {
-        return Err(CompressError::Usage(format!("the window length must be at least 4 tokens, got {ctx}")));
+        return Err(CompressError::Usage(format!(
+            "the window length must be at least 4 tokens, got {ctx}"
+        )));
     }
     let enc = tok
         .encode(text, false)
@@ -107,7 +121,8 @@ pub fn windows(
     }
     if out.is_empty() {
         return Err(CompressError::Usage(format!(
-            "the text gives {} tokens: fewer than one window of {ctx} (within --max-tokens {max_tokens})",
+            "{}: the text gives {} tokens, fewer than one window of {ctx} tokens within the {max_tokens}-token limit",
+            text_name,
             ids.len()
         )));
     }
