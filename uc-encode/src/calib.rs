@@ -751,3 +751,89 @@ fn pad(u: Vec<f32>, v: Vec<f32>, got: usize, rows: usize, cols: usize, rank: usi
     vp.resize(rank * cols, 0.0);
     (up, vp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    #[test]
+    fn cholesky_reproduces_the_matrix_and_rejects_indefinite_ones() {
+        let a = [4.0, 2.0, 0.6, 2.0, 5.0, 1.0, 0.6, 1.0, 3.0];
+        let l = cholesky(&a, 3).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let s: f64 = (0..3).map(|k| l[i * 3 + k] * l[j * 3 + k]).sum();
+                assert!((s - a[i * 3 + j]).abs() < 1e-12);
+            }
+        }
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+
+    /// `‖(R − U V) X‖²` through the Gram matrix: `Σ_i e_i C e_iᵀ` over the rows `e_i` of `R − U V`.
+    fn weighted_err(r: &[f32], u: &[f32], v: &[f32], c: &[f64], rows: usize, cols: usize, rank: usize) -> f64 {
+        let mut total = 0.0;
+        for i in 0..rows {
+            let e: Vec<f64> = (0..cols)
+                .map(|j| {
+                    f64::from(r[i * cols + j])
+                        - (0..rank)
+                            .map(|t| f64::from(u[i * rank + t]) * f64::from(v[t * cols + j]))
+                            .sum::<f64>()
+                })
+                .collect();
+            for a in 0..cols {
+                for b in 0..cols {
+                    total += e[a] * c[a * cols + b] * e[b];
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn activation_aware_factors_beat_the_plain_svd_on_the_weighted_error() {
+        let (rows, cols, rank, n) = (24, 16, 3, 200);
+        let mut seed = 7u64;
+        let r: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut seed)).collect();
+        // Inputs with very unequal channel energies (as LLM activations have).
+        let x: Vec<f64> = (0..n * cols)
+            .map(|k| f64::from(lcg(&mut seed)) * if k % cols < 3 { 20.0 } else { 1.0 })
+            .collect();
+        let mut c = vec![0f64; cols * cols];
+        for s in 0..n {
+            for a in 0..cols {
+                for b in 0..cols {
+                    c[a * cols + b] += x[s * cols + a] * x[s * cols + b] / n as f64;
+                }
+            }
+        }
+        let plain = low_rank(&r, rows, cols, rank, 1);
+        let (u, v) = aware_factors(&r, rows, cols, &c, rank, 1).unwrap();
+        let e_plain = weighted_err(&r, &plain.u, &plain.v, &c, rows, cols, rank);
+        let e_aware = weighted_err(&r, &u, &v, &c, rows, cols, rank);
+        let e_none = weighted_err(
+            &r,
+            &vec![0.0; rows * rank],
+            &vec![0.0; rank * cols],
+            &c,
+            rows,
+            cols,
+            rank,
+        );
+        assert!(e_aware < e_plain * 0.9, "aware {e_aware} vs plain {e_plain}");
+        assert!(e_plain < e_none);
+    }
+
+    #[test]
+    fn f16_scale_rounding_never_yields_a_negative_zero_or_an_infinity() {
+        let t = Tensor::from_vec(vec![-0.0f32, -1.0, 1e9, f32::NAN, 0.5], (5, 1), &Device::Cpu).unwrap();
+        let r: Vec<f32> = round_f16_scales(&t).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let bits: Vec<u16> = r.iter().map(|&x| f32_to_f16_bits(x)).collect();
+        assert_eq!(bits, vec![0, 0, f32_to_f16_bits(65504.0), 0, f32_to_f16_bits(0.5)]);
+    }
+}

@@ -207,3 +207,114 @@ impl Config {
         Ok((nll, hits, top))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Weights;
+
+    fn tiny() -> (Config, Weights) {
+        let cfg = Config {
+            hidden: 16,
+            num_layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 4,
+            eps: 1e-5,
+            rope_theta: 10000.0,
+            vocab: 11,
+            tie: true,
+        };
+        let mut seed = 3u64;
+        let mut rnd = |n: usize, s: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5) * s
+                })
+                .collect()
+        };
+        let mut w = Weights::default();
+        let mut put = |name: String, shape: &[usize], v: Vec<f32>| {
+            w.map.insert(name, Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
+        };
+        put("model.embed_tokens.weight".into(), &[11, 16], rnd(176, 1.0));
+        put("model.norm.weight".into(), &[16], vec![1.0; 16]);
+        for i in 0..2 {
+            let p = format!("model.layers.{i}.");
+            for (n, o, inn) in [
+                ("self_attn.q_proj", 16, 16),
+                ("self_attn.k_proj", 8, 16),
+                ("self_attn.v_proj", 8, 16),
+                ("self_attn.o_proj", 16, 16),
+                ("mlp.gate_proj", 24, 16),
+                ("mlp.up_proj", 24, 16),
+                ("mlp.down_proj", 16, 24),
+            ] {
+                put(format!("{p}{n}.weight"), &[o, inn], rnd(o * inn, 0.5));
+            }
+            put(format!("{p}input_layernorm.weight"), &[16], vec![1.0; 16]);
+            put(format!("{p}post_attention_layernorm.weight"), &[16], vec![1.0; 16]);
+        }
+        (cfg, w)
+    }
+
+    fn logits(cfg: &Config, w: &Weights, ids: &[u32]) -> Vec<f32> {
+        let t = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &Device::Cpu).unwrap();
+        let mut x = cfg.embed(w, &t).unwrap();
+        for i in 0..cfg.num_layers {
+            x = cfg.layer(w, i, &x, None).unwrap();
+        }
+        cfg.head(w, &x).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn attention_is_causal_and_position_aware() {
+        let (cfg, w) = tiny();
+        let a = logits(&cfg, &w, &[1, 2, 3, 4, 5]);
+        let b = logits(&cfg, &w, &[1, 2, 3, 9, 0]);
+        // Positions 0..3 see only tokens 0..3, which agree.
+        assert_eq!(a[..3 * 11], b[..3 * 11]);
+        assert_ne!(a[3 * 11..], b[3 * 11..]);
+        // The same token at another position gets another output (RoPE is applied).
+        let c = logits(&cfg, &w, &[7, 7]);
+        assert_ne!(c[..11], c[11..]);
+    }
+
+    #[test]
+    fn rope_rotates_without_changing_norms() {
+        let (cfg, _) = tiny();
+        let (cos, sin) = cfg.rope(3).unwrap();
+        let x = Tensor::from_vec(
+            (0..12).map(|k| k as f32 - 5.0).collect::<Vec<_>>(),
+            (1, 1, 3, 4),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let y = Config::apply_rope(&x, &cos, &sin).unwrap();
+        let nx: Vec<f32> = x
+            .sqr()
+            .unwrap()
+            .sum(3)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let ny: Vec<f32> = y
+            .sqr()
+            .unwrap()
+            .sum(3)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (a, b) in nx.iter().zip(&ny) {
+            assert!((a - b).abs() < 1e-4 * a.max(1.0));
+        }
+        // Position 0 is not rotated.
+        let y0: Vec<f32> = y.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(y0, vec![-5.0, -4.0, -3.0, -2.0]);
+    }
+}
