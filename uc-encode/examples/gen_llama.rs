@@ -127,7 +127,7 @@ fn main() -> ExitCode {
             }
             total += pos;
             let mut text = serde_json::Value::Object(header).to_string();
-            while text.len() % 8 != 0 {
+            while !text.len().is_multiple_of(8) {
                 text.push(' ');
             }
             let mut w = BufWriter::with_capacity(1 << 22, std::fs::File::create(tmp.join(&fname))?);

@@ -272,20 +272,66 @@ fn state_from(bytes: &[u8], want: (usize, usize, usize)) -> Option<(Tensor, Tens
     Some((xs, xt))
 }
 
+// Losses are journaled by their bits, so a resumed run reports exactly the same numbers.
 fn layer_report_json(r: &LayerReport) -> serde_json::Value {
-    json!({"layer": r.layer, "loss_base": r.loss_base, "loss_svd": r.loss_svd, "loss_init": r.loss_init,
-        "loss_final": r.loss_final, "distilled": r.distilled})
+    json!({"layer": r.layer, "loss_base": r.loss_base.to_bits(), "loss_svd": r.loss_svd.to_bits(),
+        "loss_init": r.loss_init.to_bits(), "loss_final": r.loss_final.to_bits(), "distilled": r.distilled})
 }
 
 fn layer_report_from(v: &serde_json::Value) -> Option<LayerReport> {
     Some(LayerReport {
         layer: v["layer"].as_u64()? as usize,
-        loss_base: v["loss_base"].as_f64()?,
-        loss_svd: v["loss_svd"].as_f64()?,
-        loss_init: v["loss_init"].as_f64()?,
-        loss_final: v["loss_final"].as_f64()?,
+        loss_base: f64::from_bits(v["loss_base"].as_u64()?),
+        loss_svd: f64::from_bits(v["loss_svd"].as_u64()?),
+        loss_init: f64::from_bits(v["loss_init"].as_u64()?),
+        loss_final: f64::from_bits(v["loss_final"].as_u64()?),
         distilled: v["distilled"].as_bool()?,
     })
+}
+
+/// Checks before any work that calibration can run on `src` with `opts`: a supported
+/// architecture, a tokenizer, a text giving at least one window, the embedding and layer tensors.
+/// Returns the text's SHA-256.
+pub(crate) fn precheck(src: &SourceModel, opts: &CalibOptions) -> Result<String, CompressError> {
+    let dir = &src.dir;
+    let arch = Arch::load(dir)?;
+    if let Arch::Bert(c) = &arch
+        && opts.ctx > c.max_positions
+    {
+        return Err(CompressError::Usage(format!(
+            "--calib-ctx {} is longer than the model's {} positions",
+            opts.ctx, c.max_positions
+        )));
+    }
+    let tok = load_tokenizer(dir)?;
+    let text = read_text(&opts.text)?;
+    windows(dir, &arch, &tok, &text.text, opts.ctx, opts.tokens, &text_label(opts))?;
+    if !src.tensors.iter().any(|t| arch.is_embedding(&t.name)) {
+        return Err(crate::error::bad(
+            dir,
+            "calibration: no embedding tensor of the expected name (model.embed_tokens.weight, or embeddings.* for BERT)",
+        ));
+    }
+    for i in 0..arch.num_layers() {
+        let p = arch.layer_prefix(i);
+        if !src.tensors.iter().any(|t| t.name.starts_with(&p)) {
+            return Err(crate::error::bad(
+                dir,
+                format!(
+                    "calibration: config.json has {} layers but no tensor starts with {p}",
+                    arch.num_layers()
+                ),
+            ));
+        }
+    }
+    Ok(text.sha256)
+}
+
+fn text_label(opts: &CalibOptions) -> String {
+    format!(
+        "calibration text {} (--calib-tokens / --calib-ctx)",
+        opts.text.display()
+    )
 }
 
 /// Calibrated phase 3 of `uc compress`: encodes the quantized tensors `plan` (tensor index →
@@ -307,34 +353,20 @@ pub(crate) fn encode_calibrated(
     let arch = Arch::load(dir)?;
     let text = read_text(&opts.text)?;
     let tok = load_tokenizer(dir)?;
-    let wins = windows(
-        dir,
-        &arch,
-        &tok,
-        &text.text,
-        opts.ctx,
-        opts.tokens,
-        &format!(
-            "calibration text {} (--calib-tokens / --calib-ctx)",
-            opts.text.display()
-        ),
-    )?;
+    let wins = windows(dir, &arch, &tok, &text.text, opts.ctx, opts.tokens, &text_label(opts))?;
     let (nb, nt) = (wins.len(), wins[0].len());
     let ids = Tensor::from_vec(wins.concat(), (nb, nt), &Device::Cpu).map_err(cerr(dir, "calibration tokens"))?;
     let nl = arch.num_layers();
     let prefixes: Vec<String> = (0..nl).map(|i| arch.layer_prefix(i)).collect();
     let layer_of = |name: &str| prefixes.iter().position(|p| name.starts_with(p.as_str()));
 
-    // Stage 0: embeddings with the teacher's (verbatim) weights; every tensor outside the layers.
+    // Stage 0: embeddings with the teacher's (verbatim) weights.
     let mut outer = Weights::default();
-    for t in &src.tensors {
-        if layer_of(&t.name).is_none() && matches!(t.shape.len(), 1 | 2) {
-            if let Ok(v) = src.read_f32(t) {
-                let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
-                let x = Tensor::from_vec(v, shape, &Device::Cpu).map_err(cerr(dir, &t.name))?;
-                outer.map.insert(t.name.clone(), x);
-            }
-        }
+    for t in src.tensors.iter().filter(|t| arch.is_embedding(&t.name)) {
+        let v = src.read_f32(t)?;
+        let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+        let x = Tensor::from_vec(v, shape, &Device::Cpu).map_err(cerr(dir, &t.name))?;
+        outer.map.insert(t.name.clone(), x);
     }
     let x0 = arch.embed(&outer, &ids).map_err(cerr(dir, "embedding stage"))?;
     drop(outer);
@@ -517,20 +549,7 @@ fn calibrate_layer(
         (y - &yt)?.sqr()?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
     };
     // Reference losses: no overlay, data-free overlay, activation-aware overlay.
-    let init: HashMap<String, (Tensor, Tensor)> = student
-        .factors
-        .iter()
-        .map(|(n, (u, v))| {
-            (
-                n.clone(),
-                (
-                    u.as_tensor().copy().unwrap_or_else(|_| u.as_tensor().clone()),
-                    v.as_tensor().copy().unwrap_or_else(|_| v.as_tensor().clone()),
-                ),
-            )
-        })
-        .collect();
-    let factors = std::mem::take(&mut student.factors);
+    let aware = std::mem::take(&mut student.factors);
     let loss_base = loss_of(&student).map_err(e("loss"))?;
     for (n, (u, v)) in &svd_factors {
         student.factors.insert(
@@ -542,8 +561,25 @@ fn calibrate_layer(
         );
     }
     let loss_svd = loss_of(&student).map_err(e("loss"))?;
-    student.factors = factors;
-    let loss_init = loss_of(&student).map_err(e("loss"))?;
+    let svd_vars = std::mem::replace(&mut student.factors, aware);
+    let loss_aware = loss_of(&student).map_err(e("loss"))?;
+    // Start from the better of the two on the layer loss: the activation-aware overlay is optimal
+    // for each linear map on its own inputs, not for the layer output as a whole.
+    let loss_init = if loss_aware <= loss_svd {
+        loss_aware
+    } else {
+        student.factors = svd_vars;
+        loss_svd
+    };
+    // Deep copies: `Var::set` writes into the variables' storage, which a clone would share.
+    let mut init: HashMap<String, (Tensor, Tensor)> = HashMap::new();
+    for (n, (u, v)) in &student.factors {
+        let err = e(&format!("{n}: factor"));
+        init.insert(
+            n.clone(),
+            (u.as_tensor().copy().map_err(&err)?, v.as_tensor().copy().map_err(&err)?),
+        );
+    }
 
     // 4. Distillation (Adam, full batch, cosine-decayed step relative to each factor's RMS).
     let mut names: Vec<String> = student.factors.keys().cloned().collect();
@@ -653,7 +689,7 @@ fn calibrate_layer(
     for ((i, c), (p, rank)) in mine.iter().zip(&parts) {
         let t = &src.tensors[*i];
         let mut p = p.clone();
-        if let Some(q) = student.base.get(&t.name) {
+        if let Some(q) = student.base.get(&t.name).filter(|q| q.delta.is_some()) {
             p.scales =
                 q.s0.flatten_all()
                     .and_then(|x| x.to_vec1::<f32>())
@@ -707,7 +743,7 @@ fn quant_of(p: &crate::gsq::GsqParts, rows: usize, cols: usize) -> candle_core::
     let n = p.codes.len();
     let g: Vec<f32> = p.codes.iter().map(|&c| p.grid[usize::from(c)]).collect();
     let s0: Vec<f32> = p.scales.iter().map(|&h| f16_to_f32(h)).collect();
-    if n % 64 != 0 {
+    if !n.is_multiple_of(64) {
         // A partial last block: the scales stay as fitted (the [blocks, 64] view needs whole blocks).
         let full: Vec<f32> = p.w_base();
         return Ok(Quant {

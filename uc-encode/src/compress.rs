@@ -170,11 +170,11 @@ fn journal_event() {
     static CRASH_AT: OnceLock<Option<u64>> = OnceLock::new();
     static EVENTS: AtomicU64 = AtomicU64::new(0);
     let at = *CRASH_AT.get_or_init(|| std::env::var(CRASH_AT_VAR).ok().and_then(|s| s.trim().parse().ok()));
-    if let Some(k) = at {
-        if EVENTS.fetch_add(1, Ordering::SeqCst) + 1 == k {
-            eprintln!("uc: {CRASH_AT_VAR}={k}: aborting at journal event {k} (test hook)");
-            std::process::abort();
-        }
+    if let Some(k) = at
+        && EVENTS.fetch_add(1, Ordering::SeqCst) + 1 == k
+    {
+        eprintln!("uc: {CRASH_AT_VAR}={k}: aborting at journal event {k} (test hook)");
+        std::process::abort();
     }
 }
 
@@ -307,11 +307,11 @@ impl Job<'_> {
     /// Phase 1 for one tensor, from the journal when present.
     fn analyse(&self, idx: usize, t: &SourceTensor, resumed: &mut usize) -> Result<TensorCandidates, CompressError> {
         let path = self.work.join(format!("cand-{idx:06}.json"));
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Some(c) = parse_candidates(&bytes) {
-                *resumed += 1;
-                return Ok(c);
-            }
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Some(c) = parse_candidates(&bytes)
+        {
+            *resumed += 1;
+            return Ok(c);
         }
         let data = self.src.read_f32(t)?;
         let (bits, ranks) = self.allowed();
@@ -557,8 +557,16 @@ fn run_job(
         .map(|(i, e)| (src.tensors[*i].name.clone(), e.rel_l2()))
         .collect();
     let staged = job.work.join("pack");
-    let calib_sha = calib_report.as_ref().map(|r| r.text_sha256.as_str());
-    let report = crate::write::write_pack(opts, &staged, src, &records, &rels, digests, created, calib_sha)?;
+    let report = crate::write::write_pack(
+        opts,
+        &staged,
+        src,
+        &records,
+        &rels,
+        digests,
+        created,
+        calib_report.as_ref(),
+    )?;
     write_atomic(
         &job.work.join("install.json"),
         json!({ "fingerprint": fp }).to_string().as_bytes(),
@@ -576,18 +584,18 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
             opts.bpw
         )));
     }
-    if let Some(b) = opts.bits {
-        if !(1..=8).contains(&b) {
-            return Err(CompressError::Usage(format!("--bits must be in 1..=8, got {b}")));
-        }
+    if let Some(b) = opts.bits
+        && !(1..=8).contains(&b)
+    {
+        return Err(CompressError::Usage(format!("--bits must be in 1..=8, got {b}")));
     }
-    if let Some(r) = opts.rank {
-        if r > uc_format::MAX_OVERLAY_RANK {
-            return Err(CompressError::Usage(format!(
-                "--rank must be at most {}, got {r}",
-                uc_format::MAX_OVERLAY_RANK
-            )));
-        }
+    if let Some(r) = opts.rank
+        && r > uc_format::MAX_OVERLAY_RANK
+    {
+        return Err(CompressError::Usage(format!(
+            "--rank must be at most {}, got {r}",
+            uc_format::MAX_OVERLAY_RANK
+        )));
     }
     let src = SourceModel::open(&opts.source)?;
     let work = work_dir(&opts.output_dir);
@@ -630,12 +638,11 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
 
     // Journal: reuse only when it was made for exactly this input and these options.
     let digests = src.file_digests()?;
-    if opts.fresh {
-        if let Err(e) = std::fs::remove_dir_all(&work) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(io(&work, e));
-            }
-        }
+    if opts.fresh
+        && let Err(e) = std::fs::remove_dir_all(&work)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(io(&work, e));
     }
     let job_path = work.join("job.json");
     let previous: Option<Value> = std::fs::read(&job_path)
@@ -654,11 +661,22 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
                         .into(),
                 ));
             }
-            Some(crate::model::text::read_text(&c.text)?.sha256)
+            // Everything calibration needs is checked now, not after the analysis phase.
+            Some(crate::calib::precheck(&src, c)?)
         }
         None => None,
     };
-    let fp = fingerprint(opts, &digests, &created, calib_sha.as_deref());
+    let mut digests_fp = digests.clone();
+    if opts.calibration.is_some() {
+        // Calibration also depends on the architecture settings and the tokenizer.
+        for (name, path) in &src.extra_files {
+            if name == "config.json" || name == "tokenizer.json" {
+                let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+                digests_fp.insert(name.clone(), uc_verify::hex(&Sha256::digest(&bytes)));
+            }
+        }
+    }
+    let fp = fingerprint(opts, &digests_fp, &created, calib_sha.as_deref());
     match previous {
         Some(p) if p["fingerprint"].as_str() == Some(fp.as_str()) => {}
         Some(_) if output_exists && !opts.fresh => return Err(exists_error()),

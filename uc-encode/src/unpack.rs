@@ -294,7 +294,7 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
             }
             total += pos;
             let mut text = Value::Object(header).to_string();
-            while (8 + text.len()) % 8 != 0 {
+            while !(8 + text.len()).is_multiple_of(8) {
                 text.push(' ');
             }
             let out_path = tmp.join(fname);
@@ -469,14 +469,13 @@ pub fn read_pack_f32(
                 if let Some(want) = man
                     .as_ref()
                     .and_then(|m| m["tensors"][t.name.as_str()]["recon_sha256"].as_str())
+                    && want != digest
                 {
-                    if want != digest {
-                        return Err(CompressError::Verification(format!(
-                            "{}: tensor {}: decoded weights have SHA-256 {digest}, the manifest says {want}",
-                            path.display(),
-                            t.name
-                        )));
-                    }
+                    return Err(CompressError::Verification(format!(
+                        "{}: tensor {}: decoded weights have SHA-256 {digest}, the manifest says {want}",
+                        path.display(),
+                        t.name
+                    )));
                 }
                 rec.merge_overlay_into(&mut v)
                     .map_err(|e| bad(&path, format!("tensor {}: {e}", t.name)))?;

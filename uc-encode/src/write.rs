@@ -21,12 +21,22 @@ pub(crate) struct Written {
 }
 
 fn werr(e: crate::pack::PackWriteError) -> CompressError {
-    CompressError::Usage(format!("writing the pack: {e}"))
+    match e {
+        // I/O (a full disk) is not deterministic: the journal is kept for the rerun.
+        crate::pack::PackWriteError::Io { path, op, error } => CompressError::Io {
+            path,
+            source: std::io::Error::new(error.kind(), format!("writing the pack ({op}): {error}")),
+        },
+        e => CompressError::Usage(format!("writing the pack: {e}")),
+    }
 }
 
 /// The environment recorded in the provenance: tool version and platform only. Nothing that
 /// differs between two machines of the same platform (no CPU features, thread count or device)
-/// enters the pack, so packs are byte-identical across machines, thread counts and devices.
+/// enters the pack, so data-free packs are byte-identical across machines, thread counts and
+/// devices. Calibrated packs are byte-identical across runs and thread counts on one machine; across
+/// machines they may differ, since candle's matrix products pick their kernel (AVX2, AVX-512, FMA)
+/// and blocking from the CPU, which changes f32 rounding in the forward passes.
 fn environment() -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("tool".into(), json!(format!("uc {}", env!("CARGO_PKG_VERSION"))));
@@ -46,8 +56,9 @@ pub(crate) fn write_pack(
     rels: &[(String, f64)],
     digests: &BTreeMap<String, String>,
     created_at: &str,
-    calibration_sha256: Option<&str>,
+    calibration: Option<&crate::calib::CalibReport>,
 ) -> Result<Written, CompressError> {
+    let calibration_sha256 = calibration.map(|c| c.text_sha256.as_str());
     let mut w = PackWriter::with_options(
         dir,
         WriterOptions {
@@ -95,7 +106,8 @@ pub(crate) fn write_pack(
     if let Some(c) = &opts.calibration {
         o.insert(
             "calibration".into(),
-            json!({"file": c.text.file_name().map(|n| n.to_string_lossy().to_string()), "tokens": c.tokens,
+            json!({"file": c.text.file_name().map(|n| n.to_string_lossy().to_string()),
+                "tokens": calibration.map_or(c.tokens, |r| r.tokens), "tokens_requested": c.tokens,
                 "ctx": c.ctx, "distill_steps": c.steps, "distill_lr": c.lr}),
         );
     }

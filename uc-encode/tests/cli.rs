@@ -234,7 +234,7 @@ fn write_safetensors(path: &Path, tensors: &[SrcTensor]) {
         );
     }
     let mut text = Value::Object(header).to_string();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut file = (text.len() as u64).to_le_bytes().to_vec();

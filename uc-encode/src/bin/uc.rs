@@ -296,10 +296,10 @@ fn progress_bar(phase: &str, done: usize, total: usize, name: &str) {
 }
 
 fn finish_progress() {
-    if let Ok(mut slot) = BAR.lock() {
-        if let Some((_, bar)) = slot.take() {
-            bar.finish_and_clear();
-        }
+    if let Ok(mut slot) = BAR.lock()
+        && let Some((_, bar)) = slot.take()
+    {
+        bar.finish_and_clear();
     }
 }
 

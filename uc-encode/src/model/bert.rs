@@ -40,13 +40,13 @@ impl Config {
                 format!("config.json: hidden_size {hidden} is not a multiple of {heads} heads"),
             ));
         }
-        if let Some(act) = v["hidden_act"].as_str() {
-            if act != "gelu" {
-                return Err(bad(
-                    path,
-                    format!("config.json: hidden_act {act:?} is not supported (gelu)"),
-                ));
-            }
+        if let Some(act) = v["hidden_act"].as_str()
+            && act != "gelu"
+        {
+            return Err(bad(
+                path,
+                format!("config.json: hidden_act {act:?} is not supported (gelu)"),
+            ));
         }
         Ok(Config {
             hidden,

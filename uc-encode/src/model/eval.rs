@@ -101,7 +101,7 @@ pub fn apply_kquant(dir: &Path, w: &mut Weights, k: KQuant) -> Result<(usize, u6
         let t = &w.map[n];
         let shape = t.dims().to_vec();
         let count = t.elem_count();
-        if count % bs != 0 {
+        if !count.is_multiple_of(bs) {
             return Err(model_err(
                 dir,
                 format!("tensor {n}: {count} weights are not a multiple of {bs}"),
@@ -311,9 +311,10 @@ pub fn compare(
                 let t = chunk[0].len();
                 let flat: Vec<u32> = chunk.iter().flatten().copied().collect();
                 let err = |e: candle_core::Error| model_err(source, format!("forward pass: {e}"));
+                let cerr = |e: candle_core::Error| model_err(cand_dir, format!("forward pass: {e}"));
                 let ids = Tensor::from_vec(flat, (chunk.len(), t), &Device::Cpu).map_err(err)?;
                 let ea = cfg.sentence_embedding(&teacher, &ids).map_err(err)?;
-                let eb = cfg.sentence_embedding(&student, &ids).map_err(err)?;
+                let eb = cfg.sentence_embedding(&student, &ids).map_err(cerr)?;
                 let cos: Vec<f32> = (ea * eb)
                     .and_then(|p| p.sum(1))
                     .and_then(|c| c.to_vec1())

@@ -209,7 +209,7 @@ pub fn unpermute_rows(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec
 fn reorder_rows(w: &[f32], rows: usize, cols: usize, n_head: usize, inverse: bool) -> Vec<f32> {
     assert_eq!(w.len(), rows * cols, "matrix length");
     assert!(
-        n_head > 0 && rows % (2 * n_head) == 0,
+        n_head > 0 && rows.is_multiple_of(2 * n_head),
         "rows not a multiple of 2·n_head"
     );
     let d = rows / n_head;
@@ -398,23 +398,23 @@ fn hparams(m: &Meta<'_>, embed_rows: Option<usize>, n_tokens: usize) -> Result<H
     if head_dim % 2 != 0 {
         return Err(bad(m.path, format!("head dimension {head_dim} is odd")));
     }
-    if let Some(v) = m.uint_opt("llama.attention.value_length")? {
-        if v != head_dim {
-            return Err(bad(
-                m.path,
-                format!("attention.value_length {v} differs from key_length {head_dim}; not a Llama layout"),
-            ));
-        }
+    if let Some(v) = m.uint_opt("llama.attention.value_length")?
+        && v != head_dim
+    {
+        return Err(bad(
+            m.path,
+            format!("attention.value_length {v} differs from key_length {head_dim}; not a Llama layout"),
+        ));
     }
-    if let Some(r) = m.uint_opt("llama.rope.dimension_count")? {
-        if r != head_dim {
-            return Err(bad(
-                m.path,
-                format!(
-                    "rope.dimension_count {r} differs from the head dimension {head_dim} (partial RoPE is not supported)"
-                ),
-            ));
-        }
+    if let Some(r) = m.uint_opt("llama.rope.dimension_count")?
+        && r != head_dim
+    {
+        return Err(bad(
+            m.path,
+            format!(
+                "rope.dimension_count {r} differs from the head dimension {head_dim} (partial RoPE is not supported)"
+            ),
+        ));
     }
     if m.get("llama.rope.scaling.type").is_some() || m.get("llama.rope.scaling.factor").is_some() {
         return Err(bad(m.path, "RoPE scaling (llama.rope.scaling.*) is not supported"));
@@ -423,13 +423,13 @@ fn hparams(m: &Meta<'_>, embed_rows: Option<usize>, n_tokens: usize) -> Result<H
         return Err(bad(m.path, "mixture-of-experts Llama models are not supported"));
     }
     let embed_rows = embed_rows.ok_or_else(|| bad(m.path, "tensor token_embd.weight is missing"))?;
-    if let Some(v) = m.uint_opt("llama.vocab_size")? {
-        if v != embed_rows {
-            return Err(bad(
-                m.path,
-                format!("llama.vocab_size {v} differs from the {embed_rows} rows of token_embd.weight"),
-            ));
-        }
+    if let Some(v) = m.uint_opt("llama.vocab_size")?
+        && v != embed_rows
+    {
+        return Err(bad(
+            m.path,
+            format!("llama.vocab_size {v} differs from the {embed_rows} rows of token_embd.weight"),
+        ));
     }
     if n_tokens > embed_rows {
         return Err(bad(
@@ -882,7 +882,7 @@ pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError>
             pos += len;
         }
         let mut text = Value::Object(header).to_string();
-        while text.len() % 8 != 0 {
+        while !text.len().is_multiple_of(8) {
             text.push(' ');
         }
         let st_path = tmp.join("model.safetensors");
@@ -948,11 +948,11 @@ pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError>
             return Err(e);
         }
     };
-    if opts.output_dir.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&opts.output_dir) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(io(&opts.output_dir, e));
-        }
+    if opts.output_dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&opts.output_dir)
+    {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(io(&opts.output_dir, e));
     }
     if let Err(e) = std::fs::rename(&tmp, &opts.output_dir) {
         let _ = std::fs::remove_dir_all(&tmp);

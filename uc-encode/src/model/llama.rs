@@ -54,6 +54,23 @@ impl Config {
         } else {
             hidden / heads
         };
+        if !v["rope_scaling"].is_null() {
+            return Err(bad(
+                path,
+                format!(
+                    "config.json: rope_scaling {} is not supported (plain RoPE only)",
+                    v["rope_scaling"]
+                ),
+            ));
+        }
+        if let Some(act) = v["hidden_act"].as_str()
+            && act != "silu"
+        {
+            return Err(bad(
+                path,
+                format!("config.json: hidden_act {act:?} is not supported (silu)"),
+            ));
+        }
         if heads % kv_heads != 0 || head_dim % 2 != 0 {
             return Err(bad(
                 path,

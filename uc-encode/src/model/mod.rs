@@ -131,6 +131,14 @@ impl Arch {
         }
     }
 
+    /// Whether the embedding stage reads the tensor `name`.
+    pub fn is_embedding(&self, name: &str) -> bool {
+        match self {
+            Arch::Llama(_) => name == "model.embed_tokens.weight",
+            Arch::Bert(_) => name.starts_with("embeddings.") && !name.ends_with("position_ids"),
+        }
+    }
+
     /// Name prefix of layer `i`'s tensors.
     pub fn layer_prefix(&self, i: usize) -> String {
         match self {
