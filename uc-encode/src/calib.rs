@@ -14,7 +14,10 @@
 //!    `R L` is `U V'`, and `U · (V' L⁻¹)` minimises `‖(R − U V) X‖` over rank-`r` products.
 //! 4. Distil: `--distill-steps` steps of Adam on the factors of all the layer's linear maps at once,
 //!    minimising the mean squared difference between the student layer's output on `X_S` and `Y_T`
-//!    (full batch, cosine-decayed step size relative to each factor's RMS). The factors are then
+//!    (full batch, cosine-decayed step size relative to each factor's RMS). The last layer of a
+//!    causal language model is distilled on the logits instead: the mean over the calibration
+//!    tokens of `KL(p_T ‖ p_S)`, where `p_T` and `p_S` are the softmax of the output head (the
+//!    teacher's final norm and head, verbatim) applied to `Y_T` and to the student layer's output. The factors are then
 //!    rounded to bfloat16 as the record stores them; if the rounded trained factors do worse than
 //!    the rounded initial ones on the same loss, the initial ones are kept.
 //! 5. Write the layer's records, journal them and the new `(X_S, X_T)`, free the layer, go on.
@@ -28,7 +31,7 @@ use crate::compress::{Encoded, journal_record, journaled_record, seed_for, write
 use crate::error::{CompressError, io};
 use crate::gsq::{GsqOptions, quantize_parts};
 use crate::model::text::{load_tokenizer, read_text, windows};
-use crate::model::{Arch, Get, Weights, model_err};
+use crate::model::{Arch, Get, Weights, log_softmax_last, model_err};
 use crate::source::SourceModel;
 use crate::svd::low_rank;
 use crate::tensor::{Candidate, assemble};
@@ -53,12 +56,14 @@ pub struct CalibOptions {
     pub lr: f64,
 }
 
-/// What calibration did to one layer (losses are the mean squared error of the layer output
-/// against the teacher's, on the calibration tokens).
+/// What calibration did to one layer: losses on the calibration tokens, by [`LayerReport::objective`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerReport {
     /// Layer index.
     pub layer: usize,
+    /// What the losses measure: [`Objective::Mse`] (the layer output against the teacher's) or, for
+    /// the last layer of a causal language model, [`Objective::Kl`] (the next-token distributions).
+    pub objective: Objective,
     /// Loss with `W_base` only (no overlay).
     pub loss_base: f64,
     /// Loss with the data-free overlay (plain SVD of the residual), bf16.
@@ -69,6 +74,25 @@ pub struct LayerReport {
     pub loss_final: f64,
     /// Whether the distilled factors were kept (false: the initial ones were better).
     pub distilled: bool,
+}
+
+/// The loss a layer is distilled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Mean squared difference of the layer output and the teacher's.
+    Mse,
+    /// Mean over tokens of `KL(p_teacher ‖ p_student)` of the next-token distributions, in nats.
+    Kl,
+}
+
+impl Objective {
+    /// The name used in the JSON summary and the journal.
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Mse => "mse",
+            Objective::Kl => "kl",
+        }
+    }
 }
 
 /// The calibration summary of a run.
@@ -274,13 +298,18 @@ fn state_from(bytes: &[u8], want: (usize, usize, usize)) -> Option<(Tensor, Tens
 
 // Losses are journaled by their bits, so a resumed run reports exactly the same numbers.
 fn layer_report_json(r: &LayerReport) -> serde_json::Value {
-    json!({"layer": r.layer, "loss_base": r.loss_base.to_bits(), "loss_svd": r.loss_svd.to_bits(),
+    json!({"layer": r.layer, "objective": r.objective.name(), "loss_base": r.loss_base.to_bits(), "loss_svd": r.loss_svd.to_bits(),
         "loss_init": r.loss_init.to_bits(), "loss_final": r.loss_final.to_bits(), "distilled": r.distilled})
 }
 
 fn layer_report_from(v: &serde_json::Value) -> Option<LayerReport> {
     Some(LayerReport {
         layer: v["layer"].as_u64()? as usize,
+        objective: match v["objective"].as_str()? {
+            "mse" => Objective::Mse,
+            "kl" => Objective::Kl,
+            _ => return None,
+        },
         loss_base: f64::from_bits(v["loss_base"].as_u64()?),
         loss_svd: f64::from_bits(v["loss_svd"].as_u64()?),
         loss_init: f64::from_bits(v["loss_init"].as_u64()?),
@@ -406,7 +435,14 @@ pub(crate) fn encode_calibrated(
                 continue;
             }
         }
-        let (recs, rep, nxs, nxt) = calibrate_layer(src, &arch, li, prefix, &mine, seed, opts, &xs, &xt)?;
+        // The last layer of a causal LM is distilled on the logits, through the teacher's head.
+        let head = match &arch {
+            Arch::Llama(_) if li + 1 == nl => Some(head_weights(src, &arch)?),
+            _ => None,
+        };
+        let (recs, rep, nxs, nxt) =
+            calibrate_layer(src, &arch, li, prefix, &mine, seed, opts, &xs, &xt, head.as_ref())?;
+        drop(head);
         let mut encoded = Vec::with_capacity(recs.len());
         for ((i, c), enc) in mine.iter().zip(&recs) {
             encoded.push((*i, journal_record(work, *i, &src.tensors[*i].name, c, enc)?));
@@ -434,6 +470,34 @@ pub(crate) fn encode_calibrated(
 
 type LayerResult = (Vec<crate::tensor::EncodedTensor>, LayerReport, Tensor, Tensor);
 
+/// The teacher's final norm and output head (the tied embedding when the head is tied or absent),
+/// as the forward pass's `head` reads them.
+fn head_weights(src: &SourceModel, arch: &Arch) -> Result<Weights, CompressError> {
+    let dir = &src.dir;
+    let Arch::Llama(c) = arch else {
+        return Err(model_err(dir, "only causal language models have an output head"));
+    };
+    let has = |n: &str| src.tensors.iter().any(|t| t.name == n);
+    let head = if has("lm_head.weight") && !c.tie {
+        "lm_head.weight"
+    } else {
+        "model.embed_tokens.weight"
+    };
+    let mut w = Weights::default();
+    for name in ["model.norm.weight", head] {
+        let t = src.tensors.iter().find(|t| t.name == name).ok_or_else(|| {
+            model_err(
+                dir,
+                format!("the model has no tensor {name} (needed for the logit stage)"),
+            )
+        })?;
+        let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+        let x = Tensor::from_vec(src.read_f32(t)?, shape, &Device::Cpu).map_err(cerr(dir, name))?;
+        w.map.insert(name.to_string(), x);
+    }
+    Ok(w)
+}
+
 #[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
 fn calibrate_layer(
     src: &SourceModel,
@@ -445,6 +509,7 @@ fn calibrate_layer(
     opts: &CalibOptions,
     xs: &Tensor,
     xt: &Tensor,
+    head: Option<&Weights>,
 ) -> Result<LayerResult, CompressError> {
     let dir = &src.dir;
     let e = |what: &str| cerr(dir, &format!("layer {li}: {what}"));
@@ -472,6 +537,31 @@ fn calibrate_layer(
     }
     // 2. Targets and input statistics.
     let yt = arch.layer(&teacher, li, xt, None).map_err(e("teacher forward"))?;
+    // The logit stage: the teacher's log-probabilities and probabilities, `[batch, seq, vocab]`.
+    let kl_target = match (head, arch) {
+        (Some(hw), Arch::Llama(c)) => {
+            let lt = log_softmax_last(&c.head(hw, &yt).map_err(e("teacher logits"))?).map_err(e("teacher logits"))?;
+            let pt = lt.exp().map_err(e("teacher logits"))?;
+            Some((hw, c, lt, pt))
+        }
+        _ => None,
+    };
+    let objective = if kl_target.is_some() {
+        Objective::Kl
+    } else {
+        Objective::Mse
+    };
+    // The layer's loss for the student's output `y`: MSE against `yt`, or the mean KL of the logits.
+    let out_loss = |y: &Tensor| -> candle_core::Result<Tensor> {
+        match &kl_target {
+            None => (y - &yt)?.sqr()?.mean_all(),
+            Some((hw, c, lt, pt)) => {
+                let ls = log_softmax_last(&c.head(*hw, y)?)?;
+                let tokens = (y.elem_count() / y.dim(candle_core::D::Minus1)?) as f64;
+                (pt * (lt - ls)?)?.sum_all()? / tokens
+            }
+        }
+    };
     let mut grams: HashMap<String, Vec<f64>> = HashMap::new();
     let mut gram_err: Option<candle_core::Error> = None;
     {
@@ -546,7 +636,7 @@ fn calibrate_layer(
     }
     let loss_of = |st: &Student<'_>| -> candle_core::Result<f64> {
         let y = arch.layer(st, li, xs, None)?;
-        (y - &yt)?.sqr()?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
+        out_loss(&y)?.to_dtype(DType::F64)?.to_scalar::<f64>()
     };
     // Reference losses: no overlay, data-free overlay, activation-aware overlay.
     let aware = std::mem::take(&mut student.factors);
@@ -630,10 +720,7 @@ fn calibrate_layer(
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-12f64);
         for step in 0..opts.steps {
             let y = arch.layer(&student, li, xs, None).map_err(e("student forward"))?;
-            let loss = (y - &yt)
-                .and_then(|d| d.sqr())
-                .and_then(|d| d.mean_all())
-                .map_err(e("loss"))?;
+            let loss = out_loss(&y).map_err(e("loss"))?;
             let grads = loss.backward().map_err(e("backward"))?;
             let tstep = (step + 1) as i32;
             let decay = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / opts.steps as f64).cos());
@@ -719,6 +806,7 @@ fn calibrate_layer(
         .detach();
     let rep = LayerReport {
         layer: li,
+        objective,
         loss_base,
         loss_svd,
         loss_init,
@@ -791,6 +879,35 @@ fn pad(u: Vec<f32>, v: Vec<f32>, got: usize, rows: usize, cols: usize, rank: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The log-softmax of the logit stage: exact on small logits, stable on huge ones, and its
+    /// gradient through the KL is `p_S − p_T` per token (the KL's well-known gradient).
+    #[test]
+    fn log_softmax_and_the_kl_gradient() {
+        let x = Tensor::new(&[[1.0f32, 2.0, 3.0], [1000.0, 1000.0, -1000.0]], &Device::Cpu).unwrap();
+        let l = log_softmax_last(&x).unwrap().to_vec2::<f32>().unwrap();
+        let z = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+        for (k, v) in [1.0 - z, 2.0 - z, 3.0 - z].iter().enumerate() {
+            assert!((l[0][k] as f64 - v).abs() < 1e-6, "{l:?}");
+        }
+        assert!((l[1][0] + std::f32::consts::LN_2).abs() < 1e-6, "{l:?}");
+        assert!(l[1][2] < -1999.0 && l[1][2].is_finite(), "{l:?}");
+
+        let t = Tensor::new(&[[0.5f32, -1.0, 2.0]], &Device::Cpu).unwrap();
+        let lt = log_softmax_last(&t).unwrap();
+        let pt = lt.exp().unwrap();
+        let s = Var::new(&[[0.0f32, 1.0, -0.5]], &Device::Cpu).unwrap();
+        let ls = log_softmax_last(s.as_tensor()).unwrap();
+        let kl = (&pt * (&lt - &ls).unwrap()).unwrap().sum_all().unwrap();
+        assert!(kl.to_scalar::<f32>().unwrap() > 0.0);
+        let g = kl.backward().unwrap();
+        let g = g.get(s.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        let ps = ls.exp().unwrap().to_vec2::<f32>().unwrap();
+        let pt = pt.to_vec2::<f32>().unwrap();
+        for k in 0..3 {
+            assert!((g[0][k] - (ps[0][k] - pt[0][k])).abs() < 1e-6, "{g:?}");
+        }
+    }
 
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

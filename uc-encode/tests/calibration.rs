@@ -415,6 +415,8 @@ fn calibrated_compress_verifies_and_records_the_text_and_layer_losses() {
     assert_eq!(layers.len(), LAYERS, "{c}");
     for (i, l) in layers.iter().enumerate() {
         assert_eq!(l["layer"], i, "{l}");
+        // The last layer of a causal LM is distilled on the KL of its logits, the others on their output.
+        assert_eq!(l["objective"], if i + 1 == LAYERS { "kl" } else { "mse" }, "{l}");
         let [base, svd, init, fin] = ["loss_base", "loss_svd", "loss_init", "loss_final"].map(|k| f64_of(l, k));
         for x in [base, svd, init, fin] {
             assert!(x.is_finite() && x >= 0.0, "{l}");

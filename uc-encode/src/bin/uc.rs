@@ -93,7 +93,8 @@ enum Cmd {
         fresh: bool,
         /// Calibrate on this text (.txt, or .jsonl with a "text" member per line): overlays are
         /// initialised from an activation-aware SVD and distilled layer by layer against the source
-        /// model (llama-family and BERT models; needs tokenizer.json). Its SHA-256 goes into the manifest.
+        /// model (on each layer's output; a causal LM's last layer on the KL of its logits)
+        /// (llama-family and BERT models; needs tokenizer.json). Its SHA-256 goes into the manifest.
         #[arg(long)]
         calibration: Option<PathBuf>,
         /// Calibration tokens (whole windows of --calib-ctx).
@@ -334,7 +335,7 @@ fn summary_json(s: &CompressSummary) -> serde_json::Value {
         "verification_checks_passed": s.checks_passed,
         "calibration": s.calibration.as_ref().map(|c| json!({
             "text_sha256": c.text_sha256, "tokens": c.tokens,
-            "layers": c.layers.iter().map(|l| json!({"layer": l.layer, "loss_base": l.loss_base, "loss_svd": l.loss_svd,
+            "layers": c.layers.iter().map(|l| json!({"layer": l.layer, "objective": l.objective.name(), "loss_base": l.loss_base, "loss_svd": l.loss_svd,
                 "loss_init": l.loss_init, "loss_final": l.loss_final, "distilled": l.distilled})).collect::<Vec<_>>(),
         })),
         "tensors": s.tensors.iter().map(|t| json!({
@@ -388,7 +389,8 @@ fn summary_text(s: &CompressSummary, out: &mut String) {
         outln!(out, "calibration {} tokens, text sha256 {}", c.tokens, c.text_sha256);
         outln!(
             out,
-            "  layer output MSE vs the teacher: {:>5} {:>12} {:>12} {:>12} {:>12}",
+            "  layer loss vs the teacher:  {:>4} {:>5} {:>12} {:>12} {:>12} {:>12}",
+            "loss",
             "layer",
             "no overlay",
             "plain SVD",
@@ -398,7 +400,8 @@ fn summary_text(s: &CompressSummary, out: &mut String) {
         for l in &c.layers {
             outln!(
                 out,
-                "                                   {:>5} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e}{}",
+                "                              {:>4} {:>5} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e}{}",
+                l.objective.name(),
                 l.layer,
                 l.loss_base,
                 l.loss_svd,

@@ -188,3 +188,11 @@ pub(crate) fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
     let s = e.sum_keepdim(candle_core::D::Minus1)?;
     e.broadcast_div(&s)
 }
+
+/// Log-softmax over the last dimension (the shift by the maximum is detached: it cancels).
+pub(crate) fn log_softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
+    let m = x.max_keepdim(candle_core::D::Minus1)?.detach();
+    let z = x.broadcast_sub(&m)?;
+    let lse = z.exp()?.sum_keepdim(candle_core::D::Minus1)?.log()?;
+    z.broadcast_sub(&lse)
+}
