@@ -855,9 +855,16 @@ fn bad_input_gets_exit_2_and_a_message_naming_the_file_or_tensor() {
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    // A device this build does not have.
+    // A device this build cannot encode on: the driver is probed first, so the message says what
+    // is missing (on a machine without the driver, exactly that); a malformed name is a usage error.
     let e = fails(compress(&good, &["--device", "cuda:0"]));
     assert!(e.contains("--device cuda:0") && e.contains("cpu"), "{e}");
+    let devices = json_of(&ok(uc(&["compress", "--list-devices", "--json"])));
+    if devices["cuda"]["driver"].is_null() {
+        assert!(e.contains("no CUDA driver found"), "{e}");
+    }
+    let e = fails(compress(&good, &["--device", "gpu0"]));
+    assert!(e.contains("expected cpu or cuda:N"), "{e}");
     nothing_written();
 
     // An impossible budget: the message gives the smallest achievable figure, which is exactly the
@@ -1177,4 +1184,29 @@ fn output_into_a_closed_pipe_is_not_an_error() {
         o.status,
         stderr(&o)
     );
+}
+
+/// `uc compress --list-devices` needs no source and lists the CPU (with the features the decoder's
+/// SIMD paths use) and the CUDA driver's answer, as text and as JSON.
+#[test]
+fn list_devices_shows_the_cpu_and_the_cuda_probe() {
+    let text = ok(uc(&["compress", "--list-devices"]));
+    assert!(text.starts_with("cpu "), "{text}");
+    assert!(text.contains("\ncuda"), "{text}");
+    let v = json_of(&ok(uc(&["compress", "--list-devices", "--json"])));
+    assert_eq!(v["cpu"]["device"], "cpu", "{v}");
+    assert_eq!(v["cpu"]["encoder"], true, "{v}");
+    assert!(v["cpu"]["threads"].as_u64().unwrap() >= 1, "{v}");
+    let cuda = &v["cuda"];
+    assert!(cuda["devices"].is_array(), "{v}");
+    // Exactly one of: a driver version, or an error that says why there is none.
+    assert_ne!(cuda["driver"].is_null(), cuda["error"].is_null(), "{v}");
+    for d in cuda["devices"].as_array().unwrap() {
+        assert!(d["device"].as_str().unwrap().starts_with("cuda:"), "{v}");
+        assert_eq!(d["encoder"], false, "{v}");
+    }
+    // Without --list-devices the source is required.
+    let o = uc(&["compress"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("SOURCE"), "{}", stderr(&o));
 }

@@ -54,7 +54,11 @@ enum Cmd {
     /// it into place atomically.
     Compress {
         /// Source model directory (config.json + model.safetensors or sharded safetensors).
-        source: PathBuf,
+        #[arg(required_unless_present = "list_devices")]
+        source: Option<PathBuf>,
+        /// List the compute devices this build can see (CPU, CUDA devices through the driver) and exit.
+        #[arg(long)]
+        list_devices: bool,
         /// Bits-per-weight budget over all quantized weights (everything stored counts).
         #[arg(long, default_value_t = 5.0)]
         bpw: f64,
@@ -67,7 +71,8 @@ enum Cmd {
         /// Output directory [default: ./models/<source-name>-uc<bpw>].
         #[arg(long)]
         output_dir: Option<PathBuf>,
-        /// Compute device: cpu (cuda:N is not available in this build).
+        /// Compute device: cpu, or cuda:N (probed; this build has no CUDA encoder yet, so it
+        /// says what it found and exits with 2).
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Worker threads [default: all cores]. Output does not depend on it.
@@ -499,10 +504,74 @@ fn import_text(s: &ImportSummary, out: &mut String) {
     }
 }
 
+/// `uc compress --list-devices`: the CPU and what the CUDA driver reports.
+fn print_devices(out: &mut String, json: bool) {
+    use uc_encode::device::{CudaProbe, probe_cuda};
+    let threads = rayon::current_num_threads();
+    let features = uc_verify::env::cpu_features();
+    let probe = probe_cuda();
+    if json {
+        let cuda = match &probe {
+            CudaProbe::NoDriver(why) => {
+                json!({"driver": null, "error": format!("no CUDA driver found: {why}"), "devices": []})
+            }
+            CudaProbe::DriverError(why) => json!({"driver": null, "error": why, "devices": []}),
+            CudaProbe::Found {
+                driver_version,
+                devices,
+            } => json!({
+                "driver": format!("{}.{}", driver_version / 1000, driver_version % 1000 / 10),
+                "error": null,
+                "devices": devices.iter().map(|d| json!({"device": format!("cuda:{}", d.ordinal), "name": d.name,
+                    "total_mem_bytes": d.total_mem, "encoder": false})).collect::<Vec<_>>(),
+            }),
+        };
+        outln!(
+            out,
+            "{}",
+            json!({"cpu": {"device": "cpu", "arch": std::env::consts::ARCH, "threads": threads,
+                "cpu_features": features, "encoder": true}, "cuda": cuda})
+        );
+        return;
+    }
+    outln!(
+        out,
+        "cpu       {}, {threads} threads, features: {}  (encoder: yes)",
+        std::env::consts::ARCH,
+        features.join(" ")
+    );
+    match probe {
+        CudaProbe::NoDriver(why) => outln!(out, "cuda      no CUDA driver found ({why})"),
+        CudaProbe::DriverError(why) => outln!(out, "cuda      the CUDA driver failed: {why}"),
+        CudaProbe::Found {
+            driver_version,
+            devices,
+        } => {
+            outln!(
+                out,
+                "cuda      driver {}.{}, {} device(s)",
+                driver_version / 1000,
+                driver_version % 1000 / 10,
+                devices.len()
+            );
+            for d in devices {
+                outln!(
+                    out,
+                    "cuda:{:<4} {}, {}  (encoder: not in this build)",
+                    d.ordinal,
+                    d.name,
+                    human(d.total_mem)
+                );
+            }
+        }
+    }
+}
+
 fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
     match cli.cmd {
         Cmd::Compress {
             source,
+            list_devices,
             bpw,
             bits,
             rank,
@@ -521,11 +590,15 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
             distill_steps,
             distill_lr,
         } => {
-            if device != "cpu" {
-                return Err(CompressError::Usage(format!(
-                    "--device {device}: only `cpu` is available in this build (the CUDA encoder is not implemented yet)"
-                )));
+            if list_devices {
+                print_devices(out, json);
+                return Ok(());
             }
+            let device = uc_encode::device::Device::parse(&device).map_err(CompressError::Usage)?;
+            uc_encode::device::check_encoder_device(device).map_err(CompressError::Usage)?;
+            let Some(source) = source else {
+                return Err(CompressError::Usage("SOURCE_DIR is required".into()));
+            };
             if let Some(t) = threads {
                 set_threads(t)?;
             }
