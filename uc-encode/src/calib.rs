@@ -124,6 +124,93 @@ struct Quant {
     cols: usize,
 }
 
+/// Logits per chunk of the logit stage: bounds its memory (about a dozen tensors of this many
+/// f32 values live at once) whatever the number of calibration tokens and the vocabulary size.
+const KL_CHUNK_LOGITS: usize = 1 << 22;
+
+/// What a layer is distilled on.
+enum Stage<'a> {
+    /// Mean squared difference of the layer output and the teacher's `yt`.
+    Mse { yt: &'a Tensor },
+    /// Mean over tokens of `KL(p_T ‖ p_S)`, the next-token distributions through the teacher's
+    /// final norm and head of `yt` (teacher) and of the student layer's output.
+    Kl {
+        head: &'a Weights,
+        cfg: &'a crate::model::llama::Config,
+        yt: &'a Tensor,
+        /// Logits per chunk ([`KL_CHUNK_LOGITS`]).
+        chunk_logits: usize,
+    },
+}
+
+impl Stage<'_> {
+    fn objective(&self) -> Objective {
+        match self {
+            Stage::Mse { .. } => Objective::Mse,
+            Stage::Kl { .. } => Objective::Kl,
+        }
+    }
+
+    /// The loss of the student output `y`.
+    fn value(&self, y: &Tensor) -> candle_core::Result<f64> {
+        match self {
+            Stage::Mse { yt } => (y - *yt)?.sqr()?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>(),
+            Stage::Kl { .. } => Ok(self.kl_chunks(y, false)?.0),
+        }
+    }
+
+    /// The gradients of the loss of `y` (computed by the caller from trainable variables) with
+    /// respect to those variables. The logit stage is computed in chunks of tokens: the gradient
+    /// `G = ∂KL/∂y` is accumulated chunk by chunk through the head alone, then carried through the
+    /// layer by one backward pass of `Σ y ⊙ G` (the chain rule, exactly), so the `[tokens, vocab]`
+    /// logits never exist at once.
+    fn grads(&self, y: &Tensor) -> candle_core::Result<candle_core::backprop::GradStore> {
+        match self {
+            Stage::Mse { yt } => (y - *yt)?.sqr()?.mean_all()?.backward(),
+            Stage::Kl { .. } => {
+                let g = Tensor::cat(&self.kl_chunks(y, true)?.1, 0)?;
+                (y * g.reshape(y.shape())?.detach())?.sum_all()?.backward()
+            }
+        }
+    }
+
+    /// The mean KL over all tokens of `y`, and (when `grad`) its gradient with respect to `y`, one
+    /// `[chunk, hidden]` piece per chunk of tokens. Chunks are summed in token order.
+    fn kl_chunks(&self, y: &Tensor, grad: bool) -> candle_core::Result<(f64, Vec<Tensor>)> {
+        let Stage::Kl {
+            head,
+            cfg,
+            yt,
+            chunk_logits,
+        } = self
+        else {
+            return Err(candle_core::Error::Msg("not the logit stage".into()));
+        };
+        let h = y.dim(candle_core::D::Minus1)?;
+        let ys = y.detach().reshape(((), h))?;
+        let yt = yt.reshape(((), h))?;
+        let n = ys.dim(0)?;
+        let chunk = (chunk_logits / cfg.vocab.max(1)).clamp(1, n.max(1));
+        let (mut total, mut gs) = (0f64, Vec::new());
+        let mut at = 0;
+        while at < n {
+            let len = chunk.min(n - at);
+            let lt = log_softmax_last(&cfg.head(*head, &yt.narrow(0, at, len)?)?)?;
+            let pt = lt.exp()?;
+            let v = Var::from_tensor(&ys.narrow(0, at, len)?)?;
+            let ls = log_softmax_last(&cfg.head(*head, v.as_tensor())?)?;
+            let kl = ((pt * (lt - ls)?)?.sum_all()? / n as f64)?;
+            total += kl.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if grad {
+                let g = kl.backward()?;
+                gs.push(g.get(v.as_tensor()).cloned().unwrap_or(v.as_tensor().zeros_like()?));
+            }
+            at += len;
+        }
+        Ok((total, gs))
+    }
+}
+
 impl Quant {
     fn base(&self) -> candle_core::Result<Tensor> {
         let s = match &self.delta {
@@ -537,31 +624,17 @@ fn calibrate_layer(
     }
     // 2. Targets and input statistics.
     let yt = arch.layer(&teacher, li, xt, None).map_err(e("teacher forward"))?;
-    // The logit stage: the teacher's log-probabilities and probabilities, `[batch, seq, vocab]`.
-    let kl_target = match (head, arch) {
-        (Some(hw), Arch::Llama(c)) => {
-            let lt = log_softmax_last(&c.head(hw, &yt).map_err(e("teacher logits"))?).map_err(e("teacher logits"))?;
-            let pt = lt.exp().map_err(e("teacher logits"))?;
-            Some((hw, c, lt, pt))
-        }
-        _ => None,
+    // The layer's loss: MSE against `yt`, or (the logit stage) the mean KL of the logits.
+    let stage = match (head, arch) {
+        (Some(hw), Arch::Llama(c)) => Stage::Kl {
+            head: hw,
+            cfg: c,
+            yt: &yt,
+            chunk_logits: KL_CHUNK_LOGITS,
+        },
+        _ => Stage::Mse { yt: &yt },
     };
-    let objective = if kl_target.is_some() {
-        Objective::Kl
-    } else {
-        Objective::Mse
-    };
-    // The layer's loss for the student's output `y`: MSE against `yt`, or the mean KL of the logits.
-    let out_loss = |y: &Tensor| -> candle_core::Result<Tensor> {
-        match &kl_target {
-            None => (y - &yt)?.sqr()?.mean_all(),
-            Some((hw, c, lt, pt)) => {
-                let ls = log_softmax_last(&c.head(*hw, y)?)?;
-                let tokens = (y.elem_count() / y.dim(candle_core::D::Minus1)?) as f64;
-                (pt * (lt - ls)?)?.sum_all()? / tokens
-            }
-        }
-    };
+    let objective = stage.objective();
     let mut grams: HashMap<String, Vec<f64>> = HashMap::new();
     let mut gram_err: Option<candle_core::Error> = None;
     {
@@ -634,10 +707,7 @@ fn calibrate_layer(
         }
         parts.push((p, rank));
     }
-    let loss_of = |st: &Student<'_>| -> candle_core::Result<f64> {
-        let y = arch.layer(st, li, xs, None)?;
-        out_loss(&y)?.to_dtype(DType::F64)?.to_scalar::<f64>()
-    };
+    let loss_of = |st: &Student<'_>| -> candle_core::Result<f64> { stage.value(&arch.layer(st, li, xs, None)?) };
     // Reference losses: no overlay, data-free overlay, activation-aware overlay.
     let aware = std::mem::take(&mut student.factors);
     let loss_base = loss_of(&student).map_err(e("loss"))?;
@@ -720,8 +790,7 @@ fn calibrate_layer(
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-12f64);
         for step in 0..opts.steps {
             let y = arch.layer(&student, li, xs, None).map_err(e("student forward"))?;
-            let loss = out_loss(&y).map_err(e("loss"))?;
-            let grads = loss.backward().map_err(e("backward"))?;
+            let grads = stage.grads(&y).map_err(e("loss gradient"))?;
             let tstep = (step + 1) as i32;
             let decay = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / opts.steps as f64).cos());
             for (k, var) in vars.iter().enumerate() {
@@ -879,6 +948,73 @@ fn pad(u: Vec<f32>, v: Vec<f32>, got: usize, rows: usize, cols: usize, rank: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chunked logit stage gives the loss and the gradients of the KL computed on all tokens at
+    /// once by autograd, whatever the chunk size.
+    #[test]
+    fn the_chunked_kl_stage_matches_the_whole_computation() {
+        let cfg = crate::model::llama::Config {
+            hidden: 8,
+            num_layers: 1,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 4,
+            eps: 1e-5,
+            rope_theta: 10000.0,
+            vocab: 13,
+            tie: true,
+        };
+        let mut seed = 7u64;
+        let mut rnd = |n: usize| -> Vec<f32> { (0..n).map(|_| lcg(&mut seed)).collect() };
+        let mut head = Weights::default();
+        let t = |v: Vec<f32>, shape: &[usize]| Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+        head.map
+            .insert("model.embed_tokens.weight".into(), t(rnd(13 * 8), &[13, 8]));
+        head.map.insert("model.norm.weight".into(), t(rnd(8), &[8]));
+        let yt = t(rnd(2 * 5 * 8), &[2, 5, 8]);
+        // A trainable variable and a layer-like function of it, so gradients pass through `y`.
+        let w = Var::from_tensor(&t(rnd(8 * 8), &[8, 8])).unwrap();
+        let x = t(rnd(2 * 5 * 8), &[2, 5, 8]);
+        let y = crate::model::linear(&x, w.as_tensor(), None).unwrap();
+
+        let lt = log_softmax_last(&cfg.head(&head, &yt).unwrap()).unwrap();
+        let ls = log_softmax_last(&cfg.head(&head, &y).unwrap()).unwrap();
+        let whole = ((lt.exp().unwrap() * (lt - ls).unwrap()).unwrap().sum_all().unwrap() / 10.0).unwrap();
+        let whole_value = whole.to_scalar::<f32>().unwrap() as f64;
+        let whole_grad = whole
+            .backward()
+            .unwrap()
+            .get(w.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let whole_grad = whole_grad.to_vec1::<f32>().unwrap();
+        assert!(whole_value > 0.0);
+        for chunk_logits in [1, 13, 27, 13 * 4, 1 << 22] {
+            let stage = Stage::Kl {
+                head: &head,
+                cfg: &cfg,
+                yt: &yt,
+                chunk_logits,
+            };
+            let v = stage.value(&y).unwrap();
+            assert!(
+                (v - whole_value).abs() <= 1e-6 * whole_value,
+                "{chunk_logits}: {v} vs {whole_value}"
+            );
+            let g = stage.grads(&y).unwrap();
+            let g = g
+                .get(w.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for (a, b) in g.iter().zip(&whole_grad) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{chunk_logits}: {a} vs {b}");
+            }
+        }
+    }
 
     /// The log-softmax of the logit stage: exact on small logits, stable on huge ones, and its
     /// gradient through the KL is `p_S − p_T` per token (the KL's well-known gradient).
