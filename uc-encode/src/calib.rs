@@ -17,9 +17,10 @@
 //!    (full batch, cosine-decayed step size relative to each factor's RMS). The last layer of a
 //!    causal language model is distilled on the logits instead: the mean over the calibration
 //!    tokens of `KL(p_T ‖ p_S)`, where `p_T` and `p_S` are the softmax of the output head (the
-//!    teacher's final norm and head, verbatim) applied to `Y_T` and to the student layer's output. The factors are then
-//!    rounded to bfloat16 as the record stores them; if the rounded trained factors do worse than
-//!    the rounded initial ones on the same loss, the initial ones are kept.
+//!    teacher's final norm and head, verbatim) applied to `Y_T` and to the student layer's
+//!    output, computed in chunks of tokens. The factors are then rounded to bfloat16 as the
+//!    record stores them; if the rounded trained factors do worse than the rounded initial ones
+//!    on the same loss, the initial ones are kept.
 //! 5. Write the layer's records, journal them and the new `(X_S, X_T)`, free the layer, go on.
 //!
 //! Tensors outside the transformer layers (a pooler, an untied output head when not skipped) are
@@ -203,7 +204,10 @@ impl Stage<'_> {
             total += kl.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if grad {
                 let g = kl.backward()?;
-                gs.push(g.get(v.as_tensor()).cloned().unwrap_or(v.as_tensor().zeros_like()?));
+                gs.push(match g.get(v.as_tensor()) {
+                    Some(t) => t.clone(),
+                    None => v.as_tensor().zeros_like()?,
+                });
             }
             at += len;
         }
@@ -564,14 +568,8 @@ fn head_weights(src: &SourceModel, arch: &Arch) -> Result<Weights, CompressError
     let Arch::Llama(c) = arch else {
         return Err(model_err(dir, "only causal language models have an output head"));
     };
-    let has = |n: &str| src.tensors.iter().any(|t| t.name == n);
-    let head = if has("lm_head.weight") && !c.tie {
-        "lm_head.weight"
-    } else {
-        "model.embed_tokens.weight"
-    };
     let mut w = Weights::default();
-    for name in ["model.norm.weight", head] {
+    for name in c.head_names(|n| src.tensors.iter().any(|t| t.name == n)) {
         let t = src.tensors.iter().find(|t| t.name == name).ok_or_else(|| {
             model_err(
                 dir,

@@ -191,15 +191,22 @@ impl Config {
         h + lin("mlp.down_proj", &m)?
     }
 
+    /// The tensors [`Config::head`] reads, given which tensors the model `has`: the final norm and
+    /// the output matrix (the embedding when the head is tied or absent).
+    pub fn head_names(&self, has: impl Fn(&str) -> bool) -> [&'static str; 2] {
+        let out = if has("lm_head.weight") && !self.tie {
+            "lm_head.weight"
+        } else {
+            "model.embed_tokens.weight"
+        };
+        ["model.norm.weight", out]
+    }
+
     /// Final norm and output head: logits `[batch, seq, vocab]`.
     pub fn head(&self, w: &dyn Get, x: &Tensor) -> candle_core::Result<Tensor> {
-        let xn = self.rms_norm(x, &w.get("model.norm.weight")?)?;
-        let head = if w.has("lm_head.weight") && !self.tie {
-            w.get("lm_head.weight")?
-        } else {
-            w.get("model.embed_tokens.weight")?
-        };
-        linear(&xn, &head, None)
+        let [norm, out] = self.head_names(|n| w.has(n));
+        let xn = self.rms_norm(x, &w.get(norm)?)?;
+        linear(&xn, &w.get(out)?, None)
     }
 
     /// For a batch of token windows `ids` `[batch, seq]`: the sum over every predicted token (all
