@@ -21,7 +21,7 @@ rank=${UC_BENCH_RANK:-0}
 out=.cache/bench/ppl
 mkdir -p "$out"
 cargo build --release -p uc-encode --bin uc >&2
-uc=target/release/uc
+uc=${CARGO_TARGET_DIR:-target}/release/uc
 mapfile -t texts < <(bash scripts/fetch-text.sh)
 eval_txt=${texts[0]}
 calib_txt=${texts[1]}

@@ -70,20 +70,21 @@ step "calibrated compression end to end on real models and real text (tiny calib
 # Jargon File slices of the Debian package jargon-text (scripts/fetch-text.sh). Each pack is
 # verified by uc compress itself and again by uc-verify, then compared with its source.
 cargo build --locked --release -q -p uc-encode --bin uc -p uc-verify --bin uc-verify
-uc=target/release/uc
+bin=${CARGO_TARGET_DIR:-target}/release
+uc=$bin/uc
 mapfile -t texts < <(bash scripts/fetch-text.sh)
 minilm=$(bash scripts/fetch-models.sh minilm)
 ci=target/ci-calibration
 mkdir -p "$ci"
 $uc compress "$minilm" --output-dir "$ci/minilm" --fresh --calibration "${texts[2]}" --calib-tokens 256 \
   --calib-ctx 128 --distill-steps 5 | sed -n '1,20p'
-target/release/uc-verify --quiet "$ci/minilm"
+"$bin/uc-verify" --quiet "$ci/minilm"
 $uc eval compare "$minilm" "$ci/minilm" --text "${texts[0]}" --ctx 128 --max-tokens 1024
 smol_gguf=$(bash scripts/fetch-models.sh smollm2)
 $uc import-gguf "$smol_gguf" --output-dir "$ci/smollm2-f32" --fresh
 $uc compress "$ci/smollm2-f32" --output-dir "$ci/smollm2" --fresh --bits 4 --rank 0 --calibration "${texts[2]}" \
   --calib-tokens 256 --calib-ctx 128 --distill-steps 2 | sed -n '1,12p'
-target/release/uc-verify --quiet "$ci/smollm2"
+"$bin/uc-verify" --quiet "$ci/smollm2"
 $uc eval compare "$ci/smollm2-f32" "$ci/smollm2" --text "${texts[0]}" --ctx 128 --max-tokens 512
 rm -rf "$ci"
 
