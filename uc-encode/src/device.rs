@@ -37,6 +37,11 @@ pub enum CudaProbe {
     },
 }
 
+/// A `cuDriverGetVersion` number as `major.minor` (12040 → `12.4`).
+pub fn driver_version_string(v: i32) -> String {
+    format!("{}.{}", v / 1000, v % 1000 / 10)
+}
+
 /// The file names tried, in order, for the CUDA driver library.
 pub const CUDA_DRIVER_NAMES: &[&str] = if cfg!(windows) {
     &["nvcuda.dll"]
@@ -184,6 +189,8 @@ mod tests {
         for bad in ["gpu", "cuda:", "cuda:-1", "cuda:x", "CPU", ""] {
             assert!(Device::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(driver_version_string(12040), "12.4");
+        assert_eq!(driver_version_string(13000), "13.0");
     }
 
     /// The probe agrees with whether the driver library can be loaded at all, and a CUDA device is

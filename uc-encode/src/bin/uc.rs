@@ -506,7 +506,7 @@ fn import_text(s: &ImportSummary, out: &mut String) {
 
 /// `uc compress --list-devices`: the CPU and what the CUDA driver reports.
 fn print_devices(out: &mut String, json: bool) {
-    use uc_encode::device::{CudaProbe, probe_cuda};
+    use uc_encode::device::{CudaProbe, driver_version_string, probe_cuda};
     let threads = rayon::current_num_threads();
     let features = uc_verify::env::cpu_features();
     let probe = probe_cuda();
@@ -520,7 +520,7 @@ fn print_devices(out: &mut String, json: bool) {
                 driver_version,
                 devices,
             } => json!({
-                "driver": format!("{}.{}", driver_version / 1000, driver_version % 1000 / 10),
+                "driver": driver_version_string(*driver_version),
                 "error": null,
                 "devices": devices.iter().map(|d| json!({"device": format!("cuda:{}", d.ordinal), "name": d.name,
                     "total_mem_bytes": d.total_mem, "encoder": false})).collect::<Vec<_>>(),
@@ -549,9 +549,8 @@ fn print_devices(out: &mut String, json: bool) {
         } => {
             outln!(
                 out,
-                "cuda      driver {}.{}, {} device(s)",
-                driver_version / 1000,
-                driver_version % 1000 / 10,
+                "cuda      driver {}, {} device(s)",
+                driver_version_string(driver_version),
                 devices.len()
             );
             for d in devices {
