@@ -4,7 +4,7 @@
 use crate::vectors::{Rng, assemble, random_spec};
 use serde_json::{Map, Value, json};
 use std::path::Path;
-use uc_encode::pack::{Dtype, PackWriter};
+use uc_pack::{Dtype, PackWriter};
 
 /// Name of the pack directory under `vectors/packs/`.
 pub const TINY: &str = "tiny";

@@ -21,9 +21,10 @@ use sha2::{Digest, Sha256};
 use std::io::Cursor;
 use std::path::PathBuf;
 use uc_fuzz::{MAX_DECODE, assert_same_bits, check};
-use uc_verify::manifest::{check_file_name, check_manifest};
-use uc_verify::safetensors::{Dtype, parse_header, read_header, tensor_nbytes};
-use uc_verify::{PackOptions, for_each_reconstructed, hex, verify_pack, verify_record};
+use uc_pack::manifest::{check_file_name, check_manifest};
+use uc_pack::safetensors::{Dtype, parse_header, read_header, tensor_nbytes};
+use uc_pack::{for_each_reconstructed, hex};
+use uc_verify::{PackOptions, verify_pack, verify_record};
 
 fn split(data: &[u8]) -> (&[u8], &[u8]) {
     if data.len() < 4 {
@@ -121,12 +122,12 @@ fn manifest(text: &[u8]) {
     if let Some(t) = v
         .get("created_at")
         .and_then(|s| s.as_str())
-        .and_then(uc_verify::time::parse_rfc3339_utc)
+        .and_then(uc_pack::time::parse_rfc3339_utc)
     {
         // 9999-12-31T23:59:60Z is one second past what rfc3339_utc can print.
         if t <= 253_402_300_799 {
-            let back = uc_verify::time::rfc3339_utc(t);
-            assert_eq!(uc_verify::time::parse_rfc3339_utc(&back), Some(t), "{t} -> {back:?}");
+            let back = uc_pack::time::rfc3339_utc(t);
+            assert_eq!(uc_pack::time::parse_rfc3339_utc(&back), Some(t), "{t} -> {back:?}");
         }
     }
 }

@@ -604,9 +604,7 @@ fn calibrate_layer(
     for t in src.tensors.iter().filter(|t| t.name.starts_with(prefix)) {
         if !matches!(
             t.dtype,
-            uc_verify::safetensors::Dtype::F32
-                | uc_verify::safetensors::Dtype::F16
-                | uc_verify::safetensors::Dtype::Bf16
+            uc_pack::safetensors::Dtype::F32 | uc_pack::safetensors::Dtype::F16 | uc_pack::safetensors::Dtype::Bf16
         ) {
             continue;
         }

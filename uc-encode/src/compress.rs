@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use uc_verify::safetensors::Dtype;
+use uc_pack::safetensors::Dtype;
 
 /// Bit widths the allocator may choose from.
 pub const DEFAULT_BITS: [u8; 7] = [2, 3, 4, 5, 6, 7, 8];
@@ -276,9 +276,9 @@ fn created_at(opts: &CompressOptions) -> Result<String, CompressError> {
         let secs: i64 = s.trim().parse().map_err(|_| {
             CompressError::Usage(format!("SOURCE_DATE_EPOCH={s:?} is not an integer number of seconds"))
         })?;
-        return Ok(uc_verify::time::rfc3339_utc(secs));
+        return Ok(uc_pack::time::rfc3339_utc(secs));
     }
-    Ok(uc_verify::time::now_rfc3339_utc())
+    Ok(uc_pack::time::now_rfc3339_utc())
 }
 
 struct Job<'a> {
@@ -364,7 +364,7 @@ pub(crate) fn journaled_record(work: &Path, idx: usize, c: &Candidate) -> Option
     let meta_path = work.join(format!("rec-{idx:06}.json"));
     let (rec, meta) = (std::fs::read(&rec_path).ok()?, std::fs::read(&meta_path).ok()?);
     let meta: Value = serde_json::from_slice(&meta).unwrap_or(Value::Null);
-    let ok = meta["sha256"].as_str() == Some(&uc_verify::hex(&Sha256::digest(&rec)))
+    let ok = meta["sha256"].as_str() == Some(&uc_pack::hex(&Sha256::digest(&rec)))
         && meta["bits"].as_u64() == Some(u64::from(c.bits))
         && meta["rank_wanted"].as_u64() == Some(u64::from(c.rank));
     match (
@@ -397,7 +397,7 @@ pub(crate) fn journal_record(
         .map_err(|e| CompressError::Verification(format!("tensor {name}: the encoder wrote an invalid record: {e}")))?;
     write_atomic(&rec_path, &enc.record)?;
     let meta = json!({
-        "sha256": uc_verify::hex(&Sha256::digest(&enc.record)),
+        "sha256": uc_pack::hex(&Sha256::digest(&enc.record)),
         "bits": enc.bits, "rank_wanted": c.rank, "rank": enc.rank,
         "err2_bits": enc.err2.to_bits(), "norm2_bits": enc.norm2.to_bits(),
     });
@@ -487,7 +487,7 @@ fn fingerprint(
             "text_sha256": calib_sha, "tokens": c.tokens, "ctx": c.ctx, "steps": c.steps, "lr_bits": c.lr.to_bits(),
         })),
     });
-    uc_verify::hex(&Sha256::digest(v.to_string().as_bytes()))
+    uc_pack::hex(&Sha256::digest(v.to_string().as_bytes()))
 }
 
 /// What phases 1 to 4 produced: the records, their errors, the written pack, steps resumed.
@@ -672,7 +672,7 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
         for (name, path) in &src.extra_files {
             if name == "config.json" || name == "tokenizer.json" {
                 let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-                digests_fp.insert(name.clone(), uc_verify::hex(&Sha256::digest(&bytes)));
+                digests_fp.insert(name.clone(), uc_pack::hex(&Sha256::digest(&bytes)));
             }
         }
     }

@@ -17,7 +17,6 @@ pub mod device;
 pub mod error;
 pub mod gsq;
 pub mod model;
-pub mod pack;
 pub mod plan;
 pub mod source;
 pub mod svd;
@@ -26,5 +25,4 @@ pub mod unpack;
 mod write;
 
 pub use gsq::{EncodeError, GsqOptions, GsqParts, QuantizedTensor, quantize, quantize_parts};
-pub use pack::{PackWriteError, PackWriter, WriterOptions};
 pub use tensor::{Candidate, EncodedTensor, TensorOptions, candidates, encode_tensor};

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use uc_format::num::f16_to_f32;
-use uc_verify::safetensors::{Dtype, read_header};
+use uc_pack::safetensors::{Dtype, read_header};
 
 /// One tensor of the source model.
 #[derive(Debug, Clone)]
@@ -192,7 +192,7 @@ impl SourceModel {
                 }
                 h.update(&buf[..k]);
             }
-            out.insert(f.name.clone(), uc_verify::hex(&h.finalize()));
+            out.insert(f.name.clone(), uc_pack::hex(&h.finalize()));
         }
         Ok(out)
     }

@@ -13,7 +13,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use uc_decode::Record;
 use uc_format::num::{f32_to_bf16_bits, f32_to_f16_bits};
-use uc_verify::safetensors::{Dtype, Header, read_header};
+use uc_pack::safetensors::{Dtype, Header, read_header};
 
 /// Output dtype of decoded tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,7 +314,7 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
                 let mut v = decoder
                     .decode(&rec, count)
                     .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
-                let digest = uc_verify::hex(&uc_verify::recon_sha256_of(&v));
+                let digest = uc_pack::hex(&uc_pack::recon_sha256_of(&v));
                 if let Some(want) = man
                     .as_ref()
                     .and_then(|m| m["tensors"][n.as_str()]["recon_sha256"].as_str())
@@ -465,7 +465,7 @@ pub fn read_pack_f32(
                 let mut v = vec![0f32; count];
                 rec.decode_into(&mut v)
                     .map_err(|e| bad(&path, format!("tensor {}: {e}", t.name)))?;
-                let digest = uc_verify::hex(&uc_verify::recon_sha256_of(&v));
+                let digest = uc_pack::hex(&uc_pack::recon_sha256_of(&v));
                 if let Some(want) = man
                     .as_ref()
                     .and_then(|m| m["tensors"][t.name.as_str()]["recon_sha256"].as_str())

@@ -1,14 +1,14 @@
-//! Phase 4 of `uc compress`: the pack written through [`crate::pack::PackWriter`] (atomic) at a
+//! Phase 4 of `uc compress`: the pack written through [`uc_pack::writer::PackWriter`] (atomic) at a
 //! staging path inside the work directory, then verified there with the uc-verify library (the same
 //! checks `uc-verify <pack>` runs); [`crate::compress`] then moves it to the final path.
 
 use crate::compress::{CompressOptions, Encoded};
 use crate::error::CompressError;
-use crate::pack::{PackWriter, WriterOptions};
 use crate::source::SourceModel;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
+use uc_pack::writer::{PackWriter, WriterOptions};
 
 /// What the written pack amounts to.
 pub(crate) struct Written {
@@ -20,10 +20,10 @@ pub(crate) struct Written {
     pub checks_passed: usize,
 }
 
-fn werr(e: crate::pack::PackWriteError) -> CompressError {
+fn werr(e: uc_pack::writer::PackWriteError) -> CompressError {
     match e {
         // I/O (a full disk) is not deterministic: the journal is kept for the rerun.
-        crate::pack::PackWriteError::Io { path, op, error } => CompressError::Io {
+        uc_pack::writer::PackWriteError::Io { path, op, error } => CompressError::Io {
             path,
             source: std::io::Error::new(error.kind(), format!("writing the pack ({op}): {error}")),
         },

@@ -136,7 +136,7 @@ fn p(path: &Path) -> &str {
 
 fn sha256_hex(p: &Path) -> String {
     use sha2::Digest;
-    uc_verify::hex(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    uc_pack::hex(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
 }
 
 /// Every file under `dir` (relative path → bytes).

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use uc_decode::Record;
 use uc_format::num::{f32_to_bf16_bits, f32_to_f16_bits};
-use uc_verify::safetensors::{Dtype, Header, parse_header};
+use uc_pack::safetensors::{Dtype, Header, parse_header};
 
 const UC: &str = env!("CARGO_BIN_EXE_uc");
 const EPOCH: &str = "1700000000";

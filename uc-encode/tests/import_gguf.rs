@@ -350,7 +350,7 @@ fn read_json(p: &Path) -> Value {
 
 fn sha256_hex(p: &Path) -> String {
     use sha2::Digest;
-    uc_verify::hex(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    uc_pack::hex(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
 }
 
 #[test]

@@ -107,9 +107,11 @@ fn out(cli: &Cli) -> Box<dyn Write> {
     }
 }
 
-/// Writes the receipt: to stdout for "-", else to a temporary sibling file that is synced and
-/// renamed over the final name, so that no partial receipt ever sits at the final path.
-fn write_receipt(target: &Path, receipt: &Value) -> Result<(), String> {
+/// Writes the receipt: to stdout for "-", else atomically through uc-pack's file-system layer
+/// (temporary sibling, sync, rename), so that no partial receipt ever sits at the final path. The
+/// receipt may replace a regular file only, never a directory, and never lies inside the pack
+/// (`inputs`), where it would be an unlisted file.
+fn write_receipt(target: &Path, receipt: &Value, inputs: &[&Path]) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(receipt).map_err(|e| e.to_string())?;
     text.push('\n');
     if target == Path::new("-") {
@@ -119,20 +121,11 @@ fn write_receipt(target: &Path, receipt: &Value) -> Result<(), String> {
             .and_then(|_| o.flush())
             .map_err(|e| e.to_string());
     }
-    let name = target
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file name", target.display()))?;
-    let tmp = target.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, target)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if target.file_name().is_none() {
+        return Err(format!("{}: not a file name", target.display()));
     }
-    res.map_err(|e| format!("{}: {e}", target.display()))
+    uc_pack::fs::check_output(target, uc_pack::fs::OutputKind::File, inputs, true).map_err(|e| e.to_string())?;
+    uc_pack::fs::write_atomic(target, text.as_bytes()).map_err(|e| e.to_string())
 }
 
 fn pack_mode(cli: &Cli, dir: &Path, device: &Device) -> ExitCode {
@@ -219,8 +212,8 @@ fn pack_mode(cli: &Cli, dir: &Path, device: &Device) -> ExitCode {
         let _ = writeln!(o, "FAILED: {failed} of {} checks failed", report.checks.len());
     }
     if let Some(target) = &cli.json {
-        let receipt = report.receipt(&pack_name, &uc_verify::time::now_rfc3339_utc(), cli.against.is_some());
-        if let Err(e) = write_receipt(target, &receipt) {
+        let receipt = report.receipt(&pack_name, &uc_pack::time::now_rfc3339_utc(), cli.against.is_some());
+        if let Err(e) = write_receipt(target, &receipt, &[dir]) {
             return usage(&format!("cannot write the receipt: {e}"));
         }
     }
@@ -249,7 +242,7 @@ fn record_mode(cli: &Cli, device: &Device) -> ExitCode {
             let gpu = uc_decode::Record::parse(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|rec| decode(&rec))
-                .map(|v| uc_verify::hex(&uc_verify::recon_sha256_of(&v)));
+                .map(|v| uc_pack::hex(&uc_pack::recon_sha256_of(&v)));
             match gpu {
                 Ok(d) if d == r.recon_sha256 => {}
                 Ok(d) => {
@@ -324,12 +317,12 @@ fn record_mode(cli: &Cli, device: &Device) -> ExitCode {
             "tool_version": env!("CARGO_PKG_VERSION"),
             "format_version": "0.3",
             "mode": "records",
-            "time": uc_verify::time::now_rfc3339_utc(),
-            "host": uc_verify::env::host_fingerprint(),
+            "time": uc_pack::time::now_rfc3339_utc(),
+            "host": uc_pack::env::host_fingerprint(),
             "verified": !failed,
             "records": results,
         });
-        if let Err(e) = write_receipt(target, &receipt) {
+        if let Err(e) = write_receipt(target, &receipt, &[]) {
             return usage(&format!("cannot write the receipt: {e}"));
         }
     }

@@ -10,9 +10,6 @@
 //! verified at any moment share a byte budget ([`PackOptions::memory_budget`]), so peak memory is
 //! about the larger of the budget and the largest record, whatever the pack size.
 
-use crate::manifest::{self, BpwAccounting, FileEntry, MANIFEST_NAME, ManifestCheck, TensorEntry};
-use crate::safetensors::{self, DATA_ALIGN, Dtype, Header, PAD_PREFIX, TensorInfo};
-use crate::{ErrorStats, hex};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -25,13 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use uc_decode::Record;
 use uc_format::{MAGIC, OverlayDtype};
+use uc_pack::layout::{INDEX_NAME, SINGLE_NAME, shard_index, shard_name};
+use uc_pack::manifest::{self, BpwAccounting, FileEntry, MANIFEST_NAME, ManifestCheck, TensorEntry};
+use uc_pack::safetensors::{self, DATA_ALIGN, Dtype, Header, PAD_PREFIX, TensorInfo};
+use uc_pack::{ErrorStats, hex};
 
 /// Default byte budget for records held in memory at once: 1 GiB.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
-/// File name of the index of a sharded pack.
-pub const INDEX_NAME: &str = "model.safetensors.index.json";
-/// File name of a single-file pack's tensors.
-pub const SINGLE_NAME: &str = "model.safetensors";
 /// Relative tolerance of the `bpw` comparison.
 pub const BPW_TOLERANCE: f64 = 1e-9;
 /// Relative tolerance between a manifest's `rel_l2` and the one measured with `--against`.
@@ -271,7 +268,7 @@ impl PackReport {
             "format_version": manifest::FORMAT_VERSION,
             "mode": "pack",
             "time": time,
-            "host": crate::env::host_fingerprint(),
+            "host": uc_pack::env::host_fingerprint(),
             "pack": {
                 "name": pack_name,
                 "fingerprint": self.fingerprint,
@@ -452,37 +449,17 @@ fn read_json(path: &Path, cap: u64) -> Result<Result<Value, (String, Option<u64>
     let v: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let at = crate::jsonscan::line_col_to_offset(text, e.line(), e.column());
+            let at = uc_pack::jsonscan::line_col_to_offset(text, e.line(), e.column());
             return Ok(Err((format!("is not valid JSON: {e}"), Some(at))));
         }
     };
-    if let Err(d) = crate::jsonscan::scan(text) {
+    if let Err(d) = uc_pack::jsonscan::scan(text) {
         return Ok(Err((
             format!("key {:?} appears twice in one object", d.key),
             Some(d.offset as u64),
         )));
     }
     Ok(Ok(v))
-}
-
-/// Parses `model-XXXXX-of-YYYYY.safetensors`.
-fn shard_index(name: &str) -> Option<(u32, u32)> {
-    let core = name.strip_prefix("model-")?.strip_suffix(".safetensors")?;
-    let (a, b) = core.split_once("-of-")?;
-    let num = |s: &str| -> Option<u32> {
-        if s.len() == 5 && s.bytes().all(|c| c.is_ascii_digit()) {
-            s.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (i, n) = (num(a)?, num(b)?);
-    (1..=n).contains(&i).then_some((i, n))
-}
-
-/// The shard file name of index `i` (1-based) of `n`.
-pub fn shard_name(i: u32, n: u32) -> String {
-    format!("model-{i:05}-of-{n:05}.safetensors")
 }
 
 fn check_layout(found: &Found, checks: &mut Vec<Check>) -> Vec<String> {
@@ -742,7 +719,7 @@ fn verify_job(
             error: io::Error::other(format!("tensor {:?}: {e}", t.name)),
         })?;
         cx.check_cancel()?;
-        crate::recon_sha256_of(&v)
+        uc_pack::recon_sha256_of(&v)
     } else {
         let mut h = Sha256::new();
         let mut le = [0u8; 4 * uc_decode::BLOCK];
@@ -880,7 +857,7 @@ fn measure_against(
     let mut io_error = None;
     let mut chunks = 0u64;
     let mut interrupted = false;
-    crate::for_each_reconstructed(rec, |_, vals| {
+    uc_pack::for_each_reconstructed(rec, |_, vals| {
         chunks += 1;
         if chunks % 4096 == 0 && cx.cancelled() {
             interrupted = true;

@@ -1,4 +1,4 @@
-//! Pack verification end to end: packs written by uc-encode's `PackWriter` verify; every single-bit
+//! Pack verification end to end: packs written by uc-pack's `PackWriter` verify; every single-bit
 //! corruption, deleted, added or truncated file, and corrupted manifest is detected; the CLI's exit
 //! codes and receipt.
 
@@ -7,11 +7,11 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use uc_encode::pack::{Dtype, PackWriter, WriterOptions};
-use uc_encode::{GsqOptions, quantize};
 use uc_format::num::{f16_to_f32, f32_to_f16_bits};
 use uc_format::{OverlayDtype, RecordParams, write_record};
-use uc_verify::{ErrorStats, PackOptions, PackReport, verify_pack};
+use uc_pack::ErrorStats;
+use uc_pack::{Dtype, PackWriter, WriterOptions};
+use uc_verify::{PackOptions, PackReport, verify_pack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uc-verify");
 
@@ -99,7 +99,7 @@ fn source() -> Source {
 fn measured_rel_l2(record: &[u8], reference: &[f32]) -> f64 {
     let rec = uc_decode::Record::parse(record).unwrap();
     let mut st = ErrorStats::default();
-    uc_verify::for_each_reconstructed(&rec, |start, vals| {
+    uc_pack::for_each_reconstructed(&rec, |start, vals| {
         for (i, w) in vals.iter().enumerate() {
             st.push(reference[start as usize + i], *w);
         }
@@ -141,12 +141,12 @@ fn write_pack(root: &Path, name: &str, spec: &PackSpec) -> PathBuf {
     std::fs::write(files.join("tok/tokenizer.json"), b"{\"vocab\": {}}\n").unwrap();
     let dir = root.join(name);
     let opts = WriterOptions {
-        shard_size: spec.shard_size.unwrap_or(uc_encode::pack::DEFAULT_SHARD_SIZE),
+        shard_size: spec.shard_size.unwrap_or(uc_pack::writer::DEFAULT_SHARD_SIZE),
         ..WriterOptions::default()
     };
     let mut w = PackWriter::with_options(&dir, opts).unwrap();
-    let qa = quantize(&s.a, &[4, 64], &GsqOptions::new(4)).unwrap().record;
-    let qb = quantize(&s.b, &[5, 13], &GsqOptions::new(3)).unwrap().record;
+    let qa = uc_pack::testkit::record(&s.a, &[4, 64], 4);
+    let qb = uc_pack::testkit::record(&s.b, &[5, 13], 3);
     let qc = overlay_record();
     let claim = |rec: &[u8], r: &[f32]| spec.claim_rel_l2.then(|| measured_rel_l2(rec, r));
     w.add_record("layers.0.attn.q.weight", &qa, claim(&qa, &s.a)).unwrap();
@@ -231,7 +231,7 @@ fn a_written_pack_verifies_with_exit_0_and_a_receipt() {
     // Every tensor (padding excluded) starts at a multiple of 64 in the file; the overlay record's
     // length (428) is not a multiple of 64, so padding tensors exist.
     let bytes = std::fs::read(pack.join("model.safetensors")).unwrap();
-    let h = uc_verify::safetensors::parse_header(&bytes, bytes.len() as u64).unwrap();
+    let h = uc_pack::safetensors::parse_header(&bytes, bytes.len() as u64).unwrap();
     assert!(h.tensors.iter().any(|t| t.is_padding()));
     for t in h.tensors.iter().filter(|t| !t.is_padding()) {
         assert_eq!(h.file_offset(t) % 64, 0, "{}", t.name);
@@ -243,7 +243,7 @@ fn a_written_pack_verifies_with_exit_0_and_a_receipt() {
     let v: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
     assert_eq!(v["verified"], true);
     assert_eq!(v["tool"], "uc-verify");
-    assert!(uc_verify::time::parse_rfc3339_utc(v["time"].as_str().unwrap()).is_some());
+    assert!(uc_pack::time::parse_rfc3339_utc(v["time"].as_str().unwrap()).is_some());
     assert!(v["host"]["cpus"].as_u64().unwrap() >= 1 && v["host"]["os"].is_string());
     let files = v["pack"]["files"].as_array().unwrap();
     let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
@@ -251,10 +251,10 @@ fn a_written_pack_verifies_with_exit_0_and_a_receipt() {
     let mut fp = Sha256::new();
     for f in files {
         let (n, d) = (f["name"].as_str().unwrap(), f["sha256"].as_str().unwrap());
-        assert_eq!(d, uc_verify::hex(&Sha256::digest(std::fs::read(pack.join(n)).unwrap())));
+        assert_eq!(d, uc_pack::hex(&Sha256::digest(std::fs::read(pack.join(n)).unwrap())));
         fp.update(format!("{n}:{d}\n"));
     }
-    assert_eq!(v["pack"]["fingerprint"], uc_verify::hex(&fp.finalize()));
+    assert_eq!(v["pack"]["fingerprint"], uc_pack::hex(&fp.finalize()));
     assert!(v["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
     assert_eq!(v["tensors"].as_array().unwrap().len(), 3);
     // The receipt on standard output parses too (the report then goes to standard error).
@@ -446,7 +446,7 @@ fn rewrite_digest(pack: &Path, name: &str) {
     let mpath = pack.join("ultracompress.json");
     let mut v: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     let bytes = std::fs::read(pack.join(name)).unwrap();
-    v["files"][name]["sha256"] = Value::String(uc_verify::hex(&Sha256::digest(&bytes)));
+    v["files"][name]["sha256"] = Value::String(uc_pack::hex(&Sha256::digest(&bytes)));
     v["files"][name]["size_bytes"] = Value::from(bytes.len() as u64);
     std::fs::write(&mpath, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
@@ -463,7 +463,7 @@ fn corruption_is_detected_beyond_the_file_digests() {
     let st = pack.join("model.safetensors");
     let orig = std::fs::read(&st).unwrap();
     let morig = std::fs::read(pack.join("ultracompress.json")).unwrap();
-    let h = uc_verify::safetensors::parse_header(&orig, orig.len() as u64).unwrap();
+    let h = uc_pack::safetensors::parse_header(&orig, orig.len() as u64).unwrap();
     let json = String::from_utf8(orig[8..h.data_start as usize].to_vec()).unwrap();
     let mut excluded = vec![false; orig.len()];
     let mut ranges = Vec::new();
@@ -512,7 +512,7 @@ fn record_corruption_names_file_tensor_check_and_offset() {
     let pack = small_pack(&tmp.0);
     let st = pack.join("model.safetensors");
     let mut bytes = std::fs::read(&st).unwrap();
-    let h = uc_verify::safetensors::parse_header(&bytes, bytes.len() as u64).unwrap();
+    let h = uc_pack::safetensors::parse_header(&bytes, bytes.len() as u64).unwrap();
     let t = h.tensor("layers.0.mlp.up.weight").unwrap();
     let at = (h.file_offset(t) + 200) as usize; // inside the grid section
     bytes[at] ^= 0x10;
@@ -831,7 +831,7 @@ fn the_writer_refuses_to_replace_a_pack_unless_asked_and_leaves_no_partial_direc
     let before = std::fs::read(pack.join("ultracompress.json")).unwrap();
     assert!(matches!(
         PackWriter::new(&pack),
-        Err(uc_encode::PackWriteError::Exists(_))
+        Err(uc_pack::PackWriteError::Exists(_))
     ));
     // Overwriting replaces the old pack only once the new one is complete.
     let opts = WriterOptions {

@@ -508,7 +508,7 @@ fn import_text(s: &ImportSummary, out: &mut String) {
 fn print_devices(out: &mut String, json: bool) {
     use uc_encode::device::{CudaProbe, driver_version_string, probe_cuda};
     let threads = rayon::current_num_threads();
-    let features = uc_verify::env::cpu_features();
+    let features = uc_pack::env::cpu_features();
     let probe = probe_cuda();
     if json {
         let cuda = match &probe {

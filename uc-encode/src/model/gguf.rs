@@ -655,7 +655,7 @@ fn sha256_file(path: &Path) -> Result<(String, u64), CompressError> {
         h.update(&buf[..k]);
         n += k as u64;
     }
-    Ok((uc_verify::hex(&h.finalize()), n))
+    Ok((uc_pack::hex(&h.finalize()), n))
 }
 
 /// One tensor to write.

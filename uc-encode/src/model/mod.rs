@@ -70,9 +70,7 @@ pub fn load_weights(dir: &Path) -> Result<Weights, CompressError> {
         for t in &src.tensors {
             if matches!(
                 t.dtype,
-                uc_verify::safetensors::Dtype::F32
-                    | uc_verify::safetensors::Dtype::F16
-                    | uc_verify::safetensors::Dtype::Bf16
+                uc_pack::safetensors::Dtype::F32 | uc_pack::safetensors::Dtype::F16 | uc_pack::safetensors::Dtype::Bf16
             ) {
                 let v = src.read_f32(t)?;
                 put(&t.name, &t.shape, v)?;

@@ -29,7 +29,7 @@ pub fn read_text(path: &Path) -> Result<Text, CompressError> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    let sha256 = uc_verify::hex(&Sha256::digest(&bytes));
+    let sha256 = uc_pack::hex(&Sha256::digest(&bytes));
     let s = String::from_utf8(bytes).map_err(|e| {
         bad(
             path,

@@ -1,12 +1,13 @@
 //! Writing a pack directory (spec sections 2, 3 and 12).
 //!
 //! ```no_run
-//! use uc_encode::pack::{Dtype, PackWriter};
-//! # fn main() -> Result<(), uc_encode::pack::PackWriteError> {
+//! use uc_pack::{Dtype, PackWriter};
+//! # fn encode(_: &[f32]) -> Vec<u8> { unimplemented!() }
+//! # fn main() -> Result<(), uc_pack::PackWriteError> {
 //! let w: Vec<f32> = (0..4096).map(|i| (i as f32 * 0.37).sin()).collect();
-//! let q = uc_encode::quantize(&w, &[64, 64], &uc_encode::GsqOptions::new(4)).unwrap();
+//! let record: Vec<u8> = encode(&w); // a uc record, e.g. from uc_encode::quantize
 //! let mut pack = PackWriter::new("model-uc4")?;
-//! pack.add_record("layers.0.mlp.weight", &q.record, None)?;
+//! pack.add_record("layers.0.mlp.weight", &record, None)?;
 //! pack.add_verbatim("layers.0.norm.weight", Dtype::F32, &[2], &[0, 0, 128, 63, 0, 0, 128, 63])?;
 //! pack.copy_file("config.json", "source-model/config.json")?;
 //! pack.info_mut().model_id = "example/model-uc4".into();
@@ -24,6 +25,10 @@
 //! deterministic except `created_at` and `provenance.environment` in the manifest, which no content
 //! digest covers.
 
+use crate::layout::{INDEX_NAME, SINGLE_NAME, shard_name};
+use crate::manifest::{BpwAccounting, FileEntry, MANIFEST_NAME, Manifest, Provenance, TensorEntry, check_file_name};
+pub use crate::safetensors::Dtype;
+use crate::safetensors::{METADATA_KEY, PAD_PREFIX, PlannedTensor, plan_file, tensor_nbytes};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -33,12 +38,6 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use uc_decode::Record;
 use uc_format::{MAGIC, OverlayDtype};
-use uc_verify::manifest::{
-    BpwAccounting, FileEntry, MANIFEST_NAME, Manifest, Provenance, TensorEntry, check_file_name,
-};
-use uc_verify::pack::{INDEX_NAME, SINGLE_NAME, shard_name};
-pub use uc_verify::safetensors::Dtype;
-use uc_verify::safetensors::{METADATA_KEY, PAD_PREFIX, PlannedTensor, plan_file, tensor_nbytes};
 
 /// Default largest shard: 4 GiB of tensor data.
 pub const DEFAULT_SHARD_SIZE: u64 = 4 << 30;
@@ -180,7 +179,7 @@ impl Default for ManifestInfo {
             notes: String::new(),
             tooling_version: tool.clone(),
             provenance: Provenance {
-                environment: uc_verify::env::environment(&tool),
+                environment: crate::env::environment(&tool),
                 ..Provenance::default()
             },
         }
@@ -264,19 +263,21 @@ fn write_file(
     let f = inner.into_inner().map_err(|e| io_err(path, "write")(e.into_error()))?;
     f.sync_all().map_err(io_err(path, "sync"))?;
     Ok(FileEntry {
-        sha256: uc_verify::hex(&hash.finalize()),
+        sha256: crate::hex(&hash.finalize()),
         size_bytes: len,
     })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PackWriteError> {
-    // Directories can be opened and synced on Unix; elsewhere this is not supported and not needed.
-    if cfg!(unix) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir, "sync directory"))?;
+    crate::fs::sync_dir(dir).map_err(fs_err)
+}
+
+fn fs_err(e: crate::fs::FsError) -> PackWriteError {
+    PackWriteError::Io {
+        path: e.path,
+        op: e.op,
+        error: e.source,
     }
-    Ok(())
 }
 
 impl PackWriter {
@@ -336,7 +337,7 @@ impl PackWriter {
     /// Sets `created_at` (RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS[.f]Z`). It takes precedence over
     /// `SOURCE_DATE_EPOCH`; without either, the current time is used.
     pub fn set_created_at(&mut self, t: &str) -> Result<(), PackWriteError> {
-        if uc_verify::time::parse_rfc3339_utc(t).is_none() {
+        if crate::time::parse_rfc3339_utc(t).is_none() {
             return Err(PackWriteError::InvalidValue {
                 what: "created_at",
                 reason: format!("{t:?} is not an RFC 3339 UTC time"),
@@ -408,7 +409,7 @@ impl PackWriter {
             .to_string(),
             bytes: l.record_len,
             crc32: format!("{:08x}", l.crc32),
-            recon_sha256: uc_verify::hex(&uc_verify::recon_sha256(&rec)),
+            recon_sha256: crate::hex(&crate::recon_sha256(&rec)),
             rel_l2,
         };
         // Validation succeeded, so record_len <= record.len().
@@ -482,7 +483,15 @@ impl PackWriter {
         if let Some(p) = dest.parent() {
             fs::create_dir_all(p).map_err(io_err(p, "create directory"))?;
         }
-        let mut src = File::open(source).map_err(io_err(source, "open"))?;
+        // Only a regular file (a link is followed to one): a FIFO or device would block or never end.
+        let (mut src, _) = crate::fs::open_regular(source).map_err(|e| match e {
+            crate::fs::ReadError::Io(e) => fs_err(e),
+            other => PackWriteError::Io {
+                path: source.to_path_buf(),
+                op: "open",
+                error: io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+            },
+        })?;
         let entry = write_file(&dest, |w| {
             let mut buf = vec![0u8; 1 << 20];
             loop {
@@ -512,9 +521,9 @@ impl PackWriter {
                 what: "SOURCE_DATE_EPOCH",
                 reason: format!("{s:?} is not an integer number of seconds"),
             })?;
-            return Ok(uc_verify::time::rfc3339_utc(secs));
+            return Ok(crate::time::rfc3339_utc(secs));
         }
-        Ok(uc_verify::time::now_rfc3339_utc())
+        Ok(crate::time::now_rfc3339_utc())
     }
 
     /// Writes everything and moves the pack to its final path. See the module documentation.
@@ -613,7 +622,7 @@ impl PackWriter {
                 tensor_files.insert(names[i].clone(), sname.clone());
             }
             // Every tensor of the shard, padding included, goes in the weight map.
-            let header = uc_verify::safetensors::parse_header(&plan.header, plan.file_len)
+            let header = crate::safetensors::parse_header(&plan.header, plan.file_len)
                 .map_err(|e| io_err(&path, "plan")(io::Error::other(format!("planned header does not parse: {e}"))))?;
             for t in header.tensors {
                 weight_map.insert(t.name, sname.clone());
@@ -673,30 +682,16 @@ impl PackWriter {
         })
     }
 
-    /// Renames the complete temporary directory to the final path (replacing an old pack only when
-    /// overwriting was requested, and only now that the new one is complete).
+    /// Moves the complete temporary directory to the final path with [`crate::fs::install_dir`]
+    /// (replacing an old pack only when overwriting was requested, and only now that the new one is
+    /// complete: the old one is moved aside first and restored if the new one cannot be moved in).
     fn install(&self) -> Result<(), PackWriteError> {
-        let parent = self.tmp_dir.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if self.final_dir.symlink_metadata().is_ok() {
-            if !self.options.overwrite {
-                return Err(PackWriteError::Exists(self.final_dir.clone()));
-            }
-            let name = self.final_dir.file_name().unwrap_or_default();
-            let old = sibling(&parent, name, "old");
-            if old.symlink_metadata().is_ok() {
-                fs::remove_dir_all(&old).map_err(io_err(&old, "remove stale directory"))?;
-            }
-            fs::rename(&self.final_dir, &old).map_err(io_err(&self.final_dir, "move old pack aside"))?;
-            if let Err(e) = fs::rename(&self.tmp_dir, &self.final_dir) {
-                let _ = fs::rename(&old, &self.final_dir);
-                return Err(io_err(&self.final_dir, "rename into place")(e));
-            }
-            sync_dir(&parent)?;
-            fs::remove_dir_all(&old).map_err(io_err(&old, "remove old pack"))?;
-        } else {
-            fs::rename(&self.tmp_dir, &self.final_dir).map_err(io_err(&self.final_dir, "rename into place"))?;
+        if self.final_dir.symlink_metadata().is_ok() && !self.options.overwrite {
+            return Err(PackWriteError::Exists(self.final_dir.clone()));
         }
-        sync_dir(&parent)
+        let parent = crate::fs::parent_dir(&self.final_dir);
+        let name = self.final_dir.file_name().unwrap_or_default();
+        crate::fs::install_dir(&self.tmp_dir, &self.final_dir, &sibling(&parent, name, "old")).map_err(fs_err)
     }
 }
 
@@ -705,155 +700,5 @@ impl Drop for PackWriter {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.tmp_dir);
         let _ = fs::remove_file(&self.spool_path);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use uc_verify::{PackOptions, verify_pack};
-
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("uc-encode-pack-{}-{tag}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            Scratch(p)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn record(n: u64) -> Vec<u8> {
-        let w: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin()).collect();
-        crate::quantize(&w, &[n], &crate::GsqOptions::new(3)).unwrap().record
-    }
-
-    #[test]
-    fn bad_input_gets_typed_errors_naming_the_tensor_or_file() {
-        let tmp = Scratch::new("errors");
-        let mut w = PackWriter::new(tmp.0.join("p")).unwrap();
-        for name in ["", "__metadata__", "__uc_pad_0"] {
-            assert!(matches!(
-                w.add_verbatim(name, Dtype::F32, &[1], &[0; 4]),
-                Err(PackWriteError::InvalidName { .. })
-            ));
-        }
-        w.add_verbatim("a", Dtype::F32, &[1], &[0; 4]).unwrap();
-        assert!(
-            matches!(w.add_verbatim("a", Dtype::F32, &[1], &[0; 4]), Err(PackWriteError::Duplicate(n)) if n == "a")
-        );
-        assert!(matches!(
-            w.add_record("a", &record(70), None),
-            Err(PackWriteError::Duplicate(_))
-        ));
-        assert!(matches!(
-            w.add_verbatim("b", Dtype::F16, &[3], &[0; 5]),
-            Err(PackWriteError::DataLength {
-                expected: Some(6),
-                got: 5,
-                ..
-            })
-        ));
-        assert!(matches!(
-            w.add_verbatim("b", Dtype::F32, &[1 << 32, 1 << 32], &[0; 4]),
-            Err(PackWriteError::DataLength { expected: None, .. })
-        ));
-        let rec = record(70);
-        assert!(matches!(
-            w.add_verbatim("b", Dtype::U8, &[rec.len() as u64], &rec),
-            Err(PackWriteError::LooksLikeRecord(_))
-        ));
-        let mut bad = rec.clone();
-        bad[250] ^= 4;
-        match w.add_record("b", &bad, None) {
-            Err(PackWriteError::InvalidRecord { tensor, error }) => {
-                assert_eq!(tensor, "b");
-                assert_eq!(error.kind, uc_format::ErrorKind::CrcMismatch);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            w.add_record("b", &rec, Some(f64::NAN)),
-            Err(PackWriteError::InvalidValue { what: "rel_l2", .. })
-        ));
-        let src = tmp.0.join("cfg.json");
-        fs::write(&src, b"{}").unwrap();
-        for name in [
-            "../x",
-            "/abs",
-            "model.safetensors",
-            "model-00001-of-00002.safetensors",
-            "model.safetensors.index.json",
-            "ultracompress.json",
-        ] {
-            assert!(
-                matches!(w.copy_file(name, &src), Err(PackWriteError::InvalidName { .. })),
-                "{name}"
-            );
-        }
-        w.copy_file("config.json", &src).unwrap();
-        assert!(matches!(
-            w.copy_file("config.json", &src),
-            Err(PackWriteError::Duplicate(_))
-        ));
-        assert!(matches!(
-            w.copy_file("config.json/x", &src),
-            Err(PackWriteError::Io { .. }) | Err(PackWriteError::Duplicate(_))
-        ));
-        match w.copy_file("missing.json", tmp.0.join("nope.json")) {
-            Err(e @ PackWriteError::Io { .. }) => assert!(e.to_string().contains("nope.json"), "{e}"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            w.set_created_at("2024-01-01 00:00:00"),
-            Err(PackWriteError::InvalidValue { .. })
-        ));
-        assert!(matches!(PackWriter::new("/"), Err(PackWriteError::BadPath(_))));
-        let opts = WriterOptions {
-            shard_size: 0,
-            ..WriterOptions::default()
-        };
-        assert!(matches!(
-            PackWriter::with_options(tmp.0.join("q"), opts),
-            Err(PackWriteError::InvalidValue { .. })
-        ));
-        // The failed calls left the writer usable: it still writes a valid pack.
-        w.add_record("b", &rec, Some(0.01)).unwrap();
-        w.set_created_at("2024-01-01T00:00:00Z").unwrap();
-        let s = w.finish().unwrap();
-        assert_eq!(s.safetensors_files, ["model.safetensors"]);
-        let r = verify_pack(&tmp.0.join("p"), &PackOptions::default()).unwrap();
-        assert!(r.verified, "{:?}", r.failures().collect::<Vec<_>>());
-        assert_eq!(s.manifest.tensors["b"].rel_l2, Some(0.01));
-    }
-
-    #[test]
-    fn a_tensor_larger_than_the_shard_size_gets_a_shard_of_its_own() {
-        let tmp = Scratch::new("shards");
-        let dir = tmp.0.join("p");
-        let opts = WriterOptions {
-            shard_size: 100,
-            ..WriterOptions::default()
-        };
-        let mut w = PackWriter::with_options(&dir, opts).unwrap();
-        w.add_record("r1", &record(200), None).unwrap();
-        w.add_record("r2", &record(65), None).unwrap();
-        w.add_verbatim("v1", Dtype::F32, &[3], &[0; 12]).unwrap();
-        w.add_verbatim("v2", Dtype::I64, &[2], &[0; 16]).unwrap();
-        let s = w.finish().unwrap();
-        // r1 and r2 exceed 100 bytes: each alone; v1 and v2 share the last shard.
-        assert_eq!(s.safetensors_files.len(), 3);
-        assert_eq!(s.safetensors_files[0], "model-00001-of-00003.safetensors");
-        assert_eq!(s.manifest.tensors["r2"].file, "model-00002-of-00003.safetensors");
-        let r = verify_pack(&dir, &PackOptions::default()).unwrap();
-        assert!(r.verified, "{:?}", r.failures().collect::<Vec<_>>());
-        assert!(dir.join(INDEX_NAME).exists());
     }
 }
