@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checks;
 pub mod env;
 mod jsonscan;
 pub mod manifest;
@@ -21,6 +22,7 @@ pub mod pack;
 pub mod safetensors;
 pub mod time;
 
+pub use checks::CheckName;
 pub use pack::{Check, PackError, PackOptions, PackReport, Progress, TensorReport, verify_pack};
 
 use sha2::{Digest, Sha256};
