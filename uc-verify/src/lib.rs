@@ -14,8 +14,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checks;
 pub mod pack;
 
+pub use checks::CheckName;
 pub use pack::{Check, PackError, PackOptions, PackReport, Progress, TensorReport, verify_pack};
 
 use uc_decode::Record;

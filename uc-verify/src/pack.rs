@@ -10,6 +10,7 @@
 //! verified at any moment share a byte budget ([`PackOptions::memory_budget`]), so peak memory is
 //! about the larger of the budget and the largest record, whatever the pack size.
 
+use crate::checks::CheckName;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -80,8 +81,9 @@ impl Default for PackOptions<'_> {
 /// One named check and its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// Stable check name, e.g. `file.digest` or `tensor.record`.
-    pub name: &'static str,
+    /// The check; its stable name, e.g. `file.digest` or `tensor.record`, is
+    /// [`CheckName::name`].
+    pub name: CheckName,
     /// Passed?
     pub ok: bool,
     /// The pack file concerned, if any.
@@ -95,7 +97,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn pass(name: &'static str, message: impl Into<String>) -> Self {
+    fn pass(name: CheckName, message: impl Into<String>) -> Self {
         Check {
             name,
             ok: true,
@@ -106,7 +108,7 @@ impl Check {
         }
     }
 
-    fn fail(name: &'static str, message: impl Into<String>) -> Self {
+    fn fail(name: CheckName, message: impl Into<String>) -> Self {
         Check {
             ok: false,
             ..Check::pass(name, message)
@@ -131,7 +133,7 @@ impl Check {
     /// JSON form for receipts.
     pub fn to_json(&self) -> Value {
         json!({
-            "check": self.name,
+            "check": self.name.name(),
             "ok": self.ok,
             "file": self.file,
             "tensor": self.tensor,
@@ -523,12 +525,12 @@ fn check_layout(found: &Found, checks: &mut Vec<Check>) -> Vec<String> {
     }
     if problems.is_empty() {
         checks.push(Check::pass(
-            "pack.layout",
+            CheckName::PackLayout,
             format!("{what}: {} safetensors file(s) and {MANIFEST_NAME}", st.len()),
         ));
     } else {
         for p in problems {
-            checks.push(Check::fail("pack.layout", p));
+            checks.push(Check::fail(CheckName::PackLayout, p));
         }
     }
     st
@@ -586,7 +588,7 @@ fn index_source(dir: &Path, checks: &mut Vec<Check>) -> Result<BTreeMap<String, 
     names.sort();
     if names.is_empty() {
         checks.push(Check::fail(
-            "against.source",
+            CheckName::AgainstSource,
             "the source directory holds no .safetensors file",
         ));
     }
@@ -597,7 +599,7 @@ fn index_source(dir: &Path, checks: &mut Vec<Check>) -> Result<BTreeMap<String, 
         let len = f.metadata().map_err(io_err(&path, "stat"))?.len();
         match safetensors::read_header(&mut f, len).map_err(io_err(&path, "read"))? {
             Err(e) => checks.push(
-                Check::fail("against.source", format!("source header: {e}"))
+                Check::fail(CheckName::AgainstSource, format!("source header: {e}"))
                     .file(&n)
                     .offset(e.offset),
             ),
@@ -653,7 +655,11 @@ fn verify_job(
         report: None,
         layout: None,
     };
-    let fail = |msg: String| Check::fail("tensor.record", msg).file(&job.file).tensor(&t.name);
+    let fail = |msg: String| {
+        Check::fail(CheckName::TensorRecord, msg)
+            .file(&job.file)
+            .tensor(&t.name)
+    };
     if t.shape.len() != 1 {
         out.checks.push(
             fail(format!(
@@ -749,7 +755,7 @@ fn verify_job(
     };
     out.checks.push(
         Check::pass(
-            "tensor.record",
+            CheckName::TensorRecord,
             format!(
                 "valid record: shape {:?}, {} bits, overlay rank {}, recon_sha256 {}",
                 report.shape, report.bits, report.rank, report.recon_sha256
@@ -762,7 +768,7 @@ fn verify_job(
     match entry {
         None => out.checks.push(
             Check::fail(
-                "tensor.manifest",
+                CheckName::TensorManifest,
                 "record is not listed in the manifest's tensors (R-12.6)",
             )
             .file(&job.file)
@@ -788,11 +794,11 @@ fn verify_job(
             cmp("crc32", e.crc32.clone(), report.crc32.clone());
             cmp("recon_sha256", e.recon_sha256.clone(), report.recon_sha256.clone());
             out.checks.push(if diffs.is_empty() {
-                Check::pass("tensor.manifest", "matches the manifest entry")
+                Check::pass(CheckName::TensorManifest, "matches the manifest entry")
                     .file(&job.file)
                     .tensor(&t.name)
             } else {
-                Check::fail("tensor.manifest", diffs.join("; "))
+                Check::fail(CheckName::TensorManifest, diffs.join("; "))
                     .file(&job.file)
                     .tensor(&t.name)
                     .offset(file_offset)
@@ -819,14 +825,14 @@ fn measure_against(
 ) -> Result<(Check, Option<AgainstReport>), PackError> {
     let Some(s) = src.get(name) else {
         return Ok((
-            Check::fail("against", "the source model has no tensor of this name"),
+            Check::fail(CheckName::Against, "the source model has no tensor of this name"),
             None,
         ));
     };
     if s.info.shape != rec.shape() {
         return Ok((
             Check::fail(
-                "against",
+                CheckName::Against,
                 format!(
                     "source shape {:?} differs from the record's {:?}",
                     s.info.shape,
@@ -842,7 +848,7 @@ fn measure_against(
         Dtype::Bf16 => |b| uc_format::num::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])),
         d => {
             return Ok((
-                Check::fail("against", format!("source dtype {d} is not F32, F16 or BF16")),
+                Check::fail(CheckName::Against, format!("source dtype {d} is not F32, F16 or BF16")),
                 None,
             ));
         }
@@ -892,7 +898,7 @@ fn measure_against(
     };
     let fmt_rel = report.rel_l2.map_or("undefined".to_string(), |x| format!("{x:.6e}"));
     let mut check = Check::pass(
-        "against",
+        CheckName::Against,
         format!("rel_l2 {fmt_rel}, max_abs {:.6e} (source {})", report.max_abs, s.file),
     );
     if let Some(claimed) = entry.and_then(|e| e.rel_l2) {
@@ -902,7 +908,7 @@ fn measure_against(
         };
         if !ok {
             check = Check::fail(
-                "against",
+                CheckName::Against,
                 format!("measured rel_l2 {fmt_rel} differs from the manifest's {claimed:e} (R-12.6)"),
             );
         }
@@ -915,7 +921,7 @@ fn check_index(cx: &Ctx<'_>, headers: &BTreeMap<String, Header>, checks: &mut Ve
     let v = match read_json(&path, safetensors::MAX_HEADER_LEN)? {
         Ok(v) => v,
         Err((m, off)) => {
-            let mut c = Check::fail("index", format!("{INDEX_NAME} {m}")).file(INDEX_NAME);
+            let mut c = Check::fail(CheckName::Index, format!("{INDEX_NAME} {m}")).file(INDEX_NAME);
             c.offset = off;
             checks.push(c);
             return Ok(());
@@ -967,14 +973,14 @@ fn check_index(cx: &Ctx<'_>, headers: &BTreeMap<String, Header>, checks: &mut Ve
         }
     }
     if problems.is_empty() {
-        checks.push(Check::pass("index", "weight_map and total_size match the shards").file(INDEX_NAME));
+        checks.push(Check::pass(CheckName::Index, "weight_map and total_size match the shards").file(INDEX_NAME));
     } else {
         let more = problems.len().saturating_sub(5);
         let mut m = problems.into_iter().take(5).collect::<Vec<_>>().join("; ");
         if more > 0 {
             m.push_str(&format!("; and {more} more"));
         }
-        checks.push(Check::fail("index", m).file(INDEX_NAME));
+        checks.push(Check::fail(CheckName::Index, m).file(INDEX_NAME));
     }
     Ok(())
 }
@@ -995,19 +1001,21 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
     let mc: ManifestCheck = match found.entries.get(MANIFEST_NAME) {
         Some(Kind::File(_)) => match read_json(&path_of(dir, MANIFEST_NAME), manifest::MAX_MANIFEST_LEN)? {
             Ok(v) => {
-                checks.push(Check::pass("manifest.json", "parses as JSON").file(MANIFEST_NAME));
+                checks.push(Check::pass(CheckName::ManifestJson, "parses as JSON").file(MANIFEST_NAME));
                 let mc = manifest::check_manifest(&v);
                 if mc.issues.is_empty() {
-                    checks.push(Check::pass("manifest.schema", "conforms to schema 1.1").file(MANIFEST_NAME));
+                    checks.push(Check::pass(CheckName::ManifestSchema, "conforms to schema 1.1").file(MANIFEST_NAME));
                 }
                 for i in &mc.issues {
                     let at = if i.path.is_empty() { "manifest" } else { &i.path };
-                    checks.push(Check::fail("manifest.schema", format!("{at}: {}", i.message)).file(MANIFEST_NAME));
+                    checks.push(
+                        Check::fail(CheckName::ManifestSchema, format!("{at}: {}", i.message)).file(MANIFEST_NAME),
+                    );
                 }
                 mc
             }
             Err((m, off)) => {
-                let mut c = Check::fail("manifest.json", format!("{MANIFEST_NAME} {m}")).file(MANIFEST_NAME);
+                let mut c = Check::fail(CheckName::ManifestJson, format!("{MANIFEST_NAME} {m}")).file(MANIFEST_NAME);
                 c.offset = off;
                 checks.push(c);
                 ManifestCheck::default()
@@ -1015,12 +1023,17 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         },
         Some(_) => {
             checks.push(
-                Check::fail("manifest.json", format!("{MANIFEST_NAME} is not a regular file")).file(MANIFEST_NAME),
+                Check::fail(
+                    CheckName::ManifestJson,
+                    format!("{MANIFEST_NAME} is not a regular file"),
+                )
+                .file(MANIFEST_NAME),
             );
             ManifestCheck::default()
         }
         None => {
-            checks.push(Check::fail("manifest.json", format!("{MANIFEST_NAME} is missing")).file(MANIFEST_NAME));
+            checks
+                .push(Check::fail(CheckName::ManifestJson, format!("{MANIFEST_NAME} is missing")).file(MANIFEST_NAME));
             ManifestCheck::default()
         }
     };
@@ -1045,12 +1058,12 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
     files.sort_by(|a, b| a.name.cmp(&b.name));
     let actual: BTreeMap<&str, &FileReport> = files.iter().map(|f| (f.name.as_str(), f)).collect();
     for b in &found.bad_names {
-        checks.push(Check::fail("file.unlisted", "file name is not valid UTF-8").file(b));
+        checks.push(Check::fail(CheckName::FileUnlisted, "file name is not valid UTF-8").file(b));
     }
     let mut listed_dirs = BTreeSet::new();
     match &mc.files {
         None => checks.push(Check::fail(
-            "file.digest",
+            CheckName::FileDigest,
             "cannot compare files: the manifest has no valid files member",
         )),
         Some(listed) => {
@@ -1066,12 +1079,12 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
                 let sum = listed.values().fold(0u64, |a, f| a.saturating_add(f.size_bytes));
                 checks.push(if sum == total {
                     Check::pass(
-                        "manifest.size_bytes",
+                        CheckName::ManifestSizeBytes,
                         format!("{total} bytes in {} files", listed.len()),
                     )
                 } else {
                     Check::fail(
-                        "manifest.size_bytes",
+                        CheckName::ManifestSizeBytes,
                         format!("size_bytes is {total} but the files listed add up to {sum}"),
                     )
                 });
@@ -1088,10 +1101,13 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
                     Kind::Other(what) => format!("{what}: a pack holds only regular files and directories (R-12.4)"),
                 };
                 unlisted += 1;
-                checks.push(Check::fail("file.unlisted", msg).file(name));
+                checks.push(Check::fail(CheckName::FileUnlisted, msg).file(name));
             }
             if unlisted == 0 && found.bad_names.is_empty() {
-                checks.push(Check::pass("file.unlisted", "every file is listed in the manifest"));
+                checks.push(Check::pass(
+                    CheckName::FileUnlisted,
+                    "every file is listed in the manifest",
+                ));
             }
         }
     }
@@ -1106,7 +1122,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
             Ok(h) => {
                 checks.push(
                     Check::pass(
-                        "safetensors.header",
+                        CheckName::SafetensorsHeader,
                         format!(
                             "{} tensors, data area of {} bytes",
                             h.tensors.len(),
@@ -1118,7 +1134,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
                 headers.insert(name.clone(), h);
             }
             Err(e) => {
-                let mut c = Check::fail("safetensors.header", e.to_string())
+                let mut c = Check::fail(CheckName::SafetensorsHeader, e.to_string())
                     .file(name)
                     .offset(e.offset);
                 c.tensor = e.tensor.clone();
@@ -1148,7 +1164,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
             let off = h.file_offset(t);
             if let Some(prev) = seen.insert(&t.name, file) {
                 checks.push(
-                    Check::fail("safetensors.layout", format!("tensor name also used in {prev}"))
+                    Check::fail(CheckName::SafetensorsLayout, format!("tensor name also used in {prev}"))
                         .file(file)
                         .tensor(&t.name),
                 );
@@ -1168,7 +1184,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
                 }
                 if let Some((at, m)) = problem {
                     checks.push(
-                        Check::fail("safetensors.layout", format!("{m} (R-3.6)"))
+                        Check::fail(CheckName::SafetensorsLayout, format!("{m} (R-3.6)"))
                             .file(file)
                             .tensor(&t.name)
                             .offset(at),
@@ -1180,7 +1196,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
             if off % DATA_ALIGN != 0 {
                 checks.push(
                     Check::fail(
-                        "safetensors.layout",
+                        CheckName::SafetensorsLayout,
                         "tensor data does not start at a multiple of 64 (R-3.5)",
                     )
                     .file(file)
@@ -1211,7 +1227,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         if layout_ok {
             checks.push(
                 Check::pass(
-                    "safetensors.layout",
+                    CheckName::SafetensorsLayout,
                     "every tensor starts at a multiple of 64; padding is valid",
                 )
                 .file(file),
@@ -1221,23 +1237,25 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         let key = uc_format::SAFETENSORS_METADATA_KEY;
         match h.metadata.get(key) {
             Some(v) if manifest::version_at_least(v, 0, 3) => {
-                checks.push(Check::pass("safetensors.metadata", format!("{key} = {v:?}")).file(file))
+                checks.push(Check::pass(CheckName::SafetensorsMetadata, format!("{key} = {v:?}")).file(file))
             }
             Some(v) => checks.push(
                 Check::fail(
-                    "safetensors.metadata",
+                    CheckName::SafetensorsMetadata,
                     format!("{key} = {v:?} names a version this tool does not implement (R-10.4)"),
                 )
                 .file(file),
             ),
             None if records_in.contains(file.as_str()) => checks.push(
                 Check::fail(
-                    "safetensors.metadata",
+                    CheckName::SafetensorsMetadata,
                     format!("the file holds records but its __metadata__ lacks {key:?} (R-3.2)"),
                 )
                 .file(file),
             ),
-            None => checks.push(Check::pass("safetensors.metadata", "no records, no uc.format needed").file(file)),
+            None => {
+                checks.push(Check::pass(CheckName::SafetensorsMetadata, "no records, no uc.format needed").file(file))
+            }
         }
     }
 
@@ -1293,7 +1311,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
                 "is listed in the manifest but is in no safetensors file of the pack"
             };
             checks.push(
-                Check::fail("tensor.manifest", format!("tensor {why} (R-12.6)"))
+                Check::fail(CheckName::TensorManifest, format!("tensor {why} (R-12.6)"))
                     .file(&e.file)
                     .tensor(name),
             );
@@ -1320,18 +1338,18 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
             }
             checks.push(if problems.is_empty() {
                 Check::pass(
-                    "bpw",
+                    CheckName::Bpw,
                     format!(
                         "{want:.6} bits per quantized weight over {} records",
                         valid_records.len()
                     ),
                 )
             } else {
-                Check::fail("bpw", problems.join("; "))
+                Check::fail(CheckName::Bpw, problems.join("; "))
             });
         }
         _ => checks.push(Check::fail(
-            "bpw",
+            CheckName::Bpw,
             "cannot check: bpw or bpw_accounting is missing or malformed",
         )),
     }
@@ -1353,23 +1371,26 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
 
 fn file_check(name: &str, e: &FileEntry, kind: Option<&Kind>, actual: Option<&&FileReport>) -> Check {
     let c = match (kind, actual) {
-        (None, _) => Check::fail("file.digest", "listed in the manifest but missing"),
-        (Some(Kind::Dir), _) => Check::fail("file.digest", "listed as a file but is a directory"),
-        (Some(Kind::Other(what)), _) => Check::fail("file.digest", format!("listed file is {what}")),
-        (Some(Kind::File(_)), None) => Check::fail("file.digest", "listed file could not be hashed"),
+        (None, _) => Check::fail(CheckName::FileDigest, "listed in the manifest but missing"),
+        (Some(Kind::Dir), _) => Check::fail(CheckName::FileDigest, "listed as a file but is a directory"),
+        (Some(Kind::Other(what)), _) => Check::fail(CheckName::FileDigest, format!("listed file is {what}")),
+        (Some(Kind::File(_)), None) => Check::fail(CheckName::FileDigest, "listed file could not be hashed"),
         (Some(Kind::File(_)), Some(a)) => {
             if a.size_bytes != e.size_bytes {
                 Check::fail(
-                    "file.digest",
+                    CheckName::FileDigest,
                     format!("size is {} bytes, the manifest says {}", a.size_bytes, e.size_bytes),
                 )
             } else if a.sha256 != e.sha256 {
                 Check::fail(
-                    "file.digest",
+                    CheckName::FileDigest,
                     format!("SHA-256 is {}, the manifest says {}", a.sha256, e.sha256),
                 )
             } else {
-                Check::pass("file.digest", format!("{} bytes, sha256 {}", a.size_bytes, a.sha256))
+                Check::pass(
+                    CheckName::FileDigest,
+                    format!("{} bytes, sha256 {}", a.size_bytes, a.sha256),
+                )
             }
         }
     };

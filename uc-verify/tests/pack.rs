@@ -757,7 +757,7 @@ fn against_measures_reconstruction_error_per_tensor() {
     let f: Vec<_> = r.failures().collect();
     assert_eq!(f.len(), 1, "{:#?}", failed(&r));
     assert_eq!(
-        (f[0].name, f[0].tensor.as_deref()),
+        (f[0].name.name(), f[0].tensor.as_deref()),
         ("against", Some("layers.0.mlp.up.weight"))
     );
     // Against a source that lacks a tensor, or has another shape.
