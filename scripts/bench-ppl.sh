@@ -20,7 +20,7 @@ eval_tokens=${UC_BENCH_EVAL_TOKENS:-4096}
 rank=${UC_BENCH_RANK:-0}
 out=.cache/bench/ppl
 mkdir -p "$out"
-cargo build --release -p uc-encode --bin uc >&2
+cargo build --release -p uc-cli --bin uc >&2
 uc=${CARGO_TARGET_DIR:-target}/release/uc
 mapfile -t texts < <(bash scripts/fetch-text.sh)
 eval_txt=${texts[0]}

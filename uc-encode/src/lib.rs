@@ -1,28 +1,42 @@
-//! # uc-encode: writing uc pack v0.3 records
+//! # uc-encode: the uc pack encoder, as a library
 //!
-//! This crate holds the encoder. Today it provides the per-tensor core of the method, grid scalar
-//! quantization ([`gsq`]): per-64-block absmax scales stored as binary16, a 1-D k-means grid of
-//! `2^bits` values learned over the block-normalised weights, and nearest-grid codes; and the pack
-//! writer ([`pack::PackWriter`]): safetensors files with 64-byte aligned records, shards and index,
-//! and the manifest `ultracompress.json`, written atomically; the `uc compress` pipeline
-//! ([`compress`]: analyse, allocate bits and overlay rank within a bpw budget, encode, write,
-//! verify; streaming and resumable); and `uc unpack` / `uc inspect` ([`unpack`]). The `uc` binary
-//! is `src/bin/uc.rs`.
-#![deny(unsafe_code)] // allowed only in `device`, which loads the CUDA driver at run time
+//! No model code, no command line: the `uc` binary is `uc-cli`, model forward passes and calibrated
+//! encoding are `uc-models` (which plugs into the pipeline through [`calibrate::Calibrator`]).
+//!
+//! ## The method
+//! - [`gsq`]: grid scalar quantization of one tensor: binary16 absmax scales per 64-weight block, a
+//!   1-D k-means grid of `2^bits` values, nearest-grid codes ([`quantize`], [`quantize_parts`]).
+//! - [`svd`]: the randomized truncated SVD of the residual that gives the low-rank overlay.
+//! - [`tensor`]: one tensor encoded with (bits, rank), and every candidate's exact size and error
+//!   ([`encode_tensor`], [`candidates`]).
+//! - [`plan`]: the allocation of (bits, rank) per tensor within a bits-per-weight budget.
+//! - [`policy`]: which tensors are quantized, and the allocator's default choices.
+//!
+//! ## The pipeline
+//! - [`compress()`]: analyse → allocate → encode → write → verify → install, streaming one tensor
+//!   at a time, resumable through the [`journal`], deterministic ([`CompressOptions`],
+//!   [`CompressSummary`]).
+//! - [`calibrate`]: the trait through which a calibrated encoder replaces the encode phase.
+//! - [`source`]: the local Hugging Face model directory being read.
+//! - [`unpack`]: the inverse (`uc unpack`, `uc inspect`) and reading a pack's weights as f32.
+//! - [`error`]: one error type that says whose fault it is and whether the journal survives it.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod calib;
+pub mod calibrate;
 pub mod compress;
-pub mod device;
 pub mod error;
 pub mod gsq;
-pub mod model;
+pub mod journal;
 pub mod plan;
+pub mod policy;
 pub mod source;
 pub mod svd;
 pub mod tensor;
 pub mod unpack;
 mod write;
 
+pub use compress::{CompressOptions, CompressSummary, TensorSummary, compress};
+pub use error::CompressError;
 pub use gsq::{EncodeError, GsqOptions, GsqParts, QuantizedTensor, quantize, quantize_parts};
 pub use tensor::{Candidate, EncodedTensor, TensorOptions, candidates, encode_tensor};

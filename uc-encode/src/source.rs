@@ -74,10 +74,13 @@ impl SourceModel {
         if !dir.exists() {
             let s = dir.to_string_lossy();
             if looks_like_hub_id(&s) {
-                return Err(CompressError::Usage(format!(
-                    "{s:?} is not a local directory; it looks like a model hub id, but uc works offline and \
-                     only reads local Hugging Face model directories (download the model first)"
-                )));
+                return Err(crate::error::opt(
+                    "source",
+                    format!(
+                        "{s:?} is not a local directory; it looks like a model hub id, but uc works offline and \
+                         only reads local Hugging Face model directories (download the model first)"
+                    ),
+                ));
             }
             return Err(bad(dir, "no such directory"));
         }
@@ -204,6 +207,16 @@ impl SourceModel {
         let mut file = File::open(&f.path).map_err(|e| io(&f.path, e))?;
         file.seek(SeekFrom::Start(t.offset)).map_err(|e| io(&f.path, e))?;
         let mut buf = vec![0u8; len];
+        file.read_exact(&mut buf).map_err(|e| io(&f.path, e))?;
+        Ok(buf)
+    }
+
+    /// The first `n` bytes of a tensor (at most its length).
+    pub fn read_prefix(&self, t: &SourceTensor, n: u64) -> Result<Vec<u8>, CompressError> {
+        let f = &self.files[t.file];
+        let mut file = File::open(&f.path).map_err(|e| io(&f.path, e))?;
+        file.seek(SeekFrom::Start(t.offset)).map_err(|e| io(&f.path, e))?;
+        let mut buf = vec![0u8; n.min(t.len) as usize];
         file.read_exact(&mut buf).map_err(|e| io(&f.path, e))?;
         Ok(buf)
     }

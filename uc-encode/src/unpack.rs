@@ -13,6 +13,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use uc_decode::Record;
 use uc_format::num::{f32_to_bf16_bits, f32_to_f16_bits};
+use uc_pack::fs::{OutputKind, StagedDir, check_output};
 use uc_pack::safetensors::{Dtype, Header, read_header};
 
 /// Output dtype of decoded tensors.
@@ -36,6 +37,14 @@ impl OutDtype {
     }
     fn size(self) -> u64 {
         if self == OutDtype::F32 { 4 } else { 2 }
+    }
+    /// The name used by `--dtype`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutDtype::F32 => "f32",
+            OutDtype::F16 => "f16",
+            OutDtype::Bf16 => "bf16",
+        }
     }
 }
 
@@ -103,41 +112,6 @@ fn manifest(pack: &Path) -> Result<Option<Value>, CompressError> {
     }
 }
 
-/// Removes the temporary directories `.<name>.tmp-<pid>` that killed runs of `unpack` left beside
-/// `output_dir`: exactly that pattern, a process id other than ours and, where `/proc` tells, of no
-/// running process.
-fn remove_stale_temporaries(output_dir: &Path, name: &str) {
-    let parent = match output_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Ok(entries) = std::fs::read_dir(&parent) else {
-        return;
-    };
-    let prefix = format!(".{name}.tmp-");
-    let proc_fs = Path::new("/proc/self").exists();
-    for e in entries.flatten() {
-        let file_name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some(pid) = pid
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| pid.parse::<u32>().ok())
-            .flatten()
-        else {
-            continue;
-        };
-        if pid == std::process::id() || (proc_fs && Path::new(&format!("/proc/{pid}")).exists()) {
-            continue;
-        }
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 /// Options of [`unpack`].
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
@@ -194,10 +168,11 @@ impl Decoder {
             #[cfg(feature = "wgpu")]
             DecodeDevice::Wgpu => uc_decode_wgpu::GpuDecoder::new_default()
                 .map(|g| Decoder::Wgpu(Box::new(g)))
-                .map_err(|e| CompressError::Usage(format!("--device wgpu: {e}"))),
+                .map_err(|e| crate::error::opt("device", format!("wgpu: {e}"))),
             #[cfg(not(feature = "wgpu"))]
-            DecodeDevice::Wgpu => Err(CompressError::Usage(
-                DecodeDevice::parse("wgpu").err().unwrap_or_default(),
+            DecodeDevice::Wgpu => Err(crate::error::opt(
+                "device",
+                "wgpu: this build has no GPU decoder (build with the cargo feature `wgpu`)",
             )),
         }
     }
@@ -230,26 +205,19 @@ pub struct UnpackSummary {
 
 /// Decodes a pack into a standard safetensors model.
 pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
-    if opts.output_dir.exists() && !opts.overwrite {
-        return Err(CompressError::Exists(format!(
-            "{} already exists; pass --fresh to replace it",
-            opts.output_dir.display()
-        )));
+    // The output may replace only an earlier unpack (never the pack, an ancestor, `.` or a
+    // directory this command did not write), and only when asked.
+    check_output(&opts.output_dir, OutputKind::Unpacked, &[&opts.pack], opts.overwrite)?;
+    if opts.output_dir.file_name().is_none() {
+        return Err(crate::error::opt("output_dir", "needs a final directory name"));
     }
     let files = pack_files(&opts.pack)?;
     let man = manifest(&opts.pack)?;
     let decoder = Decoder::new(opts.device)?;
-    let name = opts
-        .output_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "out".into());
-    let tmp = opts
-        .output_dir
-        .with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    remove_stale_temporaries(&opts.output_dir, &name);
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    uc_pack::fs::remove_stale_temps(&opts.output_dir);
+    // Removed when dropped: no temporary directory outlives a failed run.
+    let staged = StagedDir::new(&opts.output_dir)?;
+    let tmp = staged.path().to_path_buf();
     let result = (|| {
         let mut sum = UnpackSummary::default();
         let mut weight_map = BTreeMap::new();
@@ -331,12 +299,18 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
                     rec.merge_overlay_into(&mut v)
                         .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
                 }
-                let out: Vec<u8> = match opts.dtype {
-                    OutDtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                    OutDtype::F16 => v.iter().flat_map(|x| f32_to_f16_bits(*x).to_le_bytes()).collect(),
-                    OutDtype::Bf16 => v.iter().flat_map(|x| f32_to_bf16_bits(*x).to_le_bytes()).collect(),
-                };
-                w.write_all(&out).map_err(|e| io(&out_path, e))?;
+                // Converted in chunks: the decoded tensor is held once, not twice.
+                let mut out = Vec::with_capacity(4 * 16384);
+                for chunk in v.chunks(16384) {
+                    out.clear();
+                    match opts.dtype {
+                        OutDtype::F32 => out.extend(chunk.iter().flat_map(|x| x.to_le_bytes())),
+                        OutDtype::F16 => out.extend(chunk.iter().flat_map(|x| f32_to_f16_bits(*x).to_le_bytes())),
+                        OutDtype::Bf16 => out.extend(chunk.iter().flat_map(|x| f32_to_bf16_bits(*x).to_le_bytes())),
+                    }
+                    w.write_all(&out).map_err(|e| io(&out_path, e))?;
+                }
+                drop(v);
                 sum.decoded += 1;
             }
             let file = w.into_inner().map_err(|e| io(&out_path, e.into_error()))?;
@@ -358,19 +332,18 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
         }
         Ok(sum)
     })();
-    match result {
-        Ok(sum) => {
-            if opts.output_dir.exists() {
-                std::fs::remove_dir_all(&opts.output_dir).map_err(|e| io(&opts.output_dir, e))?;
-            }
-            std::fs::rename(&tmp, &opts.output_dir).map_err(|e| io(&opts.output_dir, e))?;
-            Ok(sum)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
+    let sum = result?;
+    let marker = json!({
+        "tool": format!("uc {}", env!("CARGO_PKG_VERSION")),
+        "pack": opts.pack.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "dtype": opts.dtype.name(),
+        "merge_overlay": opts.merge_overlay,
+    });
+    let mpath = tmp.join(uc_pack::fs::UNPACK_MARKER);
+    uc_pack::fs::write_atomic(&mpath, format!("{marker:#}\n").as_bytes())?;
+    // The previous output is kept until this one is in place.
+    staged.install()?;
+    Ok(sum)
 }
 
 /// One row of `uc inspect`.

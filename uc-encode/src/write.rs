@@ -2,8 +2,9 @@
 //! staging path inside the work directory, then verified there with the uc-verify library (the same
 //! checks `uc-verify <pack>` runs); [`crate::compress`] then moves it to the final path.
 
-use crate::compress::{CompressOptions, Encoded};
+use crate::compress::CompressOptions;
 use crate::error::CompressError;
+use crate::journal::Encoded;
 use crate::source::SourceModel;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ fn werr(e: uc_pack::writer::PackWriteError) -> CompressError {
             path,
             source: std::io::Error::new(error.kind(), format!("writing the pack ({op}): {error}")),
         },
-        e => CompressError::Usage(format!("writing the pack: {e}")),
+        e => CompressError::PackWrite(e),
     }
 }
 
@@ -56,7 +57,7 @@ pub(crate) fn write_pack(
     rels: &[(String, f64)],
     digests: &BTreeMap<String, String>,
     created_at: &str,
-    calibration: Option<&crate::calib::CalibReport>,
+    calibration: Option<&crate::calibrate::CalibReport>,
 ) -> Result<Written, CompressError> {
     let calibration_sha256 = calibration.map(|c| c.text_sha256.as_str());
     let mut w = PackWriter::with_options(
@@ -99,11 +100,11 @@ pub(crate) fn write_pack(
     o.insert("bits".into(), json!(opts.bits));
     o.insert("rank".into(), json!(opts.rank));
     o.insert("skip".into(), json!(opts.skip));
-    o.insert("default_skip".into(), json!(crate::compress::DEFAULT_SKIP));
-    o.insert("allowed_bits".into(), json!(crate::compress::DEFAULT_BITS));
-    o.insert("allowed_ranks".into(), json!(crate::compress::DEFAULT_RANKS));
+    o.insert("default_skip".into(), json!(crate::policy::DEFAULT_SKIP));
+    o.insert("allowed_bits".into(), json!(crate::policy::DEFAULT_BITS));
+    o.insert("allowed_ranks".into(), json!(crate::policy::DEFAULT_RANKS));
     o.insert("overlay_dtype".into(), json!("bf16"));
-    if let Some(c) = &opts.calibration {
+    if let Some(c) = opts.calibration.as_ref().map(|c| c.options()) {
         o.insert(
             "calibration".into(),
             json!({"file": c.text.file_name().map(|n| n.to_string_lossy().to_string()),

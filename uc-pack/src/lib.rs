@@ -34,6 +34,7 @@ pub mod manifest;
 pub mod safetensors;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod text;
 pub mod time;
 pub mod writer;
 

@@ -9,6 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use uc_pack::text::esc;
 use uc_verify::{PackError, PackOptions, Progress};
 
 /// Verify a uc pack v0.3 directory: the manifest (ultracompress.json) against its schema, the size
@@ -68,7 +69,7 @@ impl Device {
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn usage(msg: &str) -> ExitCode {
-    eprintln!("uc-verify: {msg}");
+    eprintln!("uc-verify: {}", esc(msg));
     ExitCode::from(2)
 }
 
@@ -117,7 +118,7 @@ fn write_receipt(target: &Path, receipt: &Value, inputs: &[&Path]) -> Result<(),
     if target == Path::new("-") {
         let mut o = std::io::stdout().lock();
         return o
-            .write_all(text.as_bytes())
+            .write_all(uc_pack::text::json_safe(&text).as_bytes())
             .and_then(|_| o.flush())
             .map_err(|e| e.to_string());
     }
@@ -179,7 +180,7 @@ fn pack_mode(cli: &Cli, dir: &Path, device: &Device) -> ExitCode {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    let _ = writeln!(o, "pack {pack_name}: fingerprint {}", report.fingerprint);
+    let _ = writeln!(o, "pack {}: fingerprint {}", esc(&pack_name), report.fingerprint);
     for c in &report.checks {
         if !cli.quiet || !c.ok {
             let _ = writeln!(o, "{c}");
@@ -194,7 +195,10 @@ fn pack_mode(cli: &Cli, dir: &Path, device: &Device) -> ExitCode {
                 let _ = writeln!(
                     o,
                     "{:<w$}  {rel:>12}  {:>12.6e}  {} ({})",
-                    t.name, a.max_abs, a.source_file, a.source_dtype
+                    esc(&t.name),
+                    a.max_abs,
+                    esc(&a.source_file),
+                    a.source_dtype
                 );
             }
         }
@@ -287,7 +291,7 @@ fn record_mode(cli: &Cli, device: &Device) -> ExitCode {
     }
     let mut o = out(cli);
     for r in &results {
-        let file = r["file"].as_str().unwrap_or("");
+        let file = esc(r["file"].as_str().unwrap_or(""));
         if r["ok"] == true {
             if !cli.quiet {
                 let _ = writeln!(
@@ -300,7 +304,7 @@ fn record_mode(cli: &Cli, device: &Device) -> ExitCode {
                 );
             }
         } else if r["error"] == "device_mismatch" {
-            let _ = writeln!(o, "FAIL  {file}  {}", r["message"].as_str().unwrap_or(""));
+            let _ = writeln!(o, "FAIL  {file}  {}", esc(r["message"].as_str().unwrap_or("")));
         } else {
             let _ = writeln!(
                 o,

@@ -26,6 +26,7 @@ use uc_format::{MAGIC, OverlayDtype};
 use uc_pack::layout::{INDEX_NAME, SINGLE_NAME, shard_index, shard_name};
 use uc_pack::manifest::{self, BpwAccounting, FileEntry, MANIFEST_NAME, ManifestCheck, TensorEntry};
 use uc_pack::safetensors::{self, DATA_ALIGN, Dtype, Header, PAD_PREFIX, TensorInfo};
+use uc_pack::text::esc;
 use uc_pack::{ErrorStats, hex};
 
 /// Default byte budget for records held in memory at once: 1 GiB.
@@ -146,16 +147,18 @@ impl Check {
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", if self.ok { "OK  " } else { "FAIL" }, self.name)?;
+        // File and tensor names and messages quote the pack: escaped, so that a crafted name cannot
+        // rewrite the terminal (uc_pack::text).
         if let Some(file) = &self.file {
-            write!(f, " file {file}")?;
+            write!(f, " file {}", esc(file))?;
         }
         if let Some(t) = &self.tensor {
-            write!(f, " tensor {t}")?;
+            write!(f, " tensor {}", esc(t))?;
         }
         if let Some(o) = self.offset {
             write!(f, " at byte offset {o}")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", esc(&self.message))
     }
 }
 

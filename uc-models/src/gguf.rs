@@ -16,7 +16,6 @@
 //! Tensors are read, dequantized and written one at a time; the directory is built under a
 //! temporary name beside the output and renamed into place, so it appears whole or not at all.
 
-use crate::error::{CompressError, bad, io};
 use candle_core::quantized::gguf_file::{Content, Value as GgufValue};
 use candle_core::{DType, Device};
 use serde_json::{Map, Value, json};
@@ -26,6 +25,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use uc_encode::error::{CompressError, bad, io};
 
 /// Progress callback: (phase, done, total, tensor name); the phase is `"import"`.
 pub type Progress = fn(&str, usize, usize, &str);
@@ -679,26 +679,18 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<u64, CompressError> {
 pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError> {
     let start = Instant::now();
     let path = opts.source.as_path();
-    let name = opts
-        .output_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .ok_or_else(|| {
-            CompressError::Usage(format!(
-                "--output-dir {}: needs a final directory name",
-                opts.output_dir.display()
-            ))
-        })?;
-    if opts.output_dir.exists() && !opts.fresh {
-        return Err(CompressError::Exists(format!(
-            "{} already exists; pass --fresh to replace it",
-            opts.output_dir.display()
-        )));
+    if opts.output_dir.file_name().is_none() {
+        return Err(uc_encode::error::opt(
+            "output_dir",
+            format!("{}: needs a final directory name", opts.output_dir.display()),
+        ));
     }
+    // The output may replace only an earlier import (never the source, an ancestor, `.` or a
+    // directory this command did not write), and only when asked.
+    uc_pack::fs::check_output(&opts.output_dir, uc_pack::fs::OutputKind::Imported, &[path], opts.fresh)?;
 
-    // Read and check everything before creating anything.
-    let file = File::open(path).map_err(|e| io(path, e))?;
-    let file_size = file.metadata().map_err(|e| io(path, e))?.len();
+    // Read and check everything before creating anything. Only a regular file (a FIFO would block).
+    let (file, file_size) = uc_pack::fs::open_regular(path)?;
     let mut reader = BufReader::new(file);
     let content = Content::read(&mut reader).map_err(|e| bad(path, format!("not a readable GGUF file: {e}")))?;
     let meta = Meta {
@@ -862,11 +854,10 @@ pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError>
         config["pad_token_id"] = json!(p);
     }
 
-    let tmp = opts
-        .output_dir
-        .with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    uc_pack::fs::remove_stale_temps(&opts.output_dir);
+    // Removed when dropped: no temporary directory outlives a failed run.
+    let staged = uc_pack::fs::StagedDir::new(&opts.output_dir)?;
+    let tmp = staged.path().to_path_buf();
     let result = (|| {
         let mut bytes_out = 0u64;
         // model.safetensors: the header first (all shapes are known), then each tensor in name order.
@@ -941,23 +932,9 @@ pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError>
         bytes_out += write_file(&tmp.join("tokenizer_config.json"), pretty(&tokenizer_config).as_bytes())?;
         Ok((tensors, parameters, safetensors_bytes, bytes_out))
     })();
-    let (tensors, parameters, safetensors_bytes, bytes_out) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
-    if opts.output_dir.exists()
-        && let Err(e) = std::fs::remove_dir_all(&opts.output_dir)
-    {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(io(&opts.output_dir, e));
-    }
-    if let Err(e) = std::fs::rename(&tmp, &opts.output_dir) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(io(&opts.output_dir, e));
-    }
+    let (tensors, parameters, safetensors_bytes, bytes_out) = result?;
+    // The previous output is kept until this one is in place.
+    staged.install()?;
     if n_tokens < hp.vocab {
         warnings.push(format!(
             "the embedding has {} rows but the vocabulary only {n_tokens} tokens",

@@ -4,12 +4,12 @@
 
 use super::text::{load_tokenizer, read_text, windows};
 use super::{Arch, Get, Weights, load_weights, model_err};
-use crate::compress::{DEFAULT_SKIP, MIN_QUANTIZED_WEIGHTS, glob_match};
-use crate::error::CompressError;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use uc_encode::error::CompressError;
+use uc_encode::policy::{DEFAULT_SKIP, MIN_QUANTIZED_WEIGHTS, glob_match};
 
 /// What to evaluate and on which text.
 #[derive(Debug, Clone)]

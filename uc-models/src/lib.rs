@@ -1,3 +1,5 @@
+//! # uc-models
+//!
 //! Model forward passes with candle (CPU): the Llama family (SmolLM2; Qwen2/3 and Mistral configs
 //! load as well) and BERT (MiniLM), tokenizers, GGUF import, perplexity and embedding evaluation,
 //! and the calibration data they consume.
@@ -7,16 +9,17 @@
 //! model. Every forward pass works on a batch of equal-length sequences (no padding).
 
 pub mod bert;
+pub mod calib;
 pub mod eval;
 pub mod gguf;
 pub mod llama;
 pub mod text;
 
-use crate::error::{CompressError, bad};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
+use uc_encode::error::{CompressError, bad};
 
 /// Receives the input of every linear map of a layer: (weight name, input `[.., in]`).
 pub type Tap<'a> = Option<&'a mut dyn FnMut(&str, &Tensor)>;
@@ -64,9 +67,9 @@ pub fn load_weights(dir: &Path) -> Result<Weights, CompressError> {
         Ok(())
     };
     if is_pack(dir) {
-        crate::unpack::read_pack_f32(dir, put)?;
+        uc_encode::unpack::read_pack_f32(dir, put)?;
     } else {
-        let src = crate::source::SourceModel::open(dir)?;
+        let src = uc_encode::source::SourceModel::open(dir)?;
         for t in &src.tensors {
             if matches!(
                 t.dtype,
@@ -101,7 +104,7 @@ impl Arch {
     /// Reads `config.json` of a model directory or pack.
     pub fn load(dir: &Path) -> Result<Arch, CompressError> {
         let p = dir.join("config.json");
-        let bytes = std::fs::read(&p).map_err(|e| crate::error::io(&p, e))?;
+        let bytes = std::fs::read(&p).map_err(|e| uc_encode::error::io(&p, e))?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(&p, format!("invalid JSON: {e}")))?;
         Arch::from_config(&p, &v)
     }

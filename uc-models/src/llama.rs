@@ -3,10 +3,10 @@
 //! causal attention, SwiGLU MLP, tied or separate output head.
 
 use super::{Get, Tap, linear, softmax_last};
-use crate::error::{CompressError, bad};
 use candle_core::{D, DType, Device, Tensor};
 use serde_json::Value;
 use std::path::Path;
+use uc_encode::error::{CompressError, bad};
 
 /// What the forward pass needs from `config.json`.
 #[derive(Debug, Clone)]
@@ -235,7 +235,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Weights;
+    use crate::Weights;
 
     fn tiny() -> (Config, Weights) {
         let cfg = Config {

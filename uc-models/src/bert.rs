@@ -3,10 +3,10 @@
 //! mean pooling followed by L2 normalisation.
 
 use super::{Get, Tap, linear, softmax_last};
-use crate::error::{CompressError, bad};
 use candle_core::{D, Tensor};
 use serde_json::Value;
 use std::path::Path;
+use uc_encode::error::{CompressError, bad};
 
 /// What the forward pass needs from `config.json`.
 #[derive(Debug, Clone)]

@@ -2,10 +2,10 @@
 //! model's own `tokenizer.json`, and cutting the tokens into fixed-length windows.
 
 use super::{Arch, model_err};
-use crate::error::{CompressError, bad, io};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use tokenizers::Tokenizer;
+use uc_encode::error::{CompressError, bad, io};
 
 /// Largest text file read (bytes): evaluation and calibration slices are far smaller.
 pub const MAX_TEXT_BYTES: u64 = 256 << 20;

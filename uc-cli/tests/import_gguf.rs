@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use uc_encode::error::CompressError;
-use uc_encode::model::gguf::{ImportOptions, import_gguf};
+use uc_models::gguf::{ImportOptions, import_gguf};
 
 const UC: &str = env!("CARGO_BIN_EXE_uc");
 const HIDDEN: usize = 64;
@@ -527,16 +527,36 @@ fn add_bos_token_and_untied_head() {
 }
 
 #[test]
-fn existing_output_needs_fresh() {
+fn existing_output_needs_fresh_and_a_foreign_directory_is_never_replaced() {
     let s = Scratch::new("fresh");
     let src = s.join("tiny.gguf");
     write_gguf(&src, &Variant::default());
+    // A directory import-gguf did not write: refused with and without --fresh, left as it was.
+    let foreign = s.join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("old.txt"), "old").unwrap();
+    for fresh in [false, true] {
+        let e = import_gguf(&ImportOptions {
+            fresh,
+            ..opts(&src, &foreign)
+        })
+        .unwrap_err();
+        assert!(
+            matches!(e, CompressError::Output(uc_pack::fs::OutputError::NotOurs { .. })),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(std::fs::read(foreign.join("old.txt")).unwrap(), b"old");
+    }
+    // A previous import: refused without --fresh, replaced with it.
     let out = s.join("hf");
-    std::fs::create_dir_all(&out).unwrap();
+    import_gguf(&opts(&src, &out)).unwrap();
     std::fs::write(out.join("old.txt"), "old").unwrap();
     let e = import_gguf(&opts(&src, &out)).unwrap_err();
-    assert!(matches!(e, CompressError::Exists(_)), "{e}");
-    assert_eq!(e.exit_code(), 2);
+    assert!(
+        matches!(e, CompressError::Output(uc_pack::fs::OutputError::Exists(_))),
+        "{e}"
+    );
     assert!(out.join("old.txt").exists());
     import_gguf(&ImportOptions {
         fresh: true,
@@ -545,7 +565,7 @@ fn existing_output_needs_fresh() {
     .unwrap();
     assert!(!out.join("old.txt").exists());
     assert!(out.join("model.safetensors").exists());
-    assert_eq!(s.entries(), ["hf", "tiny.gguf"]);
+    assert_eq!(s.entries(), ["hf", "mine", "tiny.gguf"]);
 }
 
 /// Imports `src` into a fresh output, expects a `BadSource` error naming the file whose message

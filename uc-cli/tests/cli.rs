@@ -863,8 +863,14 @@ fn bad_input_gets_exit_2_and_a_message_naming_the_file_or_tensor() {
     if devices["cuda"]["driver"].is_null() {
         assert!(e.contains("no CUDA driver found"), "{e}");
     }
-    let e = fails(compress(&good, &["--device", "gpu0"]));
-    assert!(e.contains("expected cpu or cuda:N"), "{e}");
+    // The device is parsed by clap into a typed value: a usage error (exit 2) before any work.
+    let o = compress(&good, &["--device", "gpu0"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("invalid value 'gpu0'") && e.contains("expected cpu or cuda:N"),
+        "{e}"
+    );
     nothing_written();
 
     // An impossible budget: the message gives the smallest achievable figure, which is exactly the

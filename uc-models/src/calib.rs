@@ -28,89 +28,30 @@
 //! Everything runs on the CPU in f32 with candle; results are journaled per layer, so an
 //! interrupted run resumes at the first unfinished layer.
 
-use crate::compress::{Encoded, journal_record, journaled_record, seed_for, write_atomic};
-use crate::error::{CompressError, io};
-use crate::gsq::{GsqOptions, quantize_parts};
-use crate::model::text::{load_tokenizer, read_text, windows};
-use crate::model::{Arch, Get, Weights, log_softmax_last, model_err};
-use crate::source::SourceModel;
-use crate::svd::low_rank;
-use crate::tensor::{Candidate, assemble};
+use crate::text::{load_tokenizer, read_text, windows};
+use crate::{Arch, Get, Weights, log_softmax_last, model_err};
 use candle_core::{DType, Device, Tensor, Var};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use uc_encode::calibrate::{CalibJob, CalibOptions, CalibReport, Calibrator, LayerReport, Objective};
+use uc_encode::compress::seed_for;
+use uc_encode::error::{CompressError, io};
+use uc_encode::gsq::{GsqOptions, quantize_parts};
+use uc_encode::journal::{Encoded, journal_record, journaled_record, read_json, write_atomic, write_json};
+use uc_encode::source::SourceModel;
+use uc_encode::svd::low_rank;
+use uc_encode::tensor::{Candidate, assemble};
 use uc_format::num::{bf16_to_f32, f16_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 
-/// Options of the calibrated encoder.
-#[derive(Debug, Clone)]
-pub struct CalibOptions {
-    /// Calibration text (`.txt` or `.jsonl`).
-    pub text: PathBuf,
-    /// Calibration tokens (whole windows of `ctx`).
-    pub tokens: usize,
-    /// Window length.
-    pub ctx: usize,
-    /// Distillation steps per layer (0: activation-aware initialisation only).
-    pub steps: usize,
-    /// Adam step size, relative to each factor's RMS.
-    pub lr: f64,
-}
-
-/// What calibration did to one layer: losses on the calibration tokens, by [`LayerReport::objective`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerReport {
-    /// Layer index.
-    pub layer: usize,
-    /// What the losses measure: [`Objective::Mse`] (the layer output against the teacher's) or, for
-    /// the last layer of a causal language model, [`Objective::Kl`] (the next-token distributions).
-    pub objective: Objective,
-    /// Loss with `W_base` only (no overlay).
-    pub loss_base: f64,
-    /// Loss with the data-free overlay (plain SVD of the residual), bf16.
-    pub loss_svd: f64,
-    /// Loss with the activation-aware initial overlay, bf16.
-    pub loss_init: f64,
-    /// Loss with the overlay written, bf16.
-    pub loss_final: f64,
-    /// Whether the distilled factors were kept (false: the initial ones were better).
-    pub distilled: bool,
-}
-
-/// The loss a layer is distilled on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Objective {
-    /// Mean squared difference of the layer output and the teacher's.
-    Mse,
-    /// Mean over tokens of `KL(p_teacher ‖ p_student)` of the next-token distributions, in nats.
-    Kl,
-}
-
-impl Objective {
-    /// The name used in the JSON summary and the journal.
-    pub fn name(self) -> &'static str {
-        match self {
-            Objective::Mse => "mse",
-            Objective::Kl => "kl",
-        }
-    }
-}
-
-/// The calibration summary of a run.
-#[derive(Debug, Clone)]
-pub struct CalibReport {
-    /// SHA-256 of the calibration file.
-    pub text_sha256: String,
-    /// Tokens used.
-    pub tokens: usize,
-    /// Per layer.
-    pub layers: Vec<LayerReport>,
-}
-
+/// A candle error during the run: a numeric step failed (the journal is kept for the rerun).
 fn cerr(dir: &Path, what: &str) -> impl Fn(candle_core::Error) -> CompressError + use<> {
     let dir = dir.to_path_buf();
     let what = what.to_string();
-    move |e| model_err(&dir, format!("{what}: {e}"))
+    move |e| CompressError::Numerics {
+        path: dir.clone(),
+        msg: format!("{what}: {e}"),
+    }
 }
 
 /// A quantized map of the student: `W_base = (s0 ⊙ (1 + δ)) · grid[code]` per 64-weight block.
@@ -137,7 +78,7 @@ enum Stage<'a> {
     /// final norm and head of `yt` (teacher) and of the student layer's output.
     Kl {
         head: &'a Weights,
-        cfg: &'a crate::model::llama::Config,
+        cfg: &'a crate::llama::Config,
         yt: &'a Tensor,
         /// Logits per chunk ([`KL_CHUNK_LOGITS`]).
         chunk_logits: usize,
@@ -388,46 +329,67 @@ fn state_from(bytes: &[u8], want: (usize, usize, usize)) -> Option<(Tensor, Tens
 }
 
 // Losses are journaled by their bits, so a resumed run reports exactly the same numbers.
-fn layer_report_json(r: &LayerReport) -> serde_json::Value {
-    json!({"layer": r.layer, "objective": r.objective.name(), "loss_base": r.loss_base.to_bits(), "loss_svd": r.loss_svd.to_bits(),
-        "loss_init": r.loss_init.to_bits(), "loss_final": r.loss_final.to_bits(), "distilled": r.distilled})
+/// `calib-layer-NNNN.json`: one layer's report in the journal (losses as their f64 bits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerEntry {
+    layer: usize,
+    objective: String,
+    loss_base: u64,
+    loss_svd: u64,
+    loss_init: u64,
+    loss_final: u64,
+    distilled: bool,
 }
 
-fn layer_report_from(v: &serde_json::Value) -> Option<LayerReport> {
-    Some(LayerReport {
-        layer: v["layer"].as_u64()? as usize,
-        objective: match v["objective"].as_str()? {
-            "mse" => Objective::Mse,
-            "kl" => Objective::Kl,
-            _ => return None,
-        },
-        loss_base: f64::from_bits(v["loss_base"].as_u64()?),
-        loss_svd: f64::from_bits(v["loss_svd"].as_u64()?),
-        loss_init: f64::from_bits(v["loss_init"].as_u64()?),
-        loss_final: f64::from_bits(v["loss_final"].as_u64()?),
-        distilled: v["distilled"].as_bool()?,
-    })
+impl LayerEntry {
+    fn of(r: &LayerReport) -> Self {
+        LayerEntry {
+            layer: r.layer,
+            objective: r.objective.name().into(),
+            loss_base: r.loss_base.to_bits(),
+            loss_svd: r.loss_svd.to_bits(),
+            loss_init: r.loss_init.to_bits(),
+            loss_final: r.loss_final.to_bits(),
+            distilled: r.distilled,
+        }
+    }
+
+    fn report(&self, path: &Path) -> Result<LayerReport, CompressError> {
+        Ok(LayerReport {
+            layer: self.layer,
+            objective: Objective::from_name(&self.objective).ok_or_else(|| CompressError::Journal {
+                path: path.to_path_buf(),
+                msg: format!("unknown objective {:?}", self.objective),
+            })?,
+            loss_base: f64::from_bits(self.loss_base),
+            loss_svd: f64::from_bits(self.loss_svd),
+            loss_init: f64::from_bits(self.loss_init),
+            loss_final: f64::from_bits(self.loss_final),
+            distilled: self.distilled,
+        })
+    }
 }
 
 /// Checks before any work that calibration can run on `src` with `opts`: a supported
 /// architecture, a tokenizer, a text giving at least one window, the embedding and layer tensors.
 /// Returns the text's SHA-256.
-pub(crate) fn precheck(src: &SourceModel, opts: &CalibOptions) -> Result<String, CompressError> {
+fn precheck(src: &SourceModel, opts: &CalibOptions) -> Result<String, CompressError> {
     let dir = &src.dir;
     let arch = Arch::load(dir)?;
     if let Arch::Bert(c) = &arch
         && opts.ctx > c.max_positions
     {
-        return Err(CompressError::Usage(format!(
-            "--calib-ctx {} is longer than the model's {} positions",
-            opts.ctx, c.max_positions
-        )));
+        return Err(uc_encode::error::opt(
+            "calibration.ctx",
+            format!("{} is longer than the model's {} positions", opts.ctx, c.max_positions),
+        ));
     }
     let tok = load_tokenizer(dir)?;
     let text = read_text(&opts.text)?;
     windows(dir, &arch, &tok, &text.text, opts.ctx, opts.tokens, &text_label(opts))?;
     if !src.tensors.iter().any(|t| arch.is_embedding(&t.name)) {
-        return Err(crate::error::bad(
+        return Err(uc_encode::error::bad(
             dir,
             "calibration: no embedding tensor of the expected name (model.embed_tokens.weight, or embeddings.* for BERT)",
         ));
@@ -435,7 +397,7 @@ pub(crate) fn precheck(src: &SourceModel, opts: &CalibOptions) -> Result<String,
     for i in 0..arch.num_layers() {
         let p = arch.layer_prefix(i);
         if !src.tensors.iter().any(|t| t.name.starts_with(&p)) {
-            return Err(crate::error::bad(
+            return Err(uc_encode::error::bad(
                 dir,
                 format!(
                     "calibration: config.json has {} layers but no tensor starts with {p}",
@@ -454,21 +416,58 @@ fn text_label(opts: &CalibOptions) -> String {
     )
 }
 
-/// Calibrated phase 3 of `uc compress`: encodes the quantized tensors `plan` (tensor index →
-/// choice) layer by layer, journaling into `work`. Returns the records (in `plan`'s order of
-/// tensor index) and the report. `encode_free` encodes a tensor data-free (for tensors outside
-/// the layers).
-#[allow(clippy::too_many_arguments)] // the job's context, passed from compress.rs
-pub(crate) fn encode_calibrated(
-    src: &SourceModel,
-    work: &Path,
-    plan: &[(usize, Candidate)],
-    seed: u64,
+/// The calibrated encoder of `uc compress --calibration` (see the module documentation): plugs into
+/// uc-encode's pipeline as its [`Calibrator`].
+#[derive(Debug, Clone)]
+pub struct CandleCalibrator {
+    opts: CalibOptions,
+}
+
+impl CandleCalibrator {
+    /// A calibrator with these options.
+    pub fn new(opts: CalibOptions) -> Self {
+        CandleCalibrator { opts }
+    }
+}
+
+impl Calibrator for CandleCalibrator {
+    fn options(&self) -> &CalibOptions {
+        &self.opts
+    }
+
+    fn precheck(&self, src: &SourceModel) -> Result<String, CompressError> {
+        precheck(src, &self.opts)
+    }
+
+    fn encode(&self, job: CalibJob<'_>) -> Result<(Vec<(usize, Encoded)>, CalibReport), CompressError> {
+        encode_calibrated(job, &self.opts)
+    }
+}
+
+/// Environment variable of a test hook: `UC_TEST_FAIL_LAYER=<k>` makes calibrating layer `k` fail
+/// with a numeric error (as a failed forward pass would), to prove that such a failure keeps the
+/// journal and the rerun resumes. Unset, it has no effect.
+#[doc(hidden)]
+pub const FAIL_LAYER_VAR: &str = "UC_TEST_FAIL_LAYER";
+
+/// Calibrated phase 3 of `uc compress`: encodes the quantized tensors `job.plan` (tensor index →
+/// choice) layer by layer, journaling into `job.work`. Returns the records (in `plan`'s order of
+/// tensor index) and the report. `job.encode_free` encodes a tensor data-free (for tensors
+/// outside the layers).
+fn encode_calibrated(
+    job: CalibJob<'_>,
     opts: &CalibOptions,
-    resumed: &mut usize,
-    progress: &dyn Fn(usize, usize, &str),
-    encode_free: &dyn Fn(usize, &Candidate, &mut usize) -> Result<Encoded, CompressError>,
 ) -> Result<(Vec<(usize, Encoded)>, CalibReport), CompressError> {
+    let CalibJob {
+        src,
+        work,
+        plan,
+        seed,
+        resumed,
+        progress,
+        encode_free,
+    } = job;
+    let fail_layer: Option<usize> = std::env::var(FAIL_LAYER_VAR).ok().and_then(|s| s.trim().parse().ok());
     let dir = &src.dir;
     let arch = Arch::load(dir)?;
     let text = read_text(&opts.text)?;
@@ -509,15 +508,17 @@ pub(crate) fn encode_calibrated(
         // Resume: every record of the layer and the state after it are journaled.
         let state_path = work.join(format!("calib-layer-{li:04}.state"));
         let report_path = work.join(format!("calib-layer-{li:04}.json"));
-        let done: Option<Vec<(usize, Encoded)>> = mine
-            .iter()
-            .map(|(i, c)| journaled_record(work, *i, c).map(|e| (*i, e)))
-            .collect();
-        if let (Some(done), Ok(state), Ok(rep)) = (done, std::fs::read(&state_path), std::fs::read(&report_path)) {
-            let rep = serde_json::from_slice(&rep)
-                .ok()
-                .and_then(|v: serde_json::Value| layer_report_from(&v));
-            if let (Some((a, b)), Some(rep)) = (state_from(&state, (nb, nt, hidden)), rep) {
+        let mut done = Vec::with_capacity(mine.len());
+        for (i, c) in &mine {
+            match journaled_record(work, *i, c)? {
+                Some(e) => done.push((*i, e)),
+                None => break,
+            }
+        }
+        let rep = read_json::<LayerEntry>(&report_path)?;
+        if let (true, Ok(state), Some(rep)) = (done.len() == mine.len(), std::fs::read(&state_path), rep) {
+            let rep = rep.report(&report_path)?;
+            if let Some((a, b)) = state_from(&state, (nb, nt, hidden)) {
                 xs = a;
                 xt = b;
                 *resumed += done.len() + 1;
@@ -531,6 +532,12 @@ pub(crate) fn encode_calibrated(
             Arch::Llama(_) if li + 1 == nl => Some(head_weights(src, &arch)?),
             _ => None,
         };
+        if fail_layer == Some(li) {
+            return Err(CompressError::Numerics {
+                path: dir.clone(),
+                msg: format!("layer {li}: {FAIL_LAYER_VAR} (test hook)"),
+            });
+        }
         let (recs, rep, nxs, nxt) =
             calibrate_layer(src, &arch, li, prefix, &mine, seed, opts, &xs, &xt, head.as_ref())?;
         drop(head);
@@ -540,7 +547,7 @@ pub(crate) fn encode_calibrated(
         }
         let bytes = state_bytes(&nxs, &nxt).map_err(cerr(dir, "layer state"))?;
         write_atomic(&state_path, &bytes)?;
-        write_atomic(&report_path, layer_report_json(&rep).to_string().as_bytes())?;
+        write_json(&report_path, &LayerEntry::of(&rep))?;
         records.extend(encoded);
         report.layers.push(rep);
         xs = nxs;
@@ -559,7 +566,7 @@ pub(crate) fn encode_calibrated(
     Ok((records, report))
 }
 
-type LayerResult = (Vec<crate::tensor::EncodedTensor>, LayerReport, Tensor, Tensor);
+type LayerResult = (Vec<uc_encode::tensor::EncodedTensor>, LayerReport, Tensor, Tensor);
 
 /// The teacher's final norm and output head (the tied embedding when the head is tied or absent),
 /// as the forward pass's `head` reads them.
@@ -892,7 +899,7 @@ impl Quant {
 }
 
 /// The student form of GSQ parts.
-fn quant_of(p: &crate::gsq::GsqParts, rows: usize, cols: usize) -> candle_core::Result<Quant> {
+fn quant_of(p: &uc_encode::gsq::GsqParts, rows: usize, cols: usize) -> candle_core::Result<Quant> {
     let n = p.codes.len();
     let g: Vec<f32> = p.codes.iter().map(|&c| p.grid[usize::from(c)]).collect();
     let s0: Vec<f32> = p.scales.iter().map(|&h| f16_to_f32(h)).collect();
@@ -949,7 +956,7 @@ mod tests {
     /// once by autograd, whatever the chunk size.
     #[test]
     fn the_chunked_kl_stage_matches_the_whole_computation() {
-        let cfg = crate::model::llama::Config {
+        let cfg = crate::llama::Config {
             hidden: 8,
             num_layers: 1,
             heads: 2,
@@ -971,7 +978,7 @@ mod tests {
         // A trainable variable and a layer-like function of it, so gradients pass through `y`.
         let w = Var::from_tensor(&t(rnd(8 * 8), &[8, 8])).unwrap();
         let x = t(rnd(2 * 5 * 8), &[2, 5, 8]);
-        let y = crate::model::linear(&x, w.as_tensor(), None).unwrap();
+        let y = crate::linear(&x, w.as_tensor(), None).unwrap();
 
         let lt = log_softmax_last(&cfg.head(&head, &yt).unwrap()).unwrap();
         let ls = log_softmax_last(&cfg.head(&head, &y).unwrap()).unwrap();

@@ -1,0 +1,347 @@
+//! `uc compress`: a local Hugging Face model directory into a uc pack; `--list-devices`.
+
+use crate::{human, outln};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use uc_encode::calibrate::CalibOptions;
+use uc_encode::compress::{CompressOptions, CompressSummary, compress};
+use uc_encode::error::CompressError;
+
+/// Options of `uc compress`.
+#[derive(clap::Args)]
+pub struct Opts {
+    /// Source model directory (config.json + model.safetensors or sharded safetensors).
+    #[arg(required_unless_present = "list_devices")]
+    pub source: Option<PathBuf>,
+    /// List the compute devices this build can see (CPU, CUDA devices through the driver) and exit.
+    #[arg(long)]
+    pub list_devices: bool,
+    /// Bits-per-weight budget over all quantized weights (everything stored counts).
+    #[arg(long, default_value_t = 5.0)]
+    pub bpw: f64,
+    /// Use this code width (1..=8) for every tensor instead of letting the budget choose.
+    #[arg(long)]
+    pub bits: Option<u8>,
+    /// Use this overlay rank for every tensor (0 = no overlay) instead of letting the budget choose.
+    #[arg(long)]
+    pub rank: Option<u32>,
+    /// Output directory [default: ./models/<source-name>-uc<bpw>].
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Compute device: cpu, or cuda:N (probed; this build has no CUDA encoder yet, so it
+    /// says what it found and exits with 2).
+    #[arg(long, default_value = "cpu", value_parser = crate::device::Device::parse)]
+    pub device: crate::device::Device,
+    /// Worker threads [default: all cores]. Output does not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seed of the randomized parts (SVD sketches).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Method version recorded in the manifest.
+    #[arg(long, default_value = "gsq-1")]
+    pub method_version: String,
+    /// License identifier recorded in the manifest (SPDX).
+    #[arg(long)]
+    pub license: Option<String>,
+    /// Keep tensors whose names match this glob verbatim (repeatable; `*` and `?`).
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Replace an existing output directory and discard an unfinished run's journal.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Calibrate on this text (.txt, or .jsonl with a "text" member per line): overlays are
+    /// initialised from an activation-aware SVD and distilled layer by layer against the source
+    /// model (on each layer's output; a causal LM's last layer on the KL of its logits)
+    /// (llama-family and BERT models; needs tokenizer.json). Its SHA-256 goes into the manifest.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Calibration tokens (whole windows of --calib-ctx).
+    #[arg(long, default_value_t = 2048)]
+    pub calib_tokens: usize,
+    /// Calibration window length in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub calib_ctx: usize,
+    /// Distillation steps per layer (0: activation-aware initialisation only).
+    #[arg(long, default_value_t = 200)]
+    pub distill_steps: usize,
+    /// Distillation step size (Adam), relative to each overlay factor's RMS.
+    #[arg(long, default_value_t = 0.01)]
+    pub distill_lr: f64,
+}
+
+/// Runs `uc compress`.
+pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
+    let Opts {
+        source,
+        list_devices,
+        bpw,
+        bits,
+        rank,
+        output_dir,
+        device,
+        threads,
+        seed,
+        method_version,
+        license,
+        skip,
+        json,
+        fresh,
+        calibration,
+        calib_tokens,
+        calib_ctx,
+        distill_steps,
+        distill_lr,
+    } = opts;
+    if list_devices {
+        print_devices(out, json);
+        return Ok(());
+    }
+    crate::device::check_encoder_device(device).map_err(CompressError::Usage)?;
+    let Some(source) = source else {
+        return Err(CompressError::Usage("SOURCE_DIR is required".into()));
+    };
+    if let Some(t) = threads {
+        crate::set_threads(t)?;
+    }
+    let output_dir = output_dir.unwrap_or_else(|| {
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "model".into());
+        PathBuf::from("models").join(format!("{name}-uc{bpw}"))
+    });
+    let opts = CompressOptions {
+        source,
+        output_dir,
+        bpw,
+        bits,
+        rank,
+        seed,
+        method_version,
+        license,
+        skip,
+        fresh,
+        created_at: None,
+        calibration: calibration.map(|text| {
+            std::sync::Arc::new(uc_models::calib::CandleCalibrator::new(CalibOptions {
+                text,
+                tokens: calib_tokens,
+                ctx: calib_ctx,
+                steps: distill_steps,
+                lr: distill_lr,
+            })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
+        }),
+        progress: if std::io::stderr().is_terminal() {
+            Some(crate::progress_bar)
+        } else {
+            None
+        },
+    };
+    let s = compress(&opts);
+    crate::finish_progress();
+    let s = s?;
+    if json {
+        outln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&s)).unwrap_or_default()
+        );
+    } else {
+        summary_text(&s, out);
+    }
+    Ok(())
+}
+
+fn summary_json(s: &CompressSummary) -> serde_json::Value {
+    json!({
+        "output_dir": s.output_dir.display().to_string(),
+        "tensors_quantized": s.tensors.iter().filter(|t| t.bits.is_some()).count(),
+        "tensors_verbatim": s.tensors.iter().filter(|t| t.bits.is_none()).count(),
+        "quantized_params": s.quantized_params,
+        "total_params": s.total_params,
+        "bytes_in": s.bytes_in,
+        "bytes_out": s.bytes_out,
+        "ratio": s.bytes_in as f64 / s.bytes_out.max(1) as f64,
+        "bpw": s.bpw,
+        "bpw_records": s.bpw_records,
+        "mean_rel_l2": s.mean_rel_l2,
+        "worst_rel_l2": s.worst_rel_l2.as_ref().map(|(n, v)| json!({"tensor": n, "rel_l2": v})),
+        "resumed_steps": s.resumed,
+        "seconds": s.seconds,
+        "peak_rss_bytes": s.peak_rss,
+        "verification_checks_passed": s.checks_passed,
+        "calibration": s.calibration.as_ref().map(|c| json!({
+            "text_sha256": c.text_sha256, "tokens": c.tokens,
+            "layers": c.layers.iter().map(|l| json!({"layer": l.layer, "objective": l.objective.name(), "loss_base": l.loss_base, "loss_svd": l.loss_svd,
+                "loss_init": l.loss_init, "loss_final": l.loss_final, "distilled": l.distilled})).collect::<Vec<_>>(),
+        })),
+        "tensors": s.tensors.iter().map(|t| json!({
+            "name": t.name, "shape": t.shape, "bits": t.bits, "rank": t.rank, "bytes": t.bytes, "rel_l2": t.rel_l2,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn summary_text(s: &CompressSummary, out: &mut String) {
+    let q = s.tensors.iter().filter(|t| t.bits.is_some()).count();
+    outln!(out, "pack        {}", s.output_dir.display());
+    outln!(out, "tensors     {} quantized, {} verbatim", q, s.tensors.len() - q);
+    outln!(
+        out,
+        "parameters  {} quantized of {}",
+        s.quantized_params,
+        s.total_params
+    );
+    outln!(
+        out,
+        "bytes       {} in, {} out, ratio {:.2}x",
+        human(s.bytes_in),
+        human(s.bytes_out),
+        s.bytes_in as f64 / s.bytes_out.max(1) as f64
+    );
+    outln!(
+        out,
+        "bpw         {:.4} (codes+scales+grid+overlay), {:.4} with record headers",
+        s.bpw,
+        s.bpw_records
+    );
+    match &s.worst_rel_l2 {
+        Some((n, v)) => outln!(out, "rel_l2      mean {:.5}, worst {:.5} ({n})", s.mean_rel_l2, v),
+        None => outln!(out, "rel_l2      -"),
+    }
+    outln!(
+        out,
+        "time        {:.1} s{}",
+        s.seconds,
+        if s.resumed > 0 {
+            format!(" ({} steps resumed from the journal)", s.resumed)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(m) = s.peak_rss {
+        outln!(out, "peak memory {}", human(m));
+    }
+    outln!(out, "verified    {} checks passed (uc-verify)", s.checks_passed);
+    if let Some(c) = &s.calibration {
+        outln!(out, "calibration {} tokens, text sha256 {}", c.tokens, c.text_sha256);
+        outln!(
+            out,
+            "  layer loss vs the teacher:  {:>4} {:>5} {:>12} {:>12} {:>12} {:>12}",
+            "loss",
+            "layer",
+            "no overlay",
+            "plain SVD",
+            "act.-aware",
+            "written"
+        );
+        for l in &c.layers {
+            outln!(
+                out,
+                "                              {:>4} {:>5} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e}{}",
+                l.objective.name(),
+                l.layer,
+                l.loss_base,
+                l.loss_svd,
+                l.loss_init,
+                l.loss_final,
+                if l.distilled {
+                    ""
+                } else {
+                    " (distillation did not help: initial kept)"
+                }
+            );
+        }
+    }
+    outln!(
+        out,
+        "\n{:<56} {:>14} {:>4} {:>4} {:>11} {:>9}",
+        "tensor",
+        "shape",
+        "bits",
+        "rank",
+        "bytes",
+        "rel_l2"
+    );
+    for t in &s.tensors {
+        let shape = format!("{:?}", t.shape);
+        let bits = t.bits.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
+        let rel = t.rel_l2.map(|r| format!("{r:.5}")).unwrap_or_else(|| "verbatim".into());
+        outln!(
+            out,
+            "{:<56} {:>14} {:>4} {:>4} {:>11} {:>9}",
+            t.name,
+            shape,
+            bits,
+            t.rank,
+            t.bytes,
+            rel
+        );
+    }
+}
+
+/// `uc compress --list-devices`: the CPU and what the CUDA driver reports.
+fn print_devices(out: &mut String, json: bool) {
+    use crate::device::{CudaProbe, driver_version_string, probe_cuda};
+    let threads = rayon::current_num_threads();
+    let features = uc_pack::env::cpu_features();
+    let probe = probe_cuda();
+    if json {
+        let cuda = match &probe {
+            CudaProbe::NoDriver(why) => {
+                json!({"driver": null, "error": format!("no CUDA driver found: {why}"), "devices": []})
+            }
+            CudaProbe::DriverError(why) => json!({"driver": null, "error": why, "devices": []}),
+            CudaProbe::Found {
+                driver_version,
+                devices,
+            } => json!({
+                "driver": driver_version_string(*driver_version),
+                "error": null,
+                "devices": devices.iter().map(|d| json!({"device": format!("cuda:{}", d.ordinal), "name": d.name,
+                    "total_mem_bytes": d.total_mem, "encoder": false})).collect::<Vec<_>>(),
+            }),
+        };
+        outln!(
+            out,
+            "{}",
+            json!({"cpu": {"device": "cpu", "arch": std::env::consts::ARCH, "threads": threads,
+                "cpu_features": features, "encoder": true}, "cuda": cuda})
+        );
+        return;
+    }
+    outln!(
+        out,
+        "cpu       {}, {threads} threads, features: {}  (encoder: yes)",
+        std::env::consts::ARCH,
+        features.join(" ")
+    );
+    match probe {
+        CudaProbe::NoDriver(why) => outln!(out, "cuda      no CUDA driver found ({why})"),
+        CudaProbe::DriverError(why) => outln!(out, "cuda      the CUDA driver failed: {why}"),
+        CudaProbe::Found {
+            driver_version,
+            devices,
+        } => {
+            outln!(
+                out,
+                "cuda      driver {}, {} device(s)",
+                driver_version_string(driver_version),
+                devices.len()
+            );
+            for d in devices {
+                outln!(
+                    out,
+                    "cuda:{:<4} {}, {}  (encoder: not in this build)",
+                    d.ordinal,
+                    d.name,
+                    human(d.total_mem)
+                );
+            }
+        }
+    }
+}

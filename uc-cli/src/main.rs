@@ -1,0 +1,145 @@
+//! `uc`: compress Hugging Face models into uc packs, inspect and unpack them, import GGUF files.
+//!
+//! Exit codes: 0 success, 1 the written or read pack failed verification, 2 usage or I/O error
+//! (including bad input models), 130 interrupted.
+
+#![deny(unsafe_code)] // allowed only in `device`, which loads the CUDA driver at run time
+
+mod compress;
+mod device;
+mod eval;
+mod import_gguf;
+mod inspect;
+mod output;
+mod unpack;
+
+pub(crate) use output::{finish_progress, human, progress_bar, write_stdout};
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uc_encode::error::CompressError;
+
+/// Appends one line of output (everything goes to stdout at once at the end: see `write_stdout`).
+#[macro_export]
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        $out.push_str(&format!($($arg)*));
+        $out.push('\n');
+    }};
+}
+
+#[derive(Parser)]
+#[command(
+    name = "uc",
+    version,
+    about = "UltraCompress: open, verifiable compressed LLM weights (uc pack v0.3)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compress a local Hugging Face model directory into a uc pack.
+    ///
+    /// Quantizes every 2-D F32/F16/BF16 weight (embeddings, lm_head and norms stay verbatim; see
+    /// --skip) with grid scalar quantization and an optional low-rank overlay, choosing bits and
+    /// rank per tensor to minimise the size-weighted relative squared error within --bpw. Holds one
+    /// tensor in memory; resumable: rerun the same command after an interruption. Writes the pack
+    /// into the work directory beside the output, verifies it with the uc-verify checks, then moves
+    /// it into place atomically.
+    Compress(compress::Opts),
+    /// Decode a pack into a standard safetensors model any runtime can load.
+    Unpack(unpack::Opts),
+    /// Evaluate models on real text: perplexity, or a pack (or a k-quant) against its source.
+    Eval {
+        #[command(subcommand)]
+        cmd: eval::EvalCmd,
+    },
+    /// Convert a Llama-architecture GGUF file (llama.cpp) into a Hugging Face model directory.
+    ///
+    /// Writes model.safetensors (every tensor dequantized to F32), config.json (LlamaForCausalLM,
+    /// with a `uc_import` member naming the GGUF file and its SHA-256), tokenizer.json (byte-level
+    /// BPE from the GGUF vocabulary and merges) and tokenizer_config.json; `uc compress` reads the
+    /// directory as its source. The weights are the dequantized values of the GGUF's quantized
+    /// tensors (e.g. Q4_1), not the original model's: a pack compressed from them, and any teacher
+    /// built from them, inherit the GGUF's quantization error. q_proj and k_proj rows are returned
+    /// from llama.cpp's RoPE order to the Hugging Face order. Reads one tensor at a time; the
+    /// directory appears atomically.
+    ImportGguf(import_gguf::Opts),
+    /// List a pack's tensors (shape, bits, rank, bytes, rel_l2) and its manifest summary.
+    Inspect(inspect::Opts),
+}
+
+pub(crate) fn set_threads(t: usize) -> Result<(), CompressError> {
+    if t == 0 {
+        return Err(CompressError::Usage("--threads must be at least 1".into()));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(t)
+        .build_global()
+        .map_err(|e| CompressError::Usage(format!("--threads: {e}")))
+}
+
+fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
+    match cli.cmd {
+        Cmd::Compress(o) => compress::run(o, out),
+        Cmd::Unpack(o) => unpack::run(o, out),
+        Cmd::Eval { cmd } => eval::run(cmd, out),
+        Cmd::ImportGguf(o) => import_gguf::run(o, out),
+        Cmd::Inspect(o) => inspect::run(o, out),
+    }
+}
+
+/// The command-line flag of a library option field (library errors name fields, not flags).
+fn flag(option: &'static str) -> String {
+    let f = match option {
+        "calibration.tokens" => "calib-tokens",
+        "calibration.ctx" => "calib-ctx",
+        "calibration.lr" => "distill-lr",
+        "calibration.steps" => "distill-steps",
+        "output_dir" => "output-dir",
+        "created_at" => return "SOURCE_DATE_EPOCH".into(),
+        "source" => return "SOURCE".into(),
+        other => other,
+    };
+    format!("--{}", f.replace('_', "-"))
+}
+
+/// The error as the user reads it: option fields shown as flags, and what to do next where the
+/// answer is a flag of this command line.
+fn message(e: &CompressError) -> String {
+    use uc_pack::fs::OutputError;
+    let base = e.display_with(&flag);
+    match e {
+        CompressError::Output(OutputError::Exists(_)) => {
+            format!("{base}; pass --fresh to replace it (or choose another --output-dir)")
+        }
+        CompressError::OtherJob { .. } => {
+            format!("{base}; rerun that command to resume it, or pass --fresh to discard it")
+        }
+        CompressError::Journal { .. } => format!("{base}; rerun with --fresh to discard it"),
+        CompressError::UnsupportedDtype { .. } => format!("{base} (--skip)"),
+        _ => base,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = String::new();
+    let result = run(cli, &mut out).and_then(|()| {
+        write_stdout(&out).map_err(|e| CompressError::Io {
+            path: PathBuf::from("<stdout>"),
+            source: e,
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uc: error: {}", uc_pack::text::esc(&message(&e)));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Which tensors are quantized, and the choices the allocator has (the defaults of `uc compress`).
+
+use crate::source::SourceTensor;
+use uc_pack::Dtype;
+
+/// Bit widths the allocator may choose from.
+pub const DEFAULT_BITS: [u8; 7] = [2, 3, 4, 5, 6, 7, 8];
+/// Overlay ranks the allocator may choose from.
+pub const DEFAULT_RANKS: [u32; 5] = [0, 8, 16, 32, 64];
+/// Name patterns kept verbatim by default (embeddings, output head, norms).
+pub const DEFAULT_SKIP: [&str; 6] = ["*embed*", "*lm_head*", "*norm*", "*wte*", "*wpe*", "*position*"];
+/// Tensors with fewer weights than this stay verbatim (a record's fixed overhead would dominate).
+pub const MIN_QUANTIZED_WEIGHTS: u64 = 4096;
+
+/// Matches `*` (any run) and `?` (one char) glob patterns.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    // Iterative with one backtrack point: linear in practice, no recursion depth to exhaust.
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while j < s.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == s[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+/// Whether a tensor of this name, dtype and shape is quantized under the default policy plus
+/// `skip`: 2-D F32/F16/BF16 weights with at least [`MIN_QUANTIZED_WEIGHTS`] elements whose names
+/// match no skip pattern.
+pub fn is_quantized_parts(name: &str, dtype: Dtype, shape: &[u64], skip: &[String]) -> bool {
+    let numel = shape
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .unwrap_or(u64::MAX);
+    shape.len() == 2
+        && matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::Bf16)
+        && numel >= MIN_QUANTIZED_WEIGHTS
+        && !DEFAULT_SKIP.iter().any(|p| glob_match(p, name))
+        && !skip.iter().any(|p| glob_match(p, name))
+}
+
+/// [`is_quantized_parts`] of a source tensor.
+pub fn is_quantized(t: &SourceTensor, skip: &[String]) -> bool {
+    is_quantized_parts(&t.name, t.dtype, &t.shape, skip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*embed*", "model.embed_tokens.weight"));
+        assert!(glob_match("layer.?.w", "layer.3.w"));
+        assert!(!glob_match("layer.?.w", "layer.13.w"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a*b", "ac"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*b*c", "aXbYbZ"));
+        assert!(glob_match("**", "x"));
+        // Many stars against a long name: no exponential backtracking.
+        let name = "a".repeat(5000);
+        assert!(!glob_match(&format!("{}b", "*a".repeat(50)), &name));
+    }
+}
