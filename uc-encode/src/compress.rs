@@ -368,7 +368,7 @@ fn run_job(
             fingerprint: fp.to_string(),
         },
     )?;
-    uc_pack::fs::install_dir(&staged, &opts.output_dir, &job.work.join("old"))?;
+    uc_pack::fs::install_dir(&staged, &opts.output_dir)?;
     Ok(JobOutput {
         records,
         rels,
@@ -472,6 +472,8 @@ fn clear_work(work: &Path) -> Result<(), CompressError> {
 pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError> {
     let start = Instant::now();
     check_options(opts)?;
+    // A crash while an earlier run replaced the output (fallback path) is repaired first.
+    uc_pack::fs::recover_install(&opts.output_dir)?;
     // The output may replace only an earlier pack (never the source, an ancestor, `.` or a
     // directory this command did not write); whether it may be replaced now is decided below.
     let output_exists = check_output(&opts.output_dir, OutputKind::Pack, &[&opts.source], true)?;

@@ -58,8 +58,71 @@ pub struct SourceModel {
     pub tensors: Vec<SourceTensor>,
     /// `config.json`, parsed (None when absent).
     pub config: Option<Value>,
-    /// Other regular files at the top level to copy into the pack (config, tokenizer, license, …).
+    /// Every other file to copy into the pack, at any depth (config, tokenizer, license,
+    /// sentence-transformers modules, …): relative `/`-separated name and path.
     pub extra_files: Vec<(String, PathBuf)>,
+}
+
+/// Largest `config.json` or shard index read.
+const MAX_JSON_LEN: u64 = 64 << 20;
+/// Deepest sub-directory of the source copied into the pack.
+const MAX_DEPTH: usize = 16;
+
+/// Collects the files to copy into the pack: every regular file under `dir`, at any depth (e.g.
+/// sentence-transformers' `1_Pooling/config.json`), links followed (a Hugging Face cache snapshot
+/// is made of links into its blob store), except hidden entries, the weights (`*.safetensors` at
+/// the top level), the shard index and a manifest. Anything that is neither a regular file nor a
+/// directory after following links (a FIFO, a device, a dangling link) is refused rather than
+/// skipped or read; a directory reached twice through links is visited once.
+fn collect_extra_files(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    visited: &mut Vec<PathBuf>,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), CompressError> {
+    let canon = std::fs::canonicalize(dir).map_err(|e| io(dir, e))?;
+    if visited.contains(&canon) {
+        return Ok(());
+    }
+    visited.push(canon);
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            return Err(bad(&e.path(), "the file name is not UTF-8"));
+        };
+        let rel = format!("{prefix}{name}");
+        let top = prefix.is_empty();
+        if name.starts_with('.')
+            || (top
+                && (name.ends_with(".safetensors")
+                    || name == "model.safetensors.index.json"
+                    || name == "ultracompress.json"))
+        {
+            continue;
+        }
+        let path = e.path();
+        // Follows links: what counts is what the link points to.
+        let meta = std::fs::metadata(&path).map_err(|err| bad(&path, format!("cannot be read: {err}")))?;
+        if meta.is_dir() {
+            if depth + 1 >= MAX_DEPTH {
+                return Err(bad(&path, format!("more than {MAX_DEPTH} levels of sub-directories")));
+            }
+            collect_extra_files(&path, &format!("{rel}/"), depth + 1, visited, out)?;
+        } else if meta.is_file() {
+            out.push((rel, path));
+        } else {
+            return Err(bad(
+                &path,
+                "not a regular file or directory (a FIFO, socket or device); it cannot be copied into the pack",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Looks like a hub id ("org/name") rather than a local path.
@@ -87,16 +150,17 @@ impl SourceModel {
         if !dir.is_dir() {
             return Err(bad(dir, "not a directory (expected a Hugging Face model directory)"));
         }
-        let config = match std::fs::read(dir.join("config.json")) {
-            Ok(b) => Some(
-                serde_json::from_slice(&b).map_err(|e| bad(&dir.join("config.json"), format!("invalid JSON: {e}")))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&dir.join("config.json"), e)),
+        let cfg_path = dir.join("config.json");
+        let config = if cfg_path.symlink_metadata().is_ok() {
+            // A regular file of bounded size only (a FIFO would block, /dev/zero never end).
+            let b = uc_pack::fs::read_capped(&cfg_path, MAX_JSON_LEN)?;
+            Some(serde_json::from_slice(&b).map_err(|e| bad(&cfg_path, format!("invalid JSON: {e}")))?)
+        } else {
+            None
         };
         let index_path = dir.join("model.safetensors.index.json");
         let mut file_names: Vec<String> = if index_path.exists() {
-            let bytes = std::fs::read(&index_path).map_err(|e| io(&index_path, e))?;
+            let bytes = uc_pack::fs::read_capped(&index_path, MAX_JSON_LEN)?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|e| bad(&index_path, format!("invalid JSON: {e}")))?;
             let map = v
@@ -122,8 +186,7 @@ impl SourceModel {
         let mut tensors = Vec::new();
         for (fi, name) in file_names.iter().enumerate() {
             let path = dir.join(name);
-            let mut f = File::open(&path).map_err(|e| io(&path, e))?;
-            let size = f.metadata().map_err(|e| io(&path, e))?.len();
+            let (mut f, size) = uc_pack::fs::open_regular(&path)?;
             let header =
                 read_header(&mut f, size)
                     .map_err(|e| io(&path, e))?
@@ -157,20 +220,7 @@ impl SourceModel {
             }
         }
         let mut extra_files = Vec::new();
-        for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-            let e = e.map_err(|e| io(dir, e))?;
-            let name = e.file_name().to_string_lossy().to_string();
-            let is_file = e.file_type().map_err(|err| io(&e.path(), err))?.is_file();
-            if !is_file
-                || name.starts_with('.')
-                || name.ends_with(".safetensors")
-                || name == "model.safetensors.index.json"
-                || name == "ultracompress.json"
-            {
-                continue;
-            }
-            extra_files.push((name, e.path()));
-        }
+        collect_extra_files(dir, "", 0, &mut Vec::new(), &mut extra_files)?;
         extra_files.sort();
         Ok(SourceModel {
             dir: dir.to_path_buf(),

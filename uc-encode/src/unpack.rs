@@ -48,6 +48,37 @@ impl OutDtype {
     }
 }
 
+/// The one gate of every pack reader (`uc unpack`, `uc inspect`, loading a pack for `uc eval`):
+/// the pack must pass every check of uc-verify (layout, manifest schema, file digests, strict
+/// headers, records valid and decoding to their `recon_sha256`, bit accounting) before anything is
+/// read from it, so that no command accepts what the verifier rejects. A pack that fails is a
+/// [`CompressError::Verification`] (exit code 1) naming the failed checks; one that cannot be read,
+/// an I/O error.
+pub fn verify_before_reading(pack: &Path) -> Result<uc_verify::PackReport, CompressError> {
+    use uc_verify::PackError;
+    let report = uc_verify::verify_pack(pack, &uc_verify::PackOptions::default()).map_err(|e| match e {
+        PackError::Io { path, op, error } => CompressError::Io {
+            path,
+            source: std::io::Error::new(error.kind(), format!("{op}: {error}")),
+        },
+        PackError::NotADirectory(p) => bad(&p, "not a directory (expected a uc pack)"),
+        PackError::Interrupted => CompressError::Internal {
+            msg: "verification was interrupted".into(),
+        },
+    })?;
+    if !report.verified {
+        let failed: Vec<String> = report.failures().take(5).map(|c| c.to_string()).collect();
+        let n = report.failures().count();
+        return Err(CompressError::Verification(format!(
+            "{}: not a valid uc pack ({n} of {} uc-verify checks failed; run uc-verify for all): {}",
+            pack.display(),
+            report.checks.len(),
+            failed.join("; ")
+        )));
+    }
+    Ok(report)
+}
+
 /// The safetensors files of a pack, in name order.
 fn pack_files(pack: &Path) -> Result<Vec<String>, CompressError> {
     let index = pack.join("model.safetensors.index.json");
@@ -211,9 +242,10 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
     if opts.output_dir.file_name().is_none() {
         return Err(crate::error::opt("output_dir", "needs a final directory name"));
     }
+    let decoder = Decoder::new(opts.device)?;
+    let report = verify_before_reading(&opts.pack)?;
     let files = pack_files(&opts.pack)?;
     let man = manifest(&opts.pack)?;
-    let decoder = Decoder::new(opts.device)?;
     uc_pack::fs::remove_stale_temps(&opts.output_dir);
     // Removed when dropped: no temporary directory outlives a failed run.
     let staged = StagedDir::new(&opts.output_dir)?;
@@ -322,13 +354,21 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
             let p = tmp.join("model.safetensors.index.json");
             std::fs::write(&p, serde_json::to_string_pretty(&idx).unwrap_or_default()).map_err(|e| io(&p, e))?;
         }
-        for e in std::fs::read_dir(&opts.pack).map_err(|e| io(&opts.pack, e))? {
-            let e = e.map_err(|e| io(&opts.pack, e))?;
-            let n = e.file_name().to_string_lossy().to_string();
-            let skip = n.ends_with(".safetensors") || n == "model.safetensors.index.json" || n == "ultracompress.json";
-            if !skip && e.file_type().map_err(|err| io(&e.path(), err))?.is_file() {
-                std::fs::copy(e.path(), tmp.join(&n)).map_err(|err| io(&e.path(), err))?;
+        // Every other file the manifest lists (verified above), at any depth: tokenizer, configs,
+        // sentence-transformers modules such as 1_Pooling/config.json.
+        for f in &report.files {
+            let n = f.name.as_str();
+            let top = !n.contains('/');
+            if top && (n.ends_with(".safetensors") || n == "model.safetensors.index.json" || n == "ultracompress.json")
+            {
+                continue;
             }
+            let src = n.split('/').fold(opts.pack.clone(), |p, c| p.join(c));
+            let dst = n.split('/').fold(tmp.clone(), |p, c| p.join(c));
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            std::fs::copy(&src, &dst).map_err(|err| io(&src, err))?;
         }
         Ok(sum)
     })();
@@ -369,6 +409,7 @@ pub struct InspectRow {
 
 /// Lists a pack's tensors (records validated) and returns them with the manifest.
 pub fn inspect(pack: &Path) -> Result<(Vec<InspectRow>, Option<Value>), CompressError> {
+    verify_before_reading(pack)?;
     let files = pack_files(pack)?;
     let man = manifest(pack)?;
     let mut rows = Vec::new();
@@ -420,6 +461,7 @@ pub fn read_pack_f32(
     pack: &Path,
     mut visit: impl FnMut(&str, &[u64], Vec<f32>) -> Result<(), CompressError>,
 ) -> Result<usize, CompressError> {
+    verify_before_reading(pack)?;
     let files = pack_files(pack)?;
     let man = manifest(pack)?;
     let mut decoded = 0usize;

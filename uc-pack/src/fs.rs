@@ -96,6 +96,7 @@ pub fn write_atomic_with(path: &Path, bytes: &[u8], event: &mut dyn FnMut()) -> 
         f.sync_all().map_err(FsError::at(&tmp, "sync"))?;
         drop(f);
         event();
+        abort_at("file");
         fs::rename(&tmp, path).map_err(FsError::at(path, "rename into place"))
     })();
     if result.is_err() {
@@ -106,32 +107,107 @@ pub fn write_atomic_with(path: &Path, bytes: &[u8], event: &mut dyn FnMut()) -> 
     sync_dir(&parent_dir(path))
 }
 
-/// Moves the finished directory `staged` to `final_dir`. An existing `final_dir` is first renamed to
-/// `aside` (which must not exist and must be on the same file system), then `staged` is renamed
-/// into place, the parent is synced and only then is the old output removed. If the second rename
-/// fails the old output is moved back, so the user keeps it.
-pub fn install_dir(staged: &Path, final_dir: &Path, aside: &Path) -> Result<(), FsError> {
-    let parent = parent_dir(final_dir);
-    if final_dir.symlink_metadata().is_ok() {
-        if aside.symlink_metadata().is_ok() {
-            remove_any(aside).map_err(FsError::at(aside, "remove stale directory"))?;
-        }
-        fs::rename(final_dir, aside).map_err(FsError::at(final_dir, "move the previous output aside"))?;
-        if let Err(e) = fs::rename(staged, final_dir) {
-            let _ = fs::rename(aside, final_dir);
-            return Err(FsError {
-                path: final_dir.to_path_buf(),
-                op: "rename into place",
-                source: e,
-            });
-        }
-        sync_dir(&parent)?;
-        remove_any(aside).map_err(FsError::at(aside, "remove the previous output"))?;
-    } else {
-        fs::rename(staged, final_dir).map_err(FsError::at(final_dir, "rename into place"))?;
-        sync_dir(&parent)?;
+/// Environment variable of a test hook: `UC_TEST_FS_ABORT=<stage>` aborts the process (no
+/// destructor or cleanup runs, as `kill -9`) at that stage of an install: `staged` (the new output
+/// is complete, nothing replaced yet), `swapped` (the new output is in place, the old one not yet
+/// removed), `file` ([`write_atomic`]: the temporary file is synced, not yet renamed). For the
+/// tests that kill each command between its steps; unset, it has no effect.
+#[doc(hidden)]
+pub const ABORT_VAR: &str = "UC_TEST_FS_ABORT";
+
+fn abort_at(stage: &str) {
+    if std::env::var(ABORT_VAR).is_ok_and(|v| v == stage) {
+        eprintln!("{ABORT_VAR}={stage}: aborting (test hook)");
+        std::process::abort();
     }
-    Ok(())
+}
+
+/// Exchanges two directory entries atomically (Linux `renameat2(RENAME_EXCHANGE)`); `Ok(false)`
+/// where the OS or file system cannot.
+fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::NOTSUP =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Ok(false)
+    }
+}
+
+/// The set-aside name of a previous output while it is being replaced (fallback path of
+/// [`install_dir`] where no atomic exchange exists): `.<name>.uc-old`, the same for every process,
+/// so that [`recover_install`] finds it after a crash.
+pub fn aside_path(final_dir: &Path) -> PathBuf {
+    let name = final_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent_dir(final_dir).join(format!(".{name}.uc-old"))
+}
+
+/// Completes an install that a crash interrupted on the fallback path: when the previous output
+/// sits at [`aside_path`] and `final_dir` is missing, it is moved back; when both exist (the new
+/// one was installed), the set-aside one is removed. Returns whether anything was done.
+pub fn recover_install(final_dir: &Path) -> Result<bool, FsError> {
+    let aside = aside_path(final_dir);
+    if aside.symlink_metadata().is_err() {
+        return Ok(false);
+    }
+    if final_dir.symlink_metadata().is_err() {
+        fs::rename(&aside, final_dir).map_err(FsError::at(final_dir, "restore the previous output"))?;
+        sync_dir(&parent_dir(final_dir))?;
+    } else {
+        remove_any(&aside).map_err(FsError::at(&aside, "remove the replaced output"))?;
+    }
+    Ok(true)
+}
+
+/// Moves the finished directory `staged` to `final_dir`, replacing what is there only once the new
+/// one is complete. On Linux the two are exchanged in one atomic rename (`renameat2` with
+/// `RENAME_EXCHANGE`): at every instant `final_dir` holds the old output or the new one, never
+/// nothing; the old one, now at `staged`, is then removed. Elsewhere (or on a file system without
+/// exchange) the old output is renamed to [`aside_path`], the new one renamed in (the old one moved
+/// back if that fails), and the old one removed; a crash in between is repaired by
+/// [`recover_install`], which every installing command runs first.
+pub fn install_dir(staged: &Path, final_dir: &Path) -> Result<(), FsError> {
+    abort_at("staged");
+    let parent = parent_dir(final_dir);
+    if final_dir.symlink_metadata().is_err() {
+        fs::rename(staged, final_dir).map_err(FsError::at(final_dir, "rename into place"))?;
+        return sync_dir(&parent);
+    }
+    if exchange(staged, final_dir).map_err(FsError::at(final_dir, "exchange with the new output"))? {
+        sync_dir(&parent)?;
+        abort_at("swapped");
+        return remove_any(staged).map_err(FsError::at(staged, "remove the previous output"));
+    }
+    let aside = aside_path(final_dir);
+    if aside.symlink_metadata().is_ok() {
+        remove_any(&aside).map_err(FsError::at(&aside, "remove stale directory"))?;
+    }
+    fs::rename(final_dir, &aside).map_err(FsError::at(final_dir, "move the previous output aside"))?;
+    if let Err(e) = fs::rename(staged, final_dir) {
+        let _ = fs::rename(&aside, final_dir);
+        return Err(FsError {
+            path: final_dir.to_path_buf(),
+            op: "rename into place",
+            source: e,
+        });
+    }
+    sync_dir(&parent)?;
+    abort_at("swapped");
+    remove_any(&aside).map_err(FsError::at(&aside, "remove the previous output"))
 }
 
 fn remove_any(p: &Path) -> io::Result<()> {
@@ -156,6 +232,7 @@ impl StagedDir {
     /// Creates the temporary directory for `final_dir` (a stale one of this process id is removed
     /// first; those of other dead runs are removed by [`remove_stale_temps`]).
     pub fn new(final_dir: &Path) -> Result<Self, FsError> {
+        recover_install(final_dir)?;
         let tmp = temp_sibling(final_dir);
         remove_any(&tmp).map_err(FsError::at(&tmp, "remove stale temporary directory"))?;
         fs::create_dir_all(&tmp).map_err(FsError::at(&tmp, "create temporary directory"))?;
@@ -177,19 +254,14 @@ impl StagedDir {
     }
 
     /// Syncs the staged directory and installs it at the final path with [`install_dir`] (the
-    /// previous output, if any, is moved aside to `.<name>.old-<pid>` and removed once the new one
-    /// is in place).
+    /// previous output, if any, is removed only once the new one is in place).
     pub fn install(mut self) -> Result<(), FsError> {
         sync_dir(&self.tmp)?;
-        let name = self
-            .final_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let aside = parent_dir(&self.final_dir).join(format!(".{name}.old-{}", std::process::id()));
-        install_dir(&self.tmp, &self.final_dir, &aside)?;
-        self.installed = true;
-        Ok(())
+        let r = install_dir(&self.tmp, &self.final_dir);
+        // After an exchange the temporary path held the old output and is gone; after a failure
+        // it still holds the new one, which Drop removes.
+        self.installed = r.is_ok();
+        r
     }
 }
 
@@ -201,9 +273,9 @@ impl Drop for StagedDir {
     }
 }
 
-/// Removes the temporary and set-aside siblings (`.<name>.tmp-<pid>`, `.<name>.old-<pid>`) of
-/// `final_path` left by runs that were killed: those whose process no longer exists (Linux: no
-/// `/proc/<pid>`; elsewhere only this process's own). Returns how many were removed.
+/// Removes the temporary siblings `.<name>.tmp-<pid>` of `final_path` left by runs that were
+/// killed: those whose process no longer exists (Linux: no `/proc/<pid>`; elsewhere only this
+/// process's own). Returns how many were removed.
 pub fn remove_stale_temps(final_path: &Path) -> usize {
     let Some(name) = final_path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return 0;
@@ -214,10 +286,9 @@ pub fn remove_stale_temps(final_path: &Path) -> usize {
     let mut removed = 0;
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
-        let pid = [".tmp-", ".old-"].iter().find_map(|kind| {
-            file.strip_prefix(&format!(".{name}{kind}"))
-                .and_then(|p| p.parse::<u32>().ok())
-        });
+        let pid = file
+            .strip_prefix(&format!(".{name}.tmp-"))
+            .and_then(|p| p.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
         let dead =
             pid == std::process::id() || (cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists());
@@ -521,11 +592,16 @@ mod tests {
         let out = s.0.join("out");
         fs::create_dir(&out).unwrap();
         fs::write(out.join("old.txt"), b"old").unwrap();
-        // The staged directory does not exist: the second rename fails, the old output returns.
-        let err = install_dir(&s.0.join("missing"), &out, &s.0.join("aside")).unwrap_err();
-        assert_eq!(err.op, "rename into place");
+        // The staged directory does not exist: the install fails, the old output stays.
+        let err = install_dir(&s.0.join("missing"), &out).unwrap_err();
+        assert!(err.op.contains("exchange") || err.op == "rename into place", "{err}");
         assert_eq!(fs::read(out.join("old.txt")).unwrap(), b"old");
-        assert!(!s.0.join("aside").exists());
+        assert!(!aside_path(&out).exists());
+        // A crash on the fallback path left the old output aside and nothing at the final path:
+        // the next run puts it back.
+        fs::rename(&out, aside_path(&out)).unwrap();
+        assert!(recover_install(&out).unwrap());
+        assert_eq!(fs::read(out.join("old.txt")).unwrap(), b"old");
         // A real install replaces it and removes the old one.
         let staged = StagedDir::new(&out).unwrap();
         fs::write(staged.path().join("new.txt"), b"new").unwrap();

@@ -300,6 +300,7 @@ impl PackWriter {
                 reason: "must be at least 1 byte".into(),
             });
         }
+        crate::fs::recover_install(&final_dir).map_err(fs_err)?;
         if final_dir.symlink_metadata().is_ok() && !options.overwrite {
             return Err(PackWriteError::Exists(final_dir));
         }
@@ -689,9 +690,7 @@ impl PackWriter {
         if self.final_dir.symlink_metadata().is_ok() && !self.options.overwrite {
             return Err(PackWriteError::Exists(self.final_dir.clone()));
         }
-        let parent = crate::fs::parent_dir(&self.final_dir);
-        let name = self.final_dir.file_name().unwrap_or_default();
-        crate::fs::install_dir(&self.tmp_dir, &self.final_dir, &sibling(&parent, name, "old")).map_err(fs_err)
+        crate::fs::install_dir(&self.tmp_dir, &self.final_dir).map_err(fs_err)
     }
 }
 
