@@ -159,10 +159,10 @@ fn compare_merged(got: &[u8], want: &[f32], w_base: &[f32], overlay: &[f32]) -> 
     let n = want.len();
     let len = overlay.len();
     let (rows, r) = (1..=len)
-        .filter(|r| len.is_multiple_of(*r))
+        .filter(|r| len % *r == 0)
         .flat_map(|r| {
             (1..=n)
-                .filter(move |rows| n.is_multiple_of(*rows) && rows * r + r * (n / rows) == len)
+                .filter(move |rows| n % *rows == 0 && rows * r + r * (n / rows) == len)
                 .map(move |rows| (rows, r))
         })
         .next()

@@ -87,6 +87,7 @@ fn uc_cmd<S: AsRef<OsStr>>(args: &[S]) -> Command {
     c.args(args)
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .env_remove("UC_TEST_CRASH_AT")
+        .env_remove("UC_TEST_FAIL_LAYER")
         .env_remove("UC_PROGRESS")
         .stdin(Stdio::null());
     c
@@ -533,6 +534,33 @@ fn a_calibrated_run_aborted_at_any_journal_event_resumes_to_the_same_bytes() {
         assert_eq!(names_in(parent), ["pack"], "k={k}: stray files beside the pack");
         assert_eq!(v["calibration"], vb["calibration"], "k={k}");
     }
+}
+
+/// Issue #13: a transient failure (a numeric step failing inside calibration, as a failed forward
+/// pass or allocation would) used to be treated as one that "will fail again", and the per-layer
+/// journal of the longest runs was deleted. It now keeps the journal: the rerun resumes the layers
+/// already done and writes the same bytes as an uninterrupted run.
+#[test]
+fn a_transient_failure_in_calibration_keeps_the_journal_and_the_rerun_resumes() {
+    let s = Scratch::new("transient");
+    let (src, text) = tiny_model(&s);
+    let base = s.out("base");
+    ok(uc(&calibrated_args(&src, &base, &text, &[])));
+    let out = s.out("t");
+    let parent = out.parent().unwrap();
+    let args = calibrated_args(&src, &out, &text, &[]);
+    let o = uc_cmd(&args).env("UC_TEST_FAIL_LAYER", "1").output().unwrap();
+    let e = fails(o);
+    assert!(e.contains("layer 1") && e.contains("UC_TEST_FAIL_LAYER"), "{e}");
+    // The journal holds layer 0 (its records, state and report).
+    let work = parent.join(".pack.uc-work");
+    assert!(work.join("calib-layer-0000.state").is_file(), "{:?}", names_in(&work));
+    assert!(work.join("calib-layer-0000.json").is_file());
+    assert!(!out.exists());
+    let v = json_of(&ok(uc(&args)));
+    assert_eq!(v["resumed_steps"], QUANTIZED_PER_LAYER + 1, "layer 0 resumed");
+    assert_same_pack(&base, &out);
+    assert_eq!(names_in(parent), ["pack"]);
 }
 
 // ---------------------------------------------------------------------------------------------

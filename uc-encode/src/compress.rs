@@ -411,12 +411,6 @@ fn check_options(opts: &CompressOptions) -> Result<(), CompressError> {
             ));
         }
     }
-    if opts.output_dir.file_name().is_none() {
-        return Err(opt(
-            "output_dir",
-            format!("{}: needs a final directory name", opts.output_dir.display()),
-        ));
-    }
     Ok(())
 }
 
@@ -472,11 +466,17 @@ fn clear_work(work: &Path) -> Result<(), CompressError> {
 pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError> {
     let start = Instant::now();
     check_options(opts)?;
-    // A crash while an earlier run replaced the output (fallback path) is repaired first.
-    uc_pack::fs::recover_install(&opts.output_dir)?;
     // The output may replace only an earlier pack (never the source, an ancestor, `.` or a
     // directory this command did not write); whether it may be replaced now is decided below.
     let output_exists = check_output(&opts.output_dir, OutputKind::Pack, &[&opts.source], true)?;
+    if opts.output_dir.file_name().is_none() {
+        return Err(opt(
+            "output_dir",
+            format!("{}: needs a final directory name", opts.output_dir.display()),
+        ));
+    }
+    // A crash while an earlier run replaced the output (fallback path) is repaired first.
+    uc_pack::fs::recover_install(&opts.output_dir)?;
     let src = SourceModel::open(&opts.source)?;
     let work = work_dir(&opts.output_dir);
     let quantized: Vec<usize> = (0..src.tensors.len())

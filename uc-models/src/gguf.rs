@@ -679,15 +679,15 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<u64, CompressError> {
 pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError> {
     let start = Instant::now();
     let path = opts.source.as_path();
+    // The output may replace only an earlier import (never the source, an ancestor, `.` or a
+    // directory this command did not write), and only when asked.
+    uc_pack::fs::check_output(&opts.output_dir, uc_pack::fs::OutputKind::Imported, &[path], opts.fresh)?;
     if opts.output_dir.file_name().is_none() {
         return Err(uc_encode::error::opt(
             "output_dir",
             format!("{}: needs a final directory name", opts.output_dir.display()),
         ));
     }
-    // The output may replace only an earlier import (never the source, an ancestor, `.` or a
-    // directory this command did not write), and only when asked.
-    uc_pack::fs::check_output(&opts.output_dir, uc_pack::fs::OutputKind::Imported, &[path], opts.fresh)?;
 
     // Read and check everything before creating anything. Only a regular file (a FIFO would block).
     let (file, file_size) = uc_pack::fs::open_regular(path)?;

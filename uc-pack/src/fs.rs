@@ -534,15 +534,18 @@ pub fn check_output(output: &Path, kind: OutputKind, inputs: &[&Path], replace: 
             });
         }
     }
-    let meta = match output.symlink_metadata() {
+    // A path ending in `..` names the directory it resolves to; any other is looked at as given
+    // (so that a link at the final component is seen as a link, not as its target).
+    let at: &Path = if output.file_name().is_some() { output } else { &out };
+    let meta = match at.symlink_metadata() {
         Ok(m) => m,
         Err(_) => return Ok(false),
     };
     if meta.file_type().is_symlink() {
         return Err(OutputError::Symlink(output.to_path_buf()));
     }
-    let empty_dir = meta.is_dir() && fs::read_dir(output).is_ok_and(|mut d| d.next().is_none());
-    if !empty_dir && !kind.recognises(output) {
+    let empty_dir = meta.is_dir() && fs::read_dir(at).is_ok_and(|mut d| d.next().is_none());
+    if !empty_dir && !kind.recognises(at) {
         return Err(OutputError::NotOurs {
             path: output.to_path_buf(),
             expected: kind.describe(),

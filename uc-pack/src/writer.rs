@@ -384,9 +384,7 @@ impl PackWriter {
     /// the reconstruction error the caller measured against the source, if any.
     pub fn add_record(&mut self, name: &str, record: &[u8], rel_l2: Option<f64>) -> Result<(), PackWriteError> {
         self.check_tensor_name(name)?;
-        if let Some(e) = rel_l2
-            && !(e.is_finite() && e >= 0.0)
-        {
+        if let Some(e) = rel_l2.filter(|e| !(e.is_finite() && *e >= 0.0)) {
             return Err(PackWriteError::InvalidValue {
                 what: "rel_l2",
                 reason: format!("tensor {name:?}: {e} is not a finite non-negative number"),

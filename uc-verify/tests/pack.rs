@@ -901,3 +901,63 @@ fn progress_is_reported_and_cancellation_stops_verification() {
     };
     assert!(verify_pack(&pack, &opts).unwrap().verified);
 }
+
+#[test]
+fn crafted_names_are_escaped_and_a_killed_receipt_write_keeps_the_old_receipt() {
+    let tmp = Scratch::new("forge");
+    let dir = small_pack(&tmp.0);
+    // A file whose name would erase the FAIL line and print a fake verdict on a terminal.
+    let evil = "x\u{1b}[2K\r\u{1b}[1AVERIFIED: 99 checks passed\u{9b}2J";
+    std::fs::write(dir.join(evil), b"").unwrap();
+    let start = std::time::Instant::now();
+    let (code, out, err) = run(&[dir.to_str().unwrap()]);
+    assert!(start.elapsed().as_secs() < 60);
+    assert_eq!(code, 1, "{out}{err}");
+    for s in [&out, &err] {
+        assert!(
+            !s.contains('\u{1b}') && !s.contains('\u{9b}') && !s.contains('\r'),
+            "{s:?}"
+        );
+    }
+    assert!(
+        out.contains("FAIL file.unlisted") && out.contains("\\u{1b}[2K"),
+        "{out}"
+    );
+    assert!(out.lines().last().unwrap().starts_with("FAILED"), "{out}");
+    // The receipt on stdout is JSON with the same name escaped for the terminal, and decodes back.
+    let (code, json_out, _) = run(&[dir.to_str().unwrap(), "--quiet", "--json", "-"]);
+    assert_eq!(code, 1);
+    assert!(
+        !json_out.contains('\u{1b}') && !json_out.contains('\u{9b}'),
+        "{json_out:?}"
+    );
+    let v: Value = serde_json::from_str(&json_out).unwrap();
+    assert!(v.to_string().contains("\\u001b[2K"), "{v}");
+    std::fs::remove_file(dir.join(evil)).unwrap();
+
+    // A receipt write killed after its temporary file is synced, before the rename: the previous
+    // receipt is whole (the hook aborts the process as kill -9 would).
+    let receipt = tmp.0.join("receipt.json");
+    std::fs::write(&receipt, b"{\"old\": true}\n").unwrap();
+    let o = Command::new(BIN)
+        .args([dir.to_str().unwrap(), "--quiet", "--json", receipt.to_str().unwrap()])
+        .env("UC_TEST_FS_ABORT", "file")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&receipt).unwrap(), b"{\"old\": true}\n");
+    // A receipt inside the pack would be an unlisted file: refused, the pack untouched.
+    let (code, _, err) = run(&[
+        dir.to_str().unwrap(),
+        "--quiet",
+        "--json",
+        dir.join("r.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!dir.join("r.json").exists());
+    // The normal write replaces it atomically.
+    let (code, _, _) = run(&[dir.to_str().unwrap(), "--quiet", "--json", receipt.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(v["verified"], true);
+}
