@@ -29,7 +29,11 @@ pub(crate) fn decode_scalar(rec: &Record<'_>, start: u64, out: &mut [f32]) {
     for (k, o) in out.iter_mut().enumerate() {
         let i = start + k as u64;
         let code = code_at(rec.codes, bits, i);
-        *o = scale_of(rec, i / BLOCK as u64) * rec.grid[usize::from(code)];
+        let at = (i / BLOCK as u64 * 2) as usize;
+        *o = crate::w_base_value(
+            u16::from_le_bytes([rec.scales[at], rec.scales[at + 1]]),
+            rec.grid[usize::from(code)],
+        );
     }
 }
 

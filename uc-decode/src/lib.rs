@@ -348,20 +348,72 @@ impl<'a> Record<'a> {
                 got: out.len(),
             });
         }
-        let r = u64::from(self.overlay_rank());
-        let (rows, cols) = (self.layout.rows, self.layout.cols);
-        let v0 = rows * r;
-        for i in 0..rows {
-            for j in 0..cols {
-                let mut acc = 0f32;
-                for k in 0..r {
-                    acc += self.overlay_value(i * r + k) * self.overlay_value(v0 + k * cols + j);
-                }
-                out[(i * cols + j) as usize] += acc;
-            }
+        if self.overlay_rank() == 0 {
+            return Ok(());
+        }
+        for (idx, o) in out.iter_mut().enumerate() {
+            *o += self.overlay_term(idx as u64);
         }
         Ok(())
     }
+
+    /// The overlay product at flat element `idx` (row `i = idx / cols`, column `j = idx % cols`)
+    /// in the reference order of spec: `acc = +0.0; for k in 0..r { acc = acc + U[i,k] *
+    /// V[k,j] }`, each operation a separately rounded binary32 operation. The one home of that
+    /// arithmetic: [`Record::merge_overlay_into`] and [`Record::merged_blocks`] use it. `idx` must
+    /// be below [`Record::len`]; 0 when `r = 0`.
+    pub fn overlay_term(&self, idx: u64) -> f32 {
+        let r = u64::from(self.overlay_rank());
+        let (rows, cols) = (self.layout.rows, self.layout.cols);
+        let (i, j) = (idx / cols, idx % cols);
+        let v0 = rows * r;
+        let mut acc = 0f32;
+        for k in 0..r {
+            acc += self.overlay_value(i * r + k) * self.overlay_value(v0 + k * cols + j);
+        }
+        acc
+    }
+
+    /// Streams the reconstruction a runtime uses, block by block: `W_base` plus, when the
+    /// record has an overlay, `U·V` merged in the reference order of
+    /// ([`Record::overlay_term`]). No buffer and no allocation: the factors are read from the
+    /// record as each term needs them.
+    pub fn merged_blocks(&self) -> MergedBlocks<'_, 'a> {
+        MergedBlocks { inner: self.blocks() }
+    }
+}
+
+/// The iterator of [`Record::merged_blocks`].
+pub struct MergedBlocks<'r, 'a> {
+    inner: Blocks<'r, 'a>,
+}
+
+impl Iterator for MergedBlocks<'_, '_> {
+    type Item = Block;
+
+    fn next(&mut self) -> Option<Block> {
+        let mut b = self.inner.next()?;
+        let rec = self.inner.rec;
+        if rec.overlay_rank() > 0 {
+            let start = b.index * BLOCK as u64;
+            for (t, w) in b.values[..b.len].iter_mut().enumerate() {
+                *w += rec.overlay_term(start + t as u64);
+            }
+        }
+        Some(b)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+/// One element of `W_base` by spec: the binary16 block scale (as its bit pattern) times the
+/// grid value, one binary32 multiply. The decoder's reference path and the encoder's
+/// reconstruction both compute it here.
+#[inline]
+pub fn w_base_value(scale_bits: u16, grid_value: f32) -> f32 {
+    f16_to_f32(scale_bits) * grid_value
 }
 
 /// One decoded block of a [`Blocks`] stream.

@@ -120,16 +120,16 @@ pub struct GsqParts {
 }
 
 impl GsqParts {
-    /// `W_base` by spec R-7.1 (the same bits every conforming decoder returns).
+    /// `W_base` by spec through the decoder's [`uc_decode::w_base_value`] (the same bits every
+    /// conforming decoder returns).
     pub fn w_base(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.codes.len()];
         out.par_chunks_mut(64)
             .zip(self.codes.par_chunks(64))
             .enumerate()
             .for_each(|(b, (o, c))| {
-                let s = f16_to_f32(self.scales[b]);
                 for (o, &c) in o.iter_mut().zip(c) {
-                    *o = s * self.grid[usize::from(c)];
+                    *o = uc_decode::w_base_value(self.scales[b], self.grid[usize::from(c)]);
                 }
             });
         out
@@ -509,13 +509,9 @@ mod tests {
     }
 
     fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-        let num: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-            .sum();
-        let den: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
-        (num / den).sqrt()
+        let mut st = uc_pack::ErrorStats::default();
+        a.iter().zip(b).for_each(|(x, y)| st.push(*x, *y));
+        st.rel_l2().unwrap()
     }
 
     #[test]

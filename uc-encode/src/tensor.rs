@@ -34,13 +34,11 @@ pub struct EncodedTensor {
 }
 
 impl EncodedTensor {
-    /// `‖W − Ŵ‖ / ‖W‖` (0 for an all-zero tensor reconstructed exactly).
+    /// `‖W − Ŵ‖ / ‖W‖` by [`uc_pack::digest::rel_l2`]; NaN where that is undefined (an all-zero
+    /// tensor reconstructed inexactly, which GSQ cannot produce: its scales are then 0), which the
+    /// pack writer refuses rather than record.
     pub fn rel_l2(&self) -> f64 {
-        if self.norm2 > 0.0 {
-            (self.err2 / self.norm2).sqrt()
-        } else {
-            self.err2.sqrt()
-        }
+        uc_pack::digest::rel_l2(self.err2, self.norm2).unwrap_or(f64::NAN)
     }
 }
 

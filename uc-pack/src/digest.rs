@@ -73,53 +73,28 @@ impl ErrorStats {
         if self.non_finite {
             return None;
         }
-        if self.sum_sq_ref == 0.0 {
-            return (self.sum_sq_diff == 0.0).then_some(0.0);
-        }
-        let r = (self.sum_sq_diff / self.sum_sq_ref).sqrt();
-        r.is_finite().then_some(r)
+        rel_l2(self.sum_sq_diff, self.sum_sq_ref)
     }
 }
 
-/// Streams the reconstruction a runtime uses: `W_base` plus, when the record has an
-/// overlay, `U·V` merged in the reference order of. Calls `f(first_index, values)` for
-/// consecutive chunks of at most 64 values in row-major order until it returns `false`. Memory:
-/// one block, plus the overlay factors as f32 (`r * (rows + cols)` values) when there is an overlay.
-/// Errors only when the overlay factors cannot be allocated.
-pub fn for_each_reconstructed(rec: &Record<'_>, mut f: impl FnMut(u64, &[f32]) -> bool) -> Result<(), String> {
-    let r = u64::from(rec.overlay_rank());
-    let (rows, cols) = (rec.rows(), rec.cols());
-    let (mut u, mut v) = (Vec::new(), Vec::new());
-    if r > 0 {
-        let (nu, nv) = (rows * r, r * cols);
-        let alloc = |buf: &mut Vec<f32>, n: u64| -> Result<(), String> {
-            let n = usize::try_from(n).map_err(|_| format!("overlay factor of {n} values does not fit in memory"))?;
-            buf.try_reserve_exact(n)
-                .map_err(|_| format!("cannot allocate {n} values for an overlay factor"))?;
-            buf.resize(n, 0.0);
-            Ok(())
-        };
-        alloc(&mut u, nu)?;
-        alloc(&mut v, nv)?;
-        rec.overlay_u_into(&mut u).map_err(|e| e.to_string())?;
-        rec.overlay_v_into(&mut v).map_err(|e| e.to_string())?;
+/// The relative L2 error `sqrt(err2 / norm2)` from `err2 = Σ(w − ŵ)²` and `norm2 = Σw²`:
+/// the one definition the encoder, the verifier and the evaluation use. `None` where it is
+/// undefined: a non-finite result, or an all-zero reference with a non-zero error; 0 when both are
+/// zero.
+pub fn rel_l2(err2: f64, norm2: f64) -> Option<f64> {
+    if norm2 == 0.0 {
+        return (err2 == 0.0).then_some(0.0);
     }
-    let ru = r as usize;
-    let cu = cols as usize;
-    for mut block in rec.blocks() {
-        let start = block.index * uc_decode::BLOCK as u64;
-        if r > 0 {
-            for (t, w) in block.values[..block.len].iter_mut().enumerate() {
-                let i = start + t as u64;
-                let (row, col) = ((i / cols) as usize, (i % cols) as usize);
-                let mut acc = 0f32;
-                for k in 0..ru {
-                    acc += u[row * ru + k] * v[k * cu + col];
-                }
-                *w += acc;
-            }
-        }
-        if !f(start, block.as_slice()) {
+    let r = (err2 / norm2).sqrt();
+    r.is_finite().then_some(r)
+}
+
+/// Streams the reconstruction a runtime uses (uc-decode's [`Record::merged_blocks`]: `W_base`
+/// plus `U·V` in the reference order of ). Calls `f(first_index, values)` for consecutive
+/// chunks of at most 64 values in row-major order until it returns `false`. Memory: one block.
+pub fn for_each_reconstructed(rec: &Record<'_>, mut f: impl FnMut(u64, &[f32]) -> bool) -> Result<(), String> {
+    for block in rec.merged_blocks() {
+        if !f(block.index * uc_decode::BLOCK as u64, block.as_slice()) {
             break;
         }
     }
