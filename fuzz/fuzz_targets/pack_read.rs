@@ -10,6 +10,8 @@
 //!   magic is checked as in `record_parse`, `verify_record` agrees with `Record::parse` and its
 //!   `recon_sha256` is the SHA-256 of the decoded bits; `for_each_reconstructed` equals decode +
 //!   `merge_overlay_into`.
+//! * differential: every header the strict parser accepts, the `safetensors` crate accepts too and
+//!   lists with the same names, dtypes, shapes, offsets and metadata.
 //! * manifest: when the text is JSON, `check_manifest` never panics and, when it reports no issue,
 //!   has extracted every member; an accepted `created_at` round-trips through `rfc3339_utc`.
 //! * the whole pack (inputs up to 64 KiB): written to a temporary directory, `verify_pack` returns
@@ -94,6 +96,7 @@ fn safetensors(st: &[u8]) {
         pos = t.end;
     }
     assert_eq!(h.data_start + pos, len, "tensors do not cover the data area");
+    differential(st, &h);
     for t in &h.tensors {
         let a = (h.data_start + t.begin) as usize;
         let bytes = st.get(a..a + t.len() as usize).expect("tensor outside the file");
@@ -101,6 +104,32 @@ fn safetensors(st: &[u8]) {
             record(bytes);
         }
     }
+}
+
+/// Differential check against the `safetensors` crate (Hugging Face's reference reader): whatever
+/// the strict parser accepts, it accepts too and lists with the same names, dtypes, shapes and
+/// offsets, and nothing more (the strict parser is allowed to reject more, never to accept more or
+/// read differently).
+fn differential(st: &[u8], h: &uc_pack::safetensors::Header) {
+    let (n, meta) = match safetensors::SafeTensors::read_metadata(st) {
+        Ok(m) => m,
+        Err(e) => panic!("the strict parser accepted a header the safetensors crate rejects: {e:?}"),
+    };
+    assert_eq!(n as u64, h.header_len, "header length");
+    let theirs = meta.tensors();
+    assert_eq!(theirs.len(), h.tensors.len(), "tensor count");
+    for t in &h.tensors {
+        let o = theirs
+            .get(&t.name)
+            .unwrap_or_else(|| panic!("tensor {:?} not listed by the safetensors crate", t.name));
+        assert_eq!(format!("{:?}", o.dtype), t.dtype.name(), "{}: dtype", t.name);
+        let shape: Vec<u64> = o.shape.iter().map(|&d| d as u64).collect();
+        assert_eq!(shape, t.shape, "{}: shape", t.name);
+        assert_eq!((o.data_offsets.0 as u64, o.data_offsets.1 as u64), (t.begin, t.end), "{}: offsets", t.name);
+    }
+    let theirs_meta: std::collections::BTreeMap<String, String> =
+        meta.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default();
+    assert_eq!(theirs_meta, h.metadata, "__metadata__");
 }
 
 fn manifest(text: &[u8]) {

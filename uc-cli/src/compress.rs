@@ -1,6 +1,7 @@
 //! `uc compress`: a local Hugging Face model directory into a uc pack; `--list-devices`.
 
-use crate::{human, outln};
+use crate::outln;
+use crate::output::human;
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -106,7 +107,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         return Err(CompressError::Usage("SOURCE_DIR is required".into()));
     };
     if let Some(t) = threads {
-        crate::set_threads(t)?;
+        crate::output::set_threads(t)?;
     }
     let output_dir = output_dir.unwrap_or_else(|| {
         let name = source
@@ -137,13 +138,13 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
             })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
         }),
         progress: if std::io::stderr().is_terminal() {
-            Some(crate::progress_bar)
+            Some(crate::output::progress_bar)
         } else {
             None
         },
     };
     let s = compress(&opts);
-    crate::finish_progress();
+    crate::output::finish_progress();
     let s = s?;
     if json {
         outln!(

@@ -168,7 +168,7 @@ pub fn run(cmd: EvalCmd, out: &mut String) -> Result<(), CompressError> {
 
 fn eval_setup(args: &EvalArgs) -> Result<(EvalOptions, Option<KQuant>), CompressError> {
     if let Some(t) = args.threads {
-        crate::set_threads(t)?;
+        crate::output::set_threads(t)?;
     }
     let kquant = args
         .kquant

@@ -1,6 +1,7 @@
 //! `uc import-gguf`: a Llama GGUF file (llama.cpp) as a Hugging Face directory.
 
-use crate::{human, outln};
+use crate::outln;
+use crate::output::human;
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -36,12 +37,12 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         output_dir,
         fresh,
         progress: if std::io::stderr().is_terminal() {
-            Some(crate::progress_bar)
+            Some(crate::output::progress_bar)
         } else {
             None
         },
     });
-    crate::finish_progress();
+    crate::output::finish_progress();
     let s = s?;
     if json {
         outln!(

@@ -13,7 +13,7 @@ mod inspect;
 mod output;
 mod unpack;
 
-pub(crate) use output::{finish_progress, human, progress_bar, write_stdout};
+use output::write_stdout;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -71,16 +71,6 @@ enum Cmd {
     ImportGguf(import_gguf::Opts),
     /// List a pack's tensors (shape, bits, rank, bytes, rel_l2) and its manifest summary.
     Inspect(inspect::Opts),
-}
-
-pub(crate) fn set_threads(t: usize) -> Result<(), CompressError> {
-    if t == 0 {
-        return Err(CompressError::Usage("--threads must be at least 1".into()));
-    }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(t)
-        .build_global()
-        .map_err(|e| CompressError::Usage(format!("--threads: {e}")))
 }
 
 fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {

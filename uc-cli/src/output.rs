@@ -1,4 +1,4 @@
-//! Output: the text helpers, the progress bar, and writing stdout.
+//! What every subcommand shares: text helpers, the progress bar, writing stdout, the thread pool.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::Write;
@@ -62,4 +62,17 @@ pub fn write_stdout(text: &str) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r,
     }
+}
+
+/// Sizes rayon's global pool (`--threads`).
+pub fn set_threads(t: usize) -> Result<(), uc_encode::error::CompressError> {
+    if t == 0 {
+        return Err(uc_encode::error::CompressError::Usage(
+            "--threads must be at least 1".into(),
+        ));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(t)
+        .build_global()
+        .map_err(|e| uc_encode::error::CompressError::Usage(format!("--threads: {e}")))
 }

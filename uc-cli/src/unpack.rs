@@ -1,6 +1,7 @@
 //! `uc unpack`: a pack decoded into a standard safetensors model.
 
-use crate::{human, outln};
+use crate::outln;
+use crate::output::human;
 use clap::ValueEnum;
 use serde_json::json;
 use std::path::PathBuf;

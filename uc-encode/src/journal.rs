@@ -6,7 +6,7 @@
 //! not parse as this version's schema is an error ([`CompressError::Journal`]), never a silent
 //! recomputation. The work directory is held by one process at a time ([`WorkLock`]).
 //!
-//! Calibrators (see [`crate::calibrate`]) journal their per-layer records with
+//! Calibrators (the `calibrate` module's trait) journal their per-layer records with
 //! [`journal_record`] and read them back with [`journaled_record`].
 
 use crate::error::{CompressError, io};

@@ -28,6 +28,7 @@ pub mod compress;
 pub mod error;
 pub mod gsq;
 pub mod journal;
+mod options;
 pub mod plan;
 pub mod policy;
 pub mod source;

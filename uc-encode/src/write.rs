@@ -1,10 +1,10 @@
 //! Phase 4 of `uc compress`: the pack written through [`uc_pack::writer::PackWriter`] (atomic) at a
 //! staging path inside the work directory, then verified there with the uc-verify library (the same
-//! checks `uc-verify <pack>` runs); [`crate::compress`] then moves it to the final path.
+//! checks `uc-verify <pack>` runs); the pipeline then installs it at the final path.
 
-use crate::compress::CompressOptions;
 use crate::error::CompressError;
 use crate::journal::Encoded;
+use crate::options::CompressOptions;
 use crate::source::SourceModel;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! sentence-transformers MiniLM: post-LayerNorm layers, GELU (erf) MLP, and sentence embeddings by
 //! mean pooling followed by L2 normalisation.
 
-use super::{Get, Tap, linear, softmax_last};
+use crate::nn::{Get, Tap, linear, softmax_last};
 use candle_core::{D, Tensor};
 use serde_json::Value;
 use std::path::Path;

@@ -28,8 +28,9 @@
 //! Everything runs on the CPU in f32 with candle; results are journaled per layer, so an
 //! interrupted run resumes at the first unfinished layer.
 
+use crate::arch::{Arch, model_err};
+use crate::nn::{Get, Weights, log_softmax_last};
 use crate::text::{load_tokenizer, read_text, windows};
-use crate::{Arch, Get, Weights, log_softmax_last, model_err};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -978,7 +979,7 @@ mod tests {
         // A trainable variable and a layer-like function of it, so gradients pass through `y`.
         let w = Var::from_tensor(&t(rnd(8 * 8), &[8, 8])).unwrap();
         let x = t(rnd(2 * 5 * 8), &[2, 5, 8]);
-        let y = crate::linear(&x, w.as_tensor(), None).unwrap();
+        let y = crate::nn::linear(&x, w.as_tensor(), None).unwrap();
 
         let lt = log_softmax_last(&cfg.head(&head, &yt).unwrap()).unwrap();
         let ls = log_softmax_last(&cfg.head(&head, &y).unwrap()).unwrap();

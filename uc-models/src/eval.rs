@@ -2,8 +2,9 @@
 //! k-quant of the same weights) with its source, and for BERT the cosine similarity of sentence
 //! embeddings.
 
-use super::text::{load_tokenizer, read_text, windows};
-use super::{Arch, Get, Weights, load_weights, model_err};
+use crate::arch::{Arch, load_weights, model_err};
+use crate::nn::{Get, Weights};
+use crate::text::{load_tokenizer, read_text, windows};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! norms) in Hugging Face layout: RMSNorm, rotary embedding (`rotate_half` convention), grouped-query
 //! causal attention, SwiGLU MLP, tied or separate output head.
 
-use super::{Get, Tap, linear, softmax_last};
+use crate::nn::{Get, Tap, linear, softmax_last};
 use candle_core::{D, DType, Device, Tensor};
 use serde_json::Value;
 use std::path::Path;
@@ -235,7 +235,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Weights;
+    use crate::nn::Weights;
 
     fn tiny() -> (Config, Weights) {
         let cfg = Config {

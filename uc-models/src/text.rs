@@ -1,7 +1,7 @@
 //! Text for evaluation and calibration: reading `.txt` or `.jsonl` files, tokenizing them with the
 //! model's own `tokenizer.json`, and cutting the tokens into fixed-length windows.
 
-use super::{Arch, model_err};
+use crate::arch::{Arch, model_err};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use tokenizers::Tokenizer;
