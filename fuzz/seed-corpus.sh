@@ -4,6 +4,8 @@
 #   pack_read  <- conformance/vectors/packs/tiny: le32(len(model.safetensors)) ++ model.safetensors
 #                 ++ ultracompress.json  (the input format of fuzz_targets/pack_read.rs), plus the
 #                 same with an empty manifest and with the manifest alone
+#   gguf_read  <- two small GGUF v3 files written here (a header with llama metadata and one F32
+#                 tensor; the same with a token array), no model weights
 #   encode_roundtrip  <- nothing (its input is an `arbitrary` struct; libFuzzer starts from empty)
 # Usage: bash fuzz/seed-corpus.sh   (from anywhere)
 set -euo pipefail
@@ -28,5 +30,24 @@ st_len=$(wc -c < "$tiny/model.safetensors")
 { le32 "$st_len"; cat "$tiny/model.safetensors" "$tiny/ultracompress.json"; } > "$out/seed-tiny-pack"
 { le32 "$st_len"; cat "$tiny/model.safetensors"; } > "$out/seed-tiny-safetensors"
 { le32 0; cat "$tiny/ultracompress.json"; } > "$out/seed-tiny-manifest"
-echo "seeded: $(for t in record_parse record_structured differential pack_read encode_roundtrip; do
+mkdir -p "$fuzz/corpus/gguf_read"
+python3 - "$fuzz/corpus/gguf_read" <<'PY'
+import struct, sys, os
+def s(x): b = x.encode(); return struct.pack('<Q', len(b)) + b
+def kv_str(k, v): return s(k) + struct.pack('<I', 8) + s(v)
+def kv_u32(k, v): return s(k) + struct.pack('<I', 4) + struct.pack('<I', v)
+def gguf(kvs, tensors, data):
+    head = b'GGUF' + struct.pack('<IQQ', 3, len(tensors), len(kvs)) + b''.join(kvs) + b''.join(tensors)
+    pad = (-len(head)) % 32
+    return head + b'\0' * pad + data
+t = s('token_embd.weight') + struct.pack('<I', 2) + struct.pack('<QQ', 4, 8) + struct.pack('<IQ', 0, 0)
+kvs = [kv_str('general.architecture', 'llama'), kv_u32('general.alignment', 32),
+       kv_u32('llama.block_count', 1), kv_u32('llama.embedding_length', 4)]
+data = struct.pack('<32f', *[i / 32 for i in range(32)])
+out = sys.argv[1]
+open(os.path.join(out, 'seed-header'), 'wb').write(gguf(kvs, [t], data))
+toks = s('tokenizer.ggml.tokens') + struct.pack('<IIQ', 9, 8, 3) + s('a') + s('b') + s('ab')
+open(os.path.join(out, 'seed-tokens'), 'wb').write(gguf(kvs + [toks], [t], data))
+PY
+echo "seeded: $(for t in record_parse record_structured differential pack_read gguf_read encode_roundtrip; do
   printf '%s=%s ' "$t" "$(ls "$fuzz/corpus/$t" | wc -l)"; done)"

@@ -15,7 +15,8 @@
 //! * manifest: when the text is JSON, `check_manifest` never panics and, when it reports no issue,
 //!   has extracted every member; an accepted `created_at` round-trips through `rfc3339_utc`.
 //! * the whole pack (inputs up to 64 KiB): written to a temporary directory, `verify_pack` returns
-//!   a report (never an error: the files are readable) whose `verified` means "no failed check".
+//!   a report (never an error: the files are readable) whose `verified` means "no failed check";
+//!   the shared pack reader (`uc_encode::unpack::inspect`) accepts it exactly when it is verified.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -125,10 +126,18 @@ fn differential(st: &[u8], h: &uc_pack::safetensors::Header) {
         assert_eq!(format!("{:?}", o.dtype), t.dtype.name(), "{}: dtype", t.name);
         let shape: Vec<u64> = o.shape.iter().map(|&d| d as u64).collect();
         assert_eq!(shape, t.shape, "{}: shape", t.name);
-        assert_eq!((o.data_offsets.0 as u64, o.data_offsets.1 as u64), (t.begin, t.end), "{}: offsets", t.name);
+        assert_eq!(
+            (o.data_offsets.0 as u64, o.data_offsets.1 as u64),
+            (t.begin, t.end),
+            "{}: offsets",
+            t.name
+        );
     }
-    let theirs_meta: std::collections::BTreeMap<String, String> =
-        meta.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default();
+    let theirs_meta: std::collections::BTreeMap<String, String> = meta
+        .metadata()
+        .clone()
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default();
     assert_eq!(theirs_meta, h.metadata, "__metadata__");
 }
 
@@ -174,6 +183,18 @@ fn whole_pack(st: &[u8], manifest: &[u8]) {
     let report = verify_pack(dir, &PackOptions::default()).expect("verify_pack: no I/O error on a readable pack");
     assert_eq!(report.verified, report.failures().next().is_none());
     assert!(!report.checks.is_empty());
+    // The shared pack reader of `uc inspect`, `uc unpack` and `uc eval`: it reads exactly the
+    // packs uc-verify accepts, and refuses the others as a verification failure.
+    match uc_encode::unpack::inspect(dir) {
+        Ok((rows, _)) => {
+            assert!(report.verified, "the pack reader accepted a pack uc-verify rejects");
+            assert_eq!(rows.iter().filter(|r| r.bits.is_some()).count(), report.tensors.len());
+        }
+        Err(e) => {
+            assert!(!report.verified, "the pack reader refused a verified pack: {e}");
+            assert!(matches!(e, uc_encode::CompressError::Verification(_)), "{e}");
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -690,7 +690,11 @@ pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError>
     }
 
     // Read and check everything before creating anything. Only a regular file (a FIFO would block).
-    let (file, file_size) = uc_pack::fs::open_regular(path)?;
+    let (mut file, file_size) = uc_pack::fs::open_regular(path)?;
+    // The strict, bounded pre-scan first: candle's reader trusts every count in the header.
+    let scanned =
+        crate::gguf_scan::scan(&mut file, file_size).map_err(|e| bad(path, format!("not a valid GGUF file: {e}")))?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(|e| io(path, e))?;
     let mut reader = BufReader::new(file);
     let content = Content::read(&mut reader).map_err(|e| bad(path, format!("not a readable GGUF file: {e}")))?;
     let meta = Meta {
@@ -703,6 +707,17 @@ pub fn import_gguf(opts: &ImportOptions) -> Result<ImportSummary, CompressError>
         .get("token_embd.weight")
         .and_then(|t| t.shape.dims().first().copied());
     let hp = hparams(&meta, embed_rows, n_tokens)?;
+    // Each layer needs its tensors: a block count beyond the tensors present is refused before
+    // anything is sized by it.
+    if hp.n_layer as u64 > scanned.tensor_count {
+        return Err(bad(
+            path,
+            format!(
+                "llama.block_count is {} but the file has only {} tensors",
+                hp.n_layer, scanned.tensor_count
+            ),
+        ));
+    }
     let (tokenizer, tokenizer_config, mut warnings) = tokenizer_files(&meta, hp.context)?;
     let tokenizer_text = serde_json::to_string(&tokenizer).map_err(|e| bad(path, format!("tokenizer.json: {e}")))?;
     if let Err(e) = tokenizer_text.parse::<tokenizers::Tokenizer>() {

@@ -15,6 +15,7 @@ pub mod bert;
 pub mod calib;
 pub mod eval;
 pub mod gguf;
+pub mod gguf_scan;
 pub mod llama;
 pub mod nn;
 pub mod text;
