@@ -33,6 +33,8 @@ cargo "+$MSRV" check --locked -p uc-format -p uc-decode -p uc-decode-capi -p uc-
   --all-targets
 
 step "tests"
+# As root (CI), the full-disk test mounts a small tmpfs (uc-cli/tests/data_loss.rs).
+if [ "$(id -u)" -eq 0 ]; then export UC_TEST_TMPFS=1; fi
 cargo test --workspace --locked
 step "tests of the decoder without the std feature (no runtime CPU detection)"
 cargo test --locked -p uc-decode --no-default-features --tests

@@ -478,3 +478,57 @@ fn crafted_names_cannot_forge_the_terminal_output() {
         assert!(e.contains("\\u{1b}[2K"), "{e}");
     }
 }
+
+/// A full disk keeps the journal, and the message says where it is and how much it holds. Needs
+/// root to mount a small tmpfs: it runs where `UC_TEST_TMPFS=1` is set (scripts/test.sh sets it in
+/// CI, which runs as root).
+#[test]
+fn a_full_disk_keeps_the_journal_and_says_how_much_it_holds() {
+    if std::env::var_os("UC_TEST_TMPFS").is_none() {
+        eprintln!("not run: set UC_TEST_TMPFS=1 (as root) to mount a small tmpfs");
+        return;
+    }
+    let sc = Scratch::new("full-disk");
+    let src = sc.join("src");
+    tiny_model(&src);
+    let disk = sc.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs", s(&disk)])
+        .status()
+        .unwrap()
+        .success();
+    assert!(mounted, "mount -t tmpfs failed (UC_TEST_TMPFS=1 needs root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(disk.clone());
+    let out = disk.join("pack");
+    let e = measured(&uc_cmd(&[
+        "compress",
+        s(&src),
+        "--output-dir",
+        s(&out),
+        "--bits",
+        "8",
+        "--rank",
+        "0",
+    ]))
+    .expect(2, SECS, RSS_MB);
+    assert!(
+        e.contains("No space left") || e.contains("storage full") || e.contains("quota"),
+        "{e}"
+    );
+    assert!(
+        e.contains("journal in") && e.contains("is kept for the resume") && e.contains("bytes"),
+        "{e}"
+    );
+    assert!(
+        disk.join(".pack.uc-work").join("job.json").is_file(),
+        "the journal was not kept"
+    );
+    assert!(!out.exists());
+}

@@ -215,9 +215,11 @@ pub unsafe extern "C" fn uc_record_parse(
             UC_OK
         }
         Err(e) => {
-            if !err_offset.is_null() && err_offset.is_aligned() {
-                // SAFETY: non-null, aligned, valid for one write (caller contract).
-                unsafe { err_offset.write(e.offset) };
+            if !err_offset.is_null() {
+                // SAFETY: non-null and valid for one write of 8 bytes (caller contract); written
+                // unaligned, so a pointer into a packed or byte buffer is honoured as the header
+                // promises instead of being skipped.
+                unsafe { err_offset.write_unaligned(e.offset) };
             }
             -(e.kind.code() as i32)
         }

@@ -351,10 +351,36 @@ impl<'a> Record<'a> {
         if self.overlay_rank() == 0 {
             return Ok(());
         }
-        for (idx, o) in out.iter_mut().enumerate() {
-            *o += self.overlay_term(idx as u64);
+        let cols = self.layout.cols as usize;
+        for (i, row) in out.chunks_mut(cols).enumerate() {
+            for (c, seg) in row.chunks_mut(SEGMENT).enumerate() {
+                self.add_overlay_segment(i as u64, (c * SEGMENT) as u64, seg);
+            }
         }
         Ok(())
+    }
+
+    /// Adds the overlay product to `out`, the elements `(i, j0..j0 + out.len())` of one row, in the
+    /// reference order of. The loops run `k` outside and `j` inside with one accumulator per
+    /// element (on the stack, `out.len() ≤ SEGMENT`), so every element sees exactly the reference
+    /// sequence `acc = +0.0; acc = acc + U[i,k] * V[k,j]` for `k = 0..r`, then `W = W_base + acc`:
+    /// the same bits as [`Record::overlay_term`], at the speed of a row-by-row matrix product.
+    fn add_overlay_segment(&self, i: u64, j0: u64, out: &mut [f32]) {
+        let r = u64::from(self.overlay_rank());
+        let (rows, cols) = (self.layout.rows, self.layout.cols);
+        let v0 = rows * r;
+        let mut acc = [0f32; SEGMENT];
+        let acc = &mut acc[..out.len()];
+        for k in 0..r {
+            let u = self.overlay_value(i * r + k);
+            let base = v0 + k * cols + j0;
+            for (jj, a) in acc.iter_mut().enumerate() {
+                *a += u * self.overlay_value(base + jj as u64);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc.iter()) {
+            *o += *a;
+        }
     }
 
     /// The overlay product at flat element `idx` (row `i = idx / cols`, column `j = idx % cols`)
@@ -395,9 +421,16 @@ impl Iterator for MergedBlocks<'_, '_> {
         let mut b = self.inner.next()?;
         let rec = self.inner.rec;
         if rec.overlay_rank() > 0 {
-            let start = b.index * BLOCK as u64;
-            for (t, w) in b.values[..b.len].iter_mut().enumerate() {
-                *w += rec.overlay_term(start + t as u64);
+            // The block's elements, split at row ends: each run is one row segment.
+            let cols = rec.layout.cols;
+            let mut idx = b.index * BLOCK as u64;
+            let mut done = 0usize;
+            while done < b.len {
+                let (i, j) = (idx / cols, idx % cols);
+                let run = ((cols - j) as usize).min(b.len - done);
+                rec.add_overlay_segment(i, j, &mut b.values[done..done + run]);
+                done += run;
+                idx += run as u64;
             }
         }
         Some(b)
@@ -407,6 +440,9 @@ impl Iterator for MergedBlocks<'_, '_> {
         self.inner.size_hint()
     }
 }
+
+/// Elements of one row whose overlay terms are accumulated together (a stack buffer).
+const SEGMENT: usize = 256;
 
 /// One element of `W_base` by spec: the binary16 block scale (as its bit pattern) times the
 /// grid value, one binary32 multiply. The decoder's reference path and the encoder's

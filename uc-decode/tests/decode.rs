@@ -503,7 +503,10 @@ fn rand_factor(rng: &mut Rng, dt: OverlayDtype, wide: bool) -> u16 {
 }
 
 fn overlay_rec(dt: OverlayDtype, r: u32, wide: bool, rng: &mut Rng) -> Rec {
-    let (rows, cols) = (40u64, 70u64);
+    overlay_rec_shaped(dt, r, wide, (40, 70), rng)
+}
+
+fn overlay_rec_shaped(dt: OverlayDtype, r: u32, wide: bool, (rows, cols): (u64, u64), rng: &mut Rng) -> Rec {
     let bits = 4;
     let grid = (0..16).map(|_| rand_grid(rng)).collect();
     let n = rows * cols;
@@ -558,9 +561,14 @@ fn overlay_factors_are_exact() {
 #[test]
 fn merge_overlay_matches_the_reference_order() {
     let mut rng = Rng::new(0x5eed_0006);
-    for dt in [OverlayDtype::F16, OverlayDtype::Bf16] {
+    // 40 x 70: blocks cross row ends; 40 x 600: rows longer than one accumulation segment.
+    for (dt, shape) in [
+        (OverlayDtype::F16, (40, 70)),
+        (OverlayDtype::Bf16, (40, 70)),
+        (OverlayDtype::Bf16, (40, 600)),
+    ] {
         for r in [1u32, 32] {
-            let rec = overlay_rec(dt, r, false, &mut rng);
+            let rec = overlay_rec_shaped(dt, r, false, shape, &mut rng);
             let rd = rec.parse();
             let conv = |h: u16| {
                 if dt == OverlayDtype::F16 {
@@ -587,6 +595,17 @@ fn merge_overlay_matches_the_reference_order() {
             rd.decode_into(&mut got).unwrap();
             rd.merge_overlay_into(&mut got).unwrap();
             assert_eq!(to_bits(&got), to_bits(&want), "{dt:?} r {r}");
+            // The streaming form and the per-element term give the same bits.
+            let streamed: Vec<f32> = rd.merged_blocks().flat_map(|b| b.as_slice().to_vec()).collect();
+            assert_eq!(to_bits(&streamed), to_bits(&want), "merged_blocks {dt:?} r {r}");
+            let base: Vec<f32> = rec.expected().into_iter().map(f32::from_bits).collect();
+            for idx in [0usize, 1, cols - 1, cols, rows * cols - 1] {
+                assert_eq!(
+                    (base[idx] + rd.overlay_term(idx as u64)).to_bits(),
+                    want[idx].to_bits(),
+                    "overlay_term {idx}"
+                );
+            }
         }
     }
     // Rank 0: merging leaves the values as they are.

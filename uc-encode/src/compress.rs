@@ -361,6 +361,37 @@ fn check_source_names(src: &SourceModel, quantized: &[usize]) -> Result<(), Comp
     Ok(())
 }
 
+/// A full disk during a run keeps the journal (it is an I/O error); the message says so and how much
+/// space the journal holds, since that space is what the user must free or give up.
+fn full_disk_note(e: CompressError, work: &Path) -> CompressError {
+    match e {
+        CompressError::Io { path, source } if source.kind() == std::io::ErrorKind::StorageFull => {
+            fn size(p: &Path) -> u64 {
+                std::fs::read_dir(p).map_or(0, |rd| {
+                    rd.flatten()
+                        .map(|e| match e.file_type() {
+                            Ok(t) if t.is_dir() => size(&e.path()),
+                            _ => e.metadata().map_or(0, |m| m.len()),
+                        })
+                        .sum()
+                })
+            }
+            CompressError::Io {
+                path,
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "{source}; the unfinished run's journal in {} is kept for the resume and holds {} bytes: free space and rerun the same command, or delete that directory",
+                        work.display(),
+                        size(work)
+                    ),
+                ),
+            }
+        }
+        e => e,
+    }
+}
+
 /// Removes everything in the work directory but its lock (the caller holds it).
 fn clear_work(work: &Path) -> Result<(), CompressError> {
     for e in std::fs::read_dir(work).map_err(|e| io(work, e))? {
@@ -482,7 +513,7 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
         src: &src,
         work: work.clone(),
     };
-    let result = run_job(&job, &quantized, &digests, &created, &fp);
+    let result = run_job(&job, &quantized, &digests, &created, &fp).map_err(|e| full_disk_note(e, &work));
     match &result {
         Err(e) if e.keeps_journal() => {}
         _ => {

@@ -60,7 +60,7 @@ impl Arch {
     /// Reads `config.json` of a model directory or pack.
     pub fn load(dir: &Path) -> Result<Arch, CompressError> {
         let p = dir.join("config.json");
-        let bytes = std::fs::read(&p).map_err(|e| uc_encode::error::io(&p, e))?;
+        let bytes = uc_pack::fs::read_capped(&p, 64 << 20)?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(&p, format!("invalid JSON: {e}")))?;
         Arch::from_config(&p, &v)
     }

@@ -5,7 +5,7 @@ use crate::arch::{Arch, model_err};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use tokenizers::Tokenizer;
-use uc_encode::error::{CompressError, bad, io};
+use uc_encode::error::{CompressError, bad};
 
 /// Largest text file read (bytes): evaluation and calibration slices are far smaller.
 pub const MAX_TEXT_BYTES: u64 = 256 << 20;
@@ -21,14 +21,8 @@ pub struct Text {
 
 /// Reads a `.txt` (UTF-8) or `.jsonl` (one JSON object with a string member `text` per line) file.
 pub fn read_text(path: &Path) -> Result<Text, CompressError> {
-    let len = std::fs::metadata(path).map_err(|e| io(path, e))?.len();
-    if len > MAX_TEXT_BYTES {
-        return Err(bad(
-            path,
-            format!("{len} bytes: more than the {MAX_TEXT_BYTES}-byte limit for a text file"),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    // A regular file of bounded size only: a FIFO would block, /dev/zero never end.
+    let bytes = uc_pack::fs::read_capped(path, MAX_TEXT_BYTES)?;
     let sha256 = uc_pack::hex(&Sha256::digest(&bytes));
     let s = String::from_utf8(bytes).map_err(|e| {
         bad(

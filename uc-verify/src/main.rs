@@ -236,9 +236,18 @@ fn record_mode(cli: &Cli, device: &Device) -> ExitCode {
             eprintln!("uc-verify: interrupted");
             return ExitCode::from(130);
         }
-        let bytes = match std::fs::read(path) {
+        // A pack's own files given instead of its directory is a usage mistake (exit 2), not a
+        // record that failed to verify.
+        if matches!(path.extension().and_then(|e| e.to_str()), Some("safetensors" | "json")) {
+            return usage(&format!(
+                "{}: a file of a pack, not a record; give the pack directory (uc-verify DIR) or record files (.ucr)",
+                path.display()
+            ));
+        }
+        // Only a regular file, read to its size (a FIFO would block, /dev/zero never end).
+        let bytes = match uc_pack::fs::read_capped(path, u64::MAX) {
             Ok(b) => b,
-            Err(e) => return usage(&format!("{}: {e}", path.display())),
+            Err(e) => return usage(&e.to_string()),
         };
         let report = uc_verify::verify_record(&bytes);
         // With --device wgpu, the GPU's decode must have the CPU's digest.

@@ -674,6 +674,39 @@ fn verify_job(
         return Ok(out);
     }
     let len = t.len();
+    let invalid = |e: uc_format::Error| {
+        fail(format!(
+            "invalid record: {} at byte offset {} of the record (spec {})",
+            e.kind.name(),
+            e.offset,
+            e.clause()
+        ))
+        .offset(file_offset + e.offset)
+    };
+    // Steps 1 to 7 of need only the first 24 bytes: run them before the record is read (and
+    // memory reserved for it), so that a huge tensor with a bad header costs 24 bytes, not its
+    // size. Their errors are exactly those the whole record would give.
+    {
+        let mut head = [0u8; 24];
+        let k = len.min(24) as usize;
+        let mut f = File::open(&job.path).map_err(io_err(&job.path, "open"))?;
+        f.seek(SeekFrom::Start(file_offset))
+            .map_err(io_err(&job.path, "seek"))?;
+        f.read_exact(&mut head[..k]).map_err(io_err(&job.path, "read"))?;
+        match uc_format::validate(&head[..k]) {
+            Err(e) if e.kind != uc_format::ErrorKind::Truncated => {
+                out.checks.push(invalid(e));
+                return Ok(out);
+            }
+            _ if k == 24 && u64::from_le_bytes(head[16..24].try_into().unwrap_or_default()) > len => {
+                // Step 7 on the whole tensor: the record is longer than the tensor.
+                out.checks
+                    .push(invalid(uc_format::Error::new(uc_format::ErrorKind::Truncated, len)));
+                return Ok(out);
+            }
+            _ => {}
+        }
+    }
     let _guard = budget.acquire(len);
     let n = usize::try_from(len).map_err(|_| PackError::Io {
         path: job.path.clone(),
@@ -697,15 +730,7 @@ fn verify_job(
     let rec = match Record::parse(&bytes) {
         Ok(r) => r,
         Err(e) => {
-            out.checks.push(
-                fail(format!(
-                    "invalid record: {} at byte offset {} of the record (spec {})",
-                    e.kind.name(),
-                    e.offset,
-                    e.clause()
-                ))
-                .offset(file_offset + e.offset),
-            );
+            out.checks.push(invalid(e));
             return Ok(out);
         }
     };
@@ -953,11 +978,13 @@ fn check_index(cx: &Ctx<'_>, headers: &BTreeMap<String, Header>, checks: &mut Ve
                 }
             }
         }
+        // One set of (file, tensor) built once: a lookup per entry, not a scan of the shard.
+        let present: std::collections::HashSet<(&str, &str)> = headers
+            .iter()
+            .flat_map(|(file, h)| h.tensors.iter().map(move |t| (file.as_str(), t.name.as_str())))
+            .collect();
         for (name, f) in wm {
-            let ok = f
-                .as_str()
-                .and_then(|f| headers.get(f))
-                .is_some_and(|h| h.tensor(name).is_some());
+            let ok = f.as_str().is_some_and(|f| present.contains(&(f, name.as_str())));
             if !ok {
                 problems.push(format!(
                     "weight_map entry {name:?} -> {f} names no tensor of that shard"
@@ -1092,9 +1119,10 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
                     )
                 });
             }
+            let malformed: std::collections::HashSet<&str> = mc.malformed_files.iter().map(String::as_str).collect();
             let mut unlisted = 0;
             for (name, kind) in &found.entries {
-                if name == MANIFEST_NAME || listed.contains_key(name) || mc.malformed_files.contains(name) {
+                if name == MANIFEST_NAME || listed.contains_key(name) || malformed.contains(name.as_str()) {
                     continue;
                 }
                 let msg = match kind {

@@ -667,6 +667,22 @@ fn usage_and_io_errors_exit_2() {
         run(&[pack.to_str().unwrap(), "--against", missing.to_str().unwrap()]).0,
         2
     );
+    // A file of the pack instead of its directory: a usage error, not a failed verification.
+    for f in ["model.safetensors", "ultracompress.json"] {
+        let (code, _, err) = run(&[pack.join(f).to_str().unwrap()]);
+        assert_eq!(code, 2, "{f}: {err}");
+        assert!(err.contains("give the pack directory"), "{err}");
+    }
+    // A FIFO given as a record file is refused without blocking.
+    let fifo = tmp.0.join("fifo.ucr");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let start = std::time::Instant::now();
+    let (code, _, err) = run(&[fifo.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not a regular file") && start.elapsed().as_secs() < 30,
+        "{err}"
+    );
 }
 
 #[test]

@@ -162,6 +162,27 @@ fn validation_errors_are_negated_codes_with_offsets() {
 }
 
 #[test]
+fn a_misaligned_err_offset_pointer_is_written_as_the_header_promises() {
+    let (label, bytes) = common::invalid_records().into_iter().next().unwrap();
+    let want = Record::parse(&bytes).unwrap_err();
+    let mut buf = [0xaau8; 17];
+    let mut h = Box::new(uc_record::new());
+    // SAFETY: valid slice and handle; the offset pointer is valid for 8 bytes (unaligned).
+    let rc = unsafe { uc_record_parse(bytes.as_ptr(), bytes.len(), &mut *h, buf.as_mut_ptr().add(1).cast()) };
+    assert_eq!(rc, -(want.kind.code() as i32), "{label}");
+    assert_eq!(
+        u64::from_ne_bytes(buf[1..9].try_into().unwrap()),
+        want.offset,
+        "{label}"
+    );
+    assert_eq!(
+        (buf[0], buf[9]),
+        (0xaa, 0xaa),
+        "only the 8 bytes of the offset are written"
+    );
+}
+
+#[test]
 fn null_and_invalid_pointers_are_reported() {
     let bytes = common::record(2, &[4, 16], 0, uc_decode::OverlayDtype::None, 3);
     let mut h = uc_record::new();
