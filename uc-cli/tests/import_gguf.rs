@@ -735,3 +735,52 @@ fn smollm2_tokenizer_on_english_text() {
     assert_eq!(chat.get_ids().first(), Some(&1));
     assert_eq!(chat.get_ids().last(), Some(&2));
 }
+
+/// A previous import survives a replacing run that is killed before its install (the hook aborts
+/// the process as kill -9 would) or that fails on a broken file; the next run cleans up after the
+/// killed one.
+#[test]
+fn a_killed_or_failed_import_keeps_the_previous_output() {
+    let s = Scratch::new("killed");
+    let src = s.join("tiny.gguf");
+    write_gguf(&src, &Variant::default());
+    let out = s.join("hf");
+    let run = |args: &[&Path]| {
+        let mut c = Command::new(UC);
+        c.arg("import-gguf")
+            .args(args)
+            .stdin(Stdio::null())
+            .env_remove("UC_TEST_FS_ABORT");
+        c
+    };
+    import_gguf(&opts(&src, &out)).unwrap();
+    let before: Vec<(String, Vec<u8>)> = ["model.safetensors", "config.json", "tokenizer.json"]
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(out.join(n)).unwrap()))
+        .collect();
+    let o = run(&[&src, Path::new("--output-dir"), &out, Path::new("--fresh")])
+        .env("UC_TEST_FS_ABORT", "staged")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the hook did not abort the run");
+    for (n, b) in &before {
+        assert_eq!(&std::fs::read(out.join(n)).unwrap(), b, "{n} changed");
+    }
+    // A broken file with --fresh: refused, the previous import untouched, nothing left beside it.
+    let bad = s.join("bad.gguf");
+    let whole = std::fs::read(&src).unwrap();
+    std::fs::write(&bad, &whole[..whole.len() / 2]).unwrap();
+    let o = run(&[&bad, Path::new("--output-dir"), &out, Path::new("--fresh")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    for (n, b) in &before {
+        assert_eq!(&std::fs::read(out.join(n)).unwrap(), b, "{n} changed");
+    }
+    // The next good run replaces it and removes the killed run's temporary directory.
+    let o = run(&[&src, Path::new("--output-dir"), &out, Path::new("--fresh")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(s.entries(), ["bad.gguf", "hf", "tiny.gguf"]);
+}
