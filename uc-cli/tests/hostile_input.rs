@@ -67,7 +67,7 @@ fn gguf(kvs: &[Vec<u8>], tensors: &[Vec<u8>], data_len: usize) -> Vec<u8> {
     for t in tensors {
         v.extend(t);
     }
-    while v.len() % 32 != 0 {
+    while !v.len().is_multiple_of(32) {
         v.push(0);
     }
     v.extend(vec![0u8; data_len]);
