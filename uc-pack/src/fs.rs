@@ -360,7 +360,7 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
         });
     }
     let mut buf = Vec::with_capacity(size as usize);
-    f.take(cap + 1)
+    f.take(cap.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|e| ReadError::Io(FsError::at(path, "read")(e)))?;
     if buf.len() as u64 > cap {

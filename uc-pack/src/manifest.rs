@@ -5,7 +5,7 @@
 //! extracts what the pack checks need, member by member, so that one bad member does not hide the
 //! others. Unknown members are accepted and ignored.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Schema version written by this implementation.
@@ -94,14 +94,7 @@ impl BpwAccounting {
 
     /// JSON form.
     pub fn to_json(&self) -> Value {
-        obj(vec![
-            ("code_bits", json!(self.code_bits)),
-            ("grid_bits", json!(self.grid_bits)),
-            ("overlay_bits", json!(self.overlay_bits)),
-            ("quantized_params", json!(self.quantized_params)),
-            ("record_bytes", json!(self.record_bytes)),
-            ("scale_bits", json!(self.scale_bits)),
-        ])
+        serde_json::to_value(ser::Accounting::of(self)).unwrap_or(Value::Null)
     }
 }
 
@@ -162,15 +155,99 @@ pub struct Manifest {
     pub provenance: Provenance,
 }
 
-/// Builds a JSON object with its keys inserted in sorted order, so that the text is the same
-/// whether or not `serde_json` preserves insertion order.
-fn obj(mut pairs: Vec<(&str, Value)>) -> Value {
-    pairs.sort_by(|a, b| a.0.cmp(b.0));
-    let mut m = Map::new();
-    for (k, v) in pairs {
-        m.insert(k.to_string(), v);
+/// The serialised manifest (see `Manifest::serialized`); field order is key order.
+mod ser {
+    use serde::Serialize;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize)]
+    pub(super) struct Manifest<'a> {
+        pub base_model: &'a Option<String>,
+        pub bpw: f64,
+        pub bpw_accounting: Accounting,
+        pub created_at: &'a str,
+        pub files: BTreeMap<&'a str, File<'a>>,
+        pub format_version: &'static str,
+        pub license: &'a Option<String>,
+        pub method: &'a str,
+        pub method_version: &'a str,
+        pub model_id: &'a str,
+        pub notes: &'a str,
+        pub provenance: Provenance<'a>,
+        pub schema_version: &'static str,
+        pub size_bytes: u64,
+        pub tensors: BTreeMap<&'a str, Tensor<'a>>,
+        pub tooling_version: &'a str,
     }
-    Value::Object(m)
+
+    #[derive(Serialize)]
+    pub(super) struct File<'a> {
+        pub sha256: &'a str,
+        pub size_bytes: u64,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Provenance<'a> {
+        pub calibration_sha256: &'a Option<String>,
+        pub environment: Value,
+        pub options: Value,
+        pub seed: Option<u64>,
+        pub source_files: &'a BTreeMap<String, String>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Tensor<'a> {
+        pub bits: u8,
+        pub bytes: u64,
+        pub crc32: &'a str,
+        pub file: &'a str,
+        pub overlay_dtype: &'a str,
+        pub rank: u32,
+        pub recon_sha256: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub rel_l2: Option<f64>,
+        pub shape: &'a [u64],
+    }
+
+    impl<'a> Tensor<'a> {
+        pub fn of(t: &'a super::TensorEntry) -> Self {
+            Tensor {
+                bits: t.bits,
+                bytes: t.bytes,
+                crc32: &t.crc32,
+                file: &t.file,
+                overlay_dtype: &t.overlay_dtype,
+                rank: t.rank,
+                recon_sha256: &t.recon_sha256,
+                rel_l2: t.rel_l2,
+                shape: &t.shape,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Accounting {
+        pub code_bits: u64,
+        pub grid_bits: u64,
+        pub overlay_bits: u64,
+        pub quantized_params: u64,
+        pub record_bytes: u64,
+        pub scale_bits: u64,
+    }
+
+    impl Accounting {
+        pub fn of(a: &super::BpwAccounting) -> Self {
+            Accounting {
+                code_bits: a.code_bits,
+                grid_bits: a.grid_bits,
+                overlay_bits: a.overlay_bits,
+                quantized_params: a.quantized_params,
+                record_bytes: a.record_bytes,
+                scale_bits: a.scale_bits,
+            }
+        }
+    }
 }
 
 fn sorted(m: &Map<String, Value>) -> Value {
@@ -193,20 +270,7 @@ fn sorted(m: &Map<String, Value>) -> Value {
 impl TensorEntry {
     /// JSON form.
     pub fn to_json(&self) -> Value {
-        let mut pairs = vec![
-            ("bits", json!(self.bits)),
-            ("bytes", json!(self.bytes)),
-            ("crc32", json!(self.crc32)),
-            ("file", json!(self.file)),
-            ("overlay_dtype", json!(self.overlay_dtype)),
-            ("rank", json!(self.rank)),
-            ("recon_sha256", json!(self.recon_sha256)),
-            ("shape", json!(self.shape)),
-        ];
-        if let Some(e) = self.rel_l2 {
-            pairs.push(("rel_l2", json!(e)));
-        }
-        obj(pairs)
+        serde_json::to_value(ser::Tensor::of(self)).unwrap_or(Value::Null)
     }
 }
 
@@ -218,52 +282,56 @@ impl Manifest {
 
     /// The JSON value, with `schema_version`, `format_version`, `bpw` and `size_bytes` derived.
     pub fn to_json(&self) -> Value {
-        let mut files = Map::new();
-        for (k, f) in &self.files {
-            files.insert(
-                k.clone(),
-                obj(vec![("sha256", json!(f.sha256)), ("size_bytes", json!(f.size_bytes))]),
-            );
-        }
-        let mut tensors = Map::new();
-        for (k, t) in &self.tensors {
-            tensors.insert(k.clone(), t.to_json());
-        }
+        serde_json::to_value(self.serialized()).unwrap_or(Value::Null)
+    }
+
+    /// The serialised form (serde derive: this is data the project writes and trusts; the reading
+    /// side stays the hand-written [`check_manifest`], which reports every issue with its place).
+    /// Members are declared in sorted order so that the text is the same whether or not
+    /// `serde_json` preserves insertion order; free-form objects are sorted recursively.
+    fn serialized(&self) -> ser::Manifest<'_> {
         let p = &self.provenance;
-        let mut sources = Map::new();
-        for (k, v) in &p.source_files {
-            sources.insert(k.clone(), json!(v));
+        ser::Manifest {
+            base_model: &self.base_model,
+            bpw: self.bpw_accounting.bpw(),
+            bpw_accounting: ser::Accounting::of(&self.bpw_accounting),
+            created_at: &self.created_at,
+            files: self
+                .files
+                .iter()
+                .map(|(k, f)| {
+                    (
+                        k.as_str(),
+                        ser::File {
+                            sha256: &f.sha256,
+                            size_bytes: f.size_bytes,
+                        },
+                    )
+                })
+                .collect(),
+            format_version: FORMAT_VERSION,
+            license: &self.license,
+            method: &self.method,
+            method_version: &self.method_version,
+            model_id: &self.model_id,
+            notes: &self.notes,
+            provenance: ser::Provenance {
+                calibration_sha256: &p.calibration_sha256,
+                environment: sorted(&p.environment),
+                options: sorted(&p.options),
+                seed: p.seed,
+                source_files: &p.source_files,
+            },
+            schema_version: SCHEMA_VERSION,
+            size_bytes: self.size_bytes(),
+            tensors: self.tensors.iter().map(|(k, t)| (k.as_str(), ser::Tensor::of(t))).collect(),
+            tooling_version: &self.tooling_version,
         }
-        let provenance = obj(vec![
-            ("calibration_sha256", json!(p.calibration_sha256)),
-            ("environment", sorted(&p.environment)),
-            ("options", sorted(&p.options)),
-            ("seed", json!(p.seed)),
-            ("source_files", Value::Object(sources)),
-        ]);
-        obj(vec![
-            ("base_model", json!(self.base_model)),
-            ("bpw", json!(self.bpw_accounting.bpw())),
-            ("bpw_accounting", self.bpw_accounting.to_json()),
-            ("created_at", json!(self.created_at)),
-            ("files", Value::Object(files)),
-            ("format_version", json!(FORMAT_VERSION)),
-            ("license", json!(self.license)),
-            ("method", json!(self.method)),
-            ("method_version", json!(self.method_version)),
-            ("model_id", json!(self.model_id)),
-            ("notes", json!(self.notes)),
-            ("provenance", provenance),
-            ("schema_version", json!(SCHEMA_VERSION)),
-            ("size_bytes", json!(self.size_bytes())),
-            ("tensors", Value::Object(tensors)),
-            ("tooling_version", json!(self.tooling_version)),
-        ])
     }
 
     /// The manifest's text: pretty-printed JSON with sorted keys and a final newline.
     pub fn to_json_string(&self) -> String {
-        let mut s = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
+        let mut s = serde_json::to_string_pretty(&self.serialized()).unwrap_or_default();
         s.push('\n');
         s
     }
@@ -688,6 +756,7 @@ fn check_provenance(cx: &mut Ctx, p: &Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn sample() -> Manifest {
         let mut files = BTreeMap::new();
