@@ -595,16 +595,16 @@ fn rejects_broken_inputs() {
 
     let not_gguf = s.join("not.gguf");
     std::fs::write(&not_gguf, b"this is not a GGUF file at all, just some text\n").unwrap();
-    expect_bad(&s, &not_gguf, "not a readable GGUF file");
+    expect_bad(&s, &not_gguf, "not a valid GGUF file");
 
     let empty = s.join("empty.gguf");
     std::fs::write(&empty, b"").unwrap();
-    expect_bad(&s, &empty, "not a readable GGUF file");
+    expect_bad(&s, &empty, "not a valid GGUF file");
 
     // Cut inside the metadata (the vocabulary) and inside the tensor data.
     let cut_header = s.join("cut-header.gguf");
     std::fs::write(&cut_header, &bytes[..2000]).unwrap();
-    expect_bad(&s, &cut_header, "not a readable GGUF file");
+    expect_bad(&s, &cut_header, "not a valid GGUF file");
     let cut_data = s.join("cut-data.gguf");
     std::fs::write(&cut_data, &bytes[..bytes.len() - 5000]).unwrap();
     expect_bad(&s, &cut_data, "does not fit");
