@@ -158,33 +158,57 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     Ok(())
 }
 
-fn summary_json(s: &CompressSummary) -> serde_json::Value {
-    json!({
-        "output_dir": s.output_dir.display().to_string(),
-        "tensors_quantized": s.tensors.iter().filter(|t| t.bits.is_some()).count(),
-        "tensors_verbatim": s.tensors.iter().filter(|t| t.bits.is_none()).count(),
-        "quantized_params": s.quantized_params,
-        "total_params": s.total_params,
-        "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
-        "ratio": s.bytes_in as f64 / s.bytes_out.max(1) as f64,
-        "bpw": s.bpw,
-        "bpw_records": s.bpw_records,
-        "mean_rel_l2": s.mean_rel_l2,
-        "worst_rel_l2": s.worst_rel_l2.as_ref().map(|(n, v)| json!({"tensor": n, "rel_l2": v})),
-        "resumed_steps": s.resumed,
-        "seconds": s.seconds,
-        "peak_rss_bytes": s.peak_rss,
-        "verification_checks_passed": s.checks_passed,
-        "calibration": s.calibration.as_ref().map(|c| json!({
-            "text_sha256": c.text_sha256, "tokens": c.tokens,
-            "layers": c.layers.iter().map(|l| json!({"layer": l.layer, "objective": l.objective.name(), "loss_base": l.loss_base, "loss_svd": l.loss_svd,
-                "loss_init": l.loss_init, "loss_final": l.loss_final, "distilled": l.distilled})).collect::<Vec<_>>(),
-        })),
-        "tensors": s.tensors.iter().map(|t| json!({
-            "name": t.name, "shape": t.shape, "bits": t.bits, "rank": t.rank, "bytes": t.bytes, "rel_l2": t.rel_l2,
-        })).collect::<Vec<_>>(),
-    })
+/// The `--json` summary (serde derive; members in key order).
+#[derive(serde::Serialize)]
+struct SummaryJson<'a> {
+    bpw: f64,
+    bpw_records: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+    calibration: Option<&'a uc_encode::calibrate::CalibReport>,
+    mean_rel_l2: f64,
+    output_dir: String,
+    peak_rss_bytes: Option<u64>,
+    quantized_params: u64,
+    ratio: f64,
+    resumed_steps: usize,
+    seconds: f64,
+    tensors: &'a [uc_encode::TensorSummary],
+    tensors_quantized: usize,
+    tensors_verbatim: usize,
+    total_params: u64,
+    verification_checks_passed: usize,
+    worst_rel_l2: Option<Worst<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Worst<'a> {
+    rel_l2: f64,
+    tensor: &'a str,
+}
+
+fn summary_json(s: &CompressSummary) -> SummaryJson<'_> {
+    let quantized = s.tensors.iter().filter(|t| t.bits.is_some()).count();
+    SummaryJson {
+        bpw: s.bpw,
+        bpw_records: s.bpw_records,
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+        calibration: s.calibration.as_ref(),
+        mean_rel_l2: s.mean_rel_l2,
+        output_dir: s.output_dir.display().to_string(),
+        peak_rss_bytes: s.peak_rss,
+        quantized_params: s.quantized_params,
+        ratio: s.bytes_in as f64 / s.bytes_out.max(1) as f64,
+        resumed_steps: s.resumed,
+        seconds: s.seconds,
+        tensors: &s.tensors,
+        tensors_quantized: quantized,
+        tensors_verbatim: s.tensors.len() - quantized,
+        total_params: s.total_params,
+        verification_checks_passed: s.checks_passed,
+        worst_rel_l2: s.worst_rel_l2.as_ref().map(|(n, v)| Worst { rel_l2: *v, tensor: n }),
+    }
 }
 
 fn summary_text(s: &CompressSummary, out: &mut String) {

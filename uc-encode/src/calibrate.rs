@@ -26,7 +26,7 @@ pub struct CalibOptions {
 }
 
 /// What calibration did to one layer: losses on the calibration tokens, by [`LayerReport::objective`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LayerReport {
     /// Layer index.
     pub layer: usize,
@@ -46,7 +46,8 @@ pub struct LayerReport {
 }
 
 /// The loss a layer is distilled on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Objective {
     /// Mean squared difference of the layer output and the teacher's.
     Mse,
@@ -74,7 +75,7 @@ impl Objective {
 }
 
 /// The calibration summary of a run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CalibReport {
     /// SHA-256 of the calibration file.
     pub text_sha256: String,

@@ -34,8 +34,8 @@ pub struct CompressOptions {
     pub calibration: Option<std::sync::Arc<dyn crate::calibrate::Calibrator>>,
 }
 
-/// Per-tensor result.
-#[derive(Debug, Clone)]
+/// Per-tensor result (serialised as the CLI's `--json` summary entry).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TensorSummary {
     /// Name.
     pub name: String,

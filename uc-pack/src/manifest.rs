@@ -324,7 +324,11 @@ impl Manifest {
             },
             schema_version: SCHEMA_VERSION,
             size_bytes: self.size_bytes(),
-            tensors: self.tensors.iter().map(|(k, t)| (k.as_str(), ser::Tensor::of(t))).collect(),
+            tensors: self
+                .tensors
+                .iter()
+                .map(|(k, t)| (k.as_str(), ser::Tensor::of(t)))
+                .collect(),
             tooling_version: &self.tooling_version,
         }
     }
