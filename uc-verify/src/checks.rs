@@ -225,3 +225,10 @@ mod tests {
         assert!(!cites("(R-12.11)", "R-12.1") && !cites("R-12.1.2", "R-12.1") && !cites("XR-12.1", "R-12.1"));
     }
 }
+
+impl serde::Serialize for CheckName {
+    /// A check serialises as its stable name (receipts).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}

@@ -12,7 +12,7 @@
 
 use crate::checks::CheckName;
 use rayon::prelude::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -80,10 +80,11 @@ impl Default for PackOptions<'_> {
 }
 
 /// One named check and its result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     /// The check; its stable name, e.g. `file.digest` or `tensor.record`, is
     /// [`CheckName::name`].
+    #[serde(rename = "check")]
     pub name: CheckName,
     /// Passed?
     pub ok: bool,
@@ -133,14 +134,7 @@ impl Check {
 
     /// JSON form for receipts.
     pub fn to_json(&self) -> Value {
-        json!({
-            "check": self.name.name(),
-            "ok": self.ok,
-            "file": self.file,
-            "tensor": self.tensor,
-            "offset": self.offset,
-            "message": self.message,
-        })
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -163,7 +157,7 @@ impl fmt::Display for Check {
 }
 
 /// A file of the pack as found on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileReport {
     /// Relative name (`/`-separated).
     pub name: String,
@@ -174,7 +168,7 @@ pub struct FileReport {
 }
 
 /// Reconstruction error of one tensor against the source model (`--against`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AgainstReport {
     /// Source safetensors file (relative to the source directory).
     pub source_file: String,
@@ -187,7 +181,7 @@ pub struct AgainstReport {
 }
 
 /// A record found in the pack and verified.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TensorReport {
     /// Tensor name.
     pub name: String,
@@ -216,27 +210,7 @@ pub struct TensorReport {
 impl TensorReport {
     /// JSON form for receipts.
     pub fn to_json(&self) -> Value {
-        let against = self.against.as_ref().map(|a| {
-            json!({
-                "source_file": a.source_file,
-                "source_dtype": a.source_dtype,
-                "rel_l2": a.rel_l2,
-                "max_abs": a.max_abs,
-            })
-        });
-        json!({
-            "name": self.name,
-            "file": self.file,
-            "file_offset": self.file_offset,
-            "shape": self.shape,
-            "bits": self.bits,
-            "rank": self.rank,
-            "overlay_dtype": self.overlay_dtype,
-            "bytes": self.bytes,
-            "crc32": self.crc32,
-            "recon_sha256": self.recon_sha256,
-            "against": against,
-        })
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
@@ -267,28 +241,50 @@ impl PackReport {
     /// verified. `pack_name` should be the directory's last component (no full path: it may name
     /// a user).
     pub fn receipt(&self, pack_name: &str, time: &str, against: bool) -> Value {
-        json!({
-            "tool": "uc-verify",
-            "tool_version": env!("CARGO_PKG_VERSION"),
-            "format_version": manifest::FORMAT_VERSION,
-            "mode": "pack",
-            "time": time,
-            "host": uc_pack::env::host_fingerprint(),
-            "pack": {
-                "name": pack_name,
-                "fingerprint": self.fingerprint,
-                "size_bytes": self.files.iter().fold(0u64, |a, f| a.saturating_add(f.size_bytes)),
-                "files": self.files.iter().map(|f| json!({
-                    "name": f.name, "sha256": f.sha256, "size_bytes": f.size_bytes,
-                })).collect::<Vec<_>>(),
+        #[derive(serde::Serialize)]
+        struct Receipt<'a> {
+            tool: &'static str,
+            tool_version: &'static str,
+            format_version: &'static str,
+            mode: &'static str,
+            time: &'a str,
+            host: Value,
+            pack: PackPart<'a>,
+            bpw: f64,
+            bpw_accounting: Value,
+            against: bool,
+            checks: &'a [Check],
+            tensors: &'a [TensorReport],
+            verified: bool,
+        }
+        #[derive(serde::Serialize)]
+        struct PackPart<'a> {
+            name: &'a str,
+            fingerprint: &'a str,
+            size_bytes: u64,
+            files: &'a [FileReport],
+        }
+        serde_json::to_value(Receipt {
+            tool: "uc-verify",
+            tool_version: env!("CARGO_PKG_VERSION"),
+            format_version: manifest::FORMAT_VERSION,
+            mode: "pack",
+            time,
+            host: uc_pack::env::host_fingerprint(),
+            pack: PackPart {
+                name: pack_name,
+                fingerprint: &self.fingerprint,
+                size_bytes: self.files.iter().fold(0u64, |a, f| a.saturating_add(f.size_bytes)),
+                files: &self.files,
             },
-            "bpw": self.accounting.bpw(),
-            "bpw_accounting": self.accounting.to_json(),
-            "against": against,
-            "checks": self.checks.iter().map(Check::to_json).collect::<Vec<_>>(),
-            "tensors": self.tensors.iter().map(TensorReport::to_json).collect::<Vec<_>>(),
-            "verified": self.verified,
+            bpw: self.accounting.bpw(),
+            bpw_accounting: self.accounting.to_json(),
+            against,
+            checks: &self.checks,
+            tensors: &self.tensors,
+            verified: self.verified,
         })
+        .unwrap_or(Value::Null)
     }
 }
 
