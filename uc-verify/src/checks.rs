@@ -89,6 +89,13 @@ impl PartialEq<&str> for CheckName {
     }
 }
 
+impl serde::Serialize for CheckName {
+    /// A check serialises as its stable name (receipts).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CheckName;
@@ -223,12 +230,5 @@ mod tests {
         assert_eq!(CheckName::from_name("no.such.check"), None);
         assert!(cites("(R-12.1)", "R-12.1") && cites("R-12.1.", "R-12.1") && cites("R-12.1 to R-12.8", "R-12.1"));
         assert!(!cites("(R-12.11)", "R-12.1") && !cites("R-12.1.2", "R-12.1") && !cites("XR-12.1", "R-12.1"));
-    }
-}
-
-impl serde::Serialize for CheckName {
-    /// A check serialises as its stable name (receipts).
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
     }
 }
