@@ -98,6 +98,15 @@ fn flag(option: &'static str) -> String {
     format!("--{}", f.replace('_', "-"))
 }
 
+/// The exit status of a failed command: 1 when a pack failed verification (the one written, or one
+/// read), 2 for a usage, input or I/O problem.
+fn exit_code(e: &CompressError) -> u8 {
+    match e {
+        CompressError::Verification(_) => 1,
+        _ => 2,
+    }
+}
+
 /// The error as the user reads it: option fields shown as flags, and what to do next where the
 /// answer is a flag of this command line.
 fn message(e: &CompressError) -> String {
@@ -129,7 +138,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("uc: error: {}", uc_pack::text::esc(&message(&e)));
-            ExitCode::from(e.exit_code())
+            ExitCode::from(exit_code(&e))
         }
     }
 }

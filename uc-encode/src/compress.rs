@@ -35,7 +35,7 @@ pub fn seed_for(seed: u64, name: &str) -> u64 {
 }
 
 /// The work directory beside the output: `.<name>.uc-work`.
-pub fn work_dir(output: &Path) -> PathBuf {
+pub(crate) fn work_dir(output: &Path) -> PathBuf {
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

@@ -11,8 +11,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Why a command failed. Every variant maps to exit code 2 (usage or input/output problem), except
-/// [`CompressError::Verification`], which maps to 1.
+/// Why a command failed. The CLI decides the exit codes (`uc-cli`: 1 for a failed verification,
+/// 2 for everything else).
 #[derive(Debug)]
 pub enum CompressError {
     /// An option's value is not allowed: `option` is the option field (`"bpw"`, `"calibration.ctx"`).
@@ -117,14 +117,6 @@ pub enum CompressError {
 }
 
 impl CompressError {
-    /// Process exit code: 1 for a failed verification, 2 for everything else.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CompressError::Verification(_) => 1,
-            _ => 2,
-        }
-    }
-
     /// Whether the journal stays valid after this error, so that rerunning the same command resumes
     /// (I/O, numerics, a busy or inconsistent work directory, a failed verification, a bug) rather
     /// than failing the same way again (the source or the options must change).
