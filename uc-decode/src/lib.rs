@@ -340,7 +340,8 @@ impl<'a> Record<'a> {
     /// Adds the overlay product to a decoded `W_base` in place, in the reference order of spec
     /// for each `(i, j)`, `acc = 0; for k in 0..r { acc = acc + U[i,k] * V[k,j] }` with
     /// every operation a separately rounded binary32 operation (no fused multiply-add), then
-    /// `W[i,j] = W_base[i,j] + acc`. Does nothing when `r = 0`. `out` must hold the whole tensor.
+    /// `W[i,j] = W_base[i,j] + acc`. With `r = 0` the sum is empty, so `acc = +0.0` and every −0 of
+    /// `W_base` becomes +0. `out` must hold the whole tensor.
     pub fn merge_overlay_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
         if out.len() as u64 != self.layout.n {
             return Err(DecodeError::OutputLength {
@@ -349,6 +350,10 @@ impl<'a> Record<'a> {
             });
         }
         if self.overlay_rank() == 0 {
+            // with r = 0: acc stays +0.0 and W = W_base + acc, which turns −0 into +0.
+            for o in out.iter_mut() {
+                *o += 0.0;
+            }
             return Ok(());
         }
         let cols = self.layout.cols as usize;
@@ -420,7 +425,12 @@ impl Iterator for MergedBlocks<'_, '_> {
     fn next(&mut self) -> Option<Block> {
         let mut b = self.inner.next()?;
         let rec = self.inner.rec;
-        if rec.overlay_rank() > 0 {
+        if rec.overlay_rank() == 0 {
+            // As merge_overlay_into: W = W_base + (+0.0), so −0 becomes +0.
+            for w in b.values[..b.len].iter_mut() {
+                *w += 0.0;
+            }
+        } else {
             // The block's elements, split at row ends: each run is one row segment.
             let cols = rec.layout.cols;
             let mut idx = b.index * BLOCK as u64;

@@ -608,13 +608,34 @@ fn merge_overlay_matches_the_reference_order() {
             }
         }
     }
-    // Rank 0: merging leaves the values as they are.
-    let rec = Rec::random(3, &[8, 8], &mut rng);
+    // Rank 0: the sum is empty, acc = +0.0 and W = W_base + acc: every value stays, but −0
+    // becomes +0. A grid with −0 makes sure some element is −0.
+    let mut rec = Rec::random(3, &[8, 8], &mut rng);
+    rec.grid[0] = -0.0;
+    rec.codes[5] = 0;
+    let rec = Rec::write(
+        3,
+        &[8, 8],
+        0,
+        OverlayDtype::None,
+        rec.grid.clone(),
+        rec.scales.clone(),
+        rec.codes.clone(),
+    );
     let rd = rec.parse();
     let mut got = vec![0f32; 64];
     rd.decode_into(&mut got).unwrap();
+    assert_eq!(got[5].to_bits(), 0x8000_0000, "W_base holds a -0");
     rd.merge_overlay_into(&mut got).unwrap();
-    assert_eq!(to_bits(&got), rec.expected());
+    let want: Vec<u32> = rec
+        .expected()
+        .iter()
+        .map(|&b| (f32::from_bits(b) + 0.0).to_bits())
+        .collect();
+    assert_eq!(to_bits(&got), want);
+    assert_eq!(got[5].to_bits(), 0, "-0 + (+0) = +0");
+    let streamed: Vec<f32> = rd.merged_blocks().flat_map(|b| b.as_slice().to_vec()).collect();
+    assert_eq!(to_bits(&streamed), want);
     let (mut u, mut v) = (Vec::<f32>::new(), Vec::<f32>::new());
     rd.overlay_u_into(&mut u).unwrap();
     rd.overlay_v_into(&mut v).unwrap();
