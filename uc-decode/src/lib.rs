@@ -356,13 +356,51 @@ impl<'a> Record<'a> {
             }
             return Ok(());
         }
-        let cols = self.layout.cols as usize;
-        for (i, row) in out.chunks_mut(cols).enumerate() {
-            for (c, seg) in row.chunks_mut(SEGMENT).enumerate() {
-                self.add_overlay_segment(i as u64, (c * SEGMENT) as u64, seg);
+        let (rows, cols) = (self.layout.rows as usize, self.layout.cols as usize);
+        let r = u64::from(self.overlay_rank());
+        let v0 = self.layout.rows * r;
+        // Blocks of ROWS_AT_ONCE rows x SEGMENT columns: each V segment is converted once per k and
+        // used for every row of the block; each element keeps its own accumulator, so it sees
+        // exactly the reference sequence (see add_overlay_segment).
+        let mut acc = [[0f32; SEGMENT]; ROWS_AT_ONCE];
+        let mut vbuf = [0f32; SEGMENT];
+        for i0 in (0..rows).step_by(ROWS_AT_ONCE) {
+            let nr = ROWS_AT_ONCE.min(rows - i0);
+            for j0 in (0..cols).step_by(SEGMENT) {
+                let nc = SEGMENT.min(cols - j0);
+                for a in acc[..nr].iter_mut() {
+                    a[..nc].fill(0.0);
+                }
+                for k in 0..r {
+                    self.factor_values(v0 + k * cols as u64 + j0 as u64, &mut vbuf[..nc]);
+                    for (ii, a) in acc[..nr].iter_mut().enumerate() {
+                        let u = self.overlay_value((i0 + ii) as u64 * r + k);
+                        for (x, v) in a[..nc].iter_mut().zip(&vbuf[..nc]) {
+                            *x += u * *v;
+                        }
+                    }
+                }
+                for (ii, a) in acc[..nr].iter().enumerate() {
+                    let row = &mut out[(i0 + ii) * cols + j0..(i0 + ii) * cols + j0 + nc];
+                    for (o, x) in row.iter_mut().zip(&a[..nc]) {
+                        *o += *x;
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Converts `out.len()` consecutive overlay factor values starting at factor index `first`
+    /// (exact, R-8.3), with the dtype decided once.
+    fn factor_values(&self, first: u64, out: &mut [f32]) {
+        let at = (first * 2) as usize;
+        let bytes = &self.overlay[at..at + 2 * out.len()];
+        let halves = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+        match self.overlay_dtype() {
+            OverlayDtype::Bf16 => out.iter_mut().zip(halves).for_each(|(o, h)| *o = bf16_to_f32(h)),
+            _ => out.iter_mut().zip(halves).for_each(|(o, h)| *o = f16_to_f32(h)),
+        }
     }
 
     /// Adds the overlay product to `out`, the elements `(i, j0..j0 + out.len())` of one row, in the
@@ -375,16 +413,21 @@ impl<'a> Record<'a> {
         let (rows, cols) = (self.layout.rows, self.layout.cols);
         let v0 = rows * r;
         let mut acc = [0f32; SEGMENT];
-        let acc = &mut acc[..out.len()];
-        for k in 0..r {
-            let u = self.overlay_value(i * r + k);
-            let base = v0 + k * cols + j0;
-            for (jj, a) in acc.iter_mut().enumerate() {
-                *a += u * self.overlay_value(base + jj as u64);
+        let mut vbuf = [0f32; SEGMENT];
+        for (c, seg) in out.chunks_mut(SEGMENT).enumerate() {
+            let j = j0 + (c * SEGMENT) as u64;
+            let acc = &mut acc[..seg.len()];
+            acc.fill(0.0);
+            for k in 0..r {
+                let u = self.overlay_value(i * r + k);
+                self.factor_values(v0 + k * cols + j, &mut vbuf[..seg.len()]);
+                for (a, v) in acc.iter_mut().zip(vbuf.iter()) {
+                    *a += u * *v;
+                }
             }
-        }
-        for (o, a) in out.iter_mut().zip(acc.iter()) {
-            *o += *a;
+            for (o, a) in seg.iter_mut().zip(acc.iter()) {
+                *o += *a;
+            }
         }
     }
 
@@ -452,7 +495,10 @@ impl Iterator for MergedBlocks<'_, '_> {
 }
 
 /// Elements of one row whose overlay terms are accumulated together (a stack buffer).
-const SEGMENT: usize = 256;
+const SEGMENT: usize = 128;
+/// Rows merged together, so that each converted V segment serves several rows (2 KiB of stack
+/// accumulators with [`SEGMENT`]).
+const ROWS_AT_ONCE: usize = 4;
 
 /// One element of `W_base` by spec: the binary16 block scale (as its bit pattern) times the
 /// grid value, one binary32 multiply. The decoder's reference path and the encoder's

@@ -561,11 +561,13 @@ fn overlay_factors_are_exact() {
 #[test]
 fn merge_overlay_matches_the_reference_order() {
     let mut rng = Rng::new(0x5eed_0006);
-    // 40 x 70: blocks cross row ends; 40 x 600: rows longer than one accumulation segment.
+    // 40 x 70: blocks cross row ends; 40 x 600 and 41 x 300: rows longer than one accumulation
+    // segment, and a row count that is not a multiple of the rows merged together.
     for (dt, shape) in [
         (OverlayDtype::F16, (40, 70)),
         (OverlayDtype::Bf16, (40, 70)),
         (OverlayDtype::Bf16, (40, 600)),
+        (OverlayDtype::F16, (41, 300)),
     ] {
         for r in [1u32, 32] {
             let rec = overlay_rec_shaped(dt, r, false, shape, &mut rng);
