@@ -380,13 +380,27 @@ pub fn parse_header_json(json: &[u8], file_len: u64) -> Result<Header, HeaderErr
             "header does not start with '{'",
         ));
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        HeaderError::new(
-            HeaderErrorKind::Json,
-            BASE + crate::jsonscan::line_col_to_offset(text, e.line(), e.column()),
-            format!("header is not valid JSON: {e}"),
-        )
-    })?;
+    // The top level as (name → the entry's text), each entry checked one at a time below: memory
+    // is about the names plus one entry, not a Value tree of the whole header. Keys come out
+    // sorted, as a Value object's would; duplicates are found by the scan that follows.
+    let top: Result<BTreeMap<String, &serde_json::value::RawValue>, _> = serde_json::from_str(text);
+    let top = match top {
+        Ok(t) => t,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(HeaderError::new(
+                HeaderErrorKind::NotObject,
+                BASE,
+                "header is not a JSON object",
+            ));
+        }
+        Err(e) => {
+            return Err(HeaderError::new(
+                HeaderErrorKind::Json,
+                BASE + crate::jsonscan::line_col_to_offset(text, e.line(), e.column()),
+                format!("header is not valid JSON: {e}"),
+            ));
+        }
+    };
     let keys = crate::jsonscan::scan(text).map_err(|d| {
         HeaderError::new(
             HeaderErrorKind::DuplicateKey,
@@ -395,17 +409,18 @@ pub fn parse_header_json(json: &[u8], file_len: u64) -> Result<Header, HeaderErr
         )
     })?;
     let key_offset = |name: &str| BASE + keys.get(name).copied().unwrap_or(0) as u64;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| HeaderError::new(HeaderErrorKind::NotObject, BASE, "header is not a JSON object"))?;
     let data_start = BASE + n;
     let data_len = file_len
         .checked_sub(data_start)
         .ok_or_else(|| HeaderError::new(HeaderErrorKind::Truncated, file_len, "file ends inside the header"))?;
     let mut metadata = BTreeMap::new();
-    let mut tensors = Vec::with_capacity(obj.len().min(1 << 16));
-    for (name, entry) in obj {
+    let mut tensors = Vec::with_capacity(top.len().min(1 << 16));
+    for (name, raw) in &top {
         let at = key_offset(name);
+        // One entry as a Value at a time (it is valid JSON: the parse above checked it).
+        let entry: Value = serde_json::from_str(raw.get())
+            .map_err(|e| HeaderError::new(HeaderErrorKind::Json, at, format!("header is not valid JSON: {e}")))?;
+        let entry = &entry;
         if name == METADATA_KEY {
             let m = entry
                 .as_object()

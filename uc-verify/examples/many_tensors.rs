@@ -19,7 +19,27 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(240_000);
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "/tmp/uc-many-tensors".into()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // VERIFY_ONLY=1: verify the pack a previous run left (KEEP=1), so that peak RSS is the
+    // verifier's alone.
+    if std::env::var_os("VERIFY_ONLY").is_none() {
+        write(n, &dir);
+    }
+    let t = Instant::now();
+    let r = uc_verify::verify_pack(&dir, &uc_verify::PackOptions::default()).expect("verify");
+    println!(
+        "verified={} ({} checks) in {:.1} s, peak RSS {:.0} MB",
+        r.verified,
+        r.checks.len(),
+        t.elapsed().as_secs_f64(),
+        peak_rss_mb()
+    );
+    if std::env::var_os("KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn write(n: usize, dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
     let t = Instant::now();
     let opts = WriterOptions {
         shard_size: std::env::var("SHARD")
@@ -28,7 +48,7 @@ fn main() {
             .unwrap_or(1 << 20),
         ..WriterOptions::default()
     };
-    let mut w = PackWriter::with_options(&dir, opts).expect("writer");
+    let mut w = PackWriter::with_options(dir, opts).expect("writer");
     let data: Vec<u8> = (0..16).flat_map(|i| (i as f32).to_le_bytes()).collect();
     for i in 0..n {
         w.add_verbatim(&format!("t.{i:07}.weight"), Dtype::F32, &[16], &data)
@@ -41,14 +61,4 @@ fn main() {
         s.safetensors_files.len(),
         t.elapsed().as_secs_f64()
     );
-    let t = Instant::now();
-    let r = uc_verify::verify_pack(&dir, &uc_verify::PackOptions::default()).expect("verify");
-    println!(
-        "verified={} ({} checks) in {:.1} s, peak RSS {:.0} MB",
-        r.verified,
-        r.checks.len(),
-        t.elapsed().as_secs_f64(),
-        peak_rss_mb()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
 }
