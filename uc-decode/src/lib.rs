@@ -431,6 +431,40 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// Adds the overlay product to `out`, which holds `W_base` elements `[start, start +
+    /// out.len())` in row-major order, in the reference order of R-8.5 (with `r = 0`, `+0.0`): the
+    /// same bits as [`Record::merge_overlay_into`] on those elements, for a caller that streams the
+    /// tensor in chunks.
+    pub fn merge_overlay_range_into(&self, start: u64, out: &mut [f32]) -> Result<(), DecodeError> {
+        match start.checked_add(out.len() as u64) {
+            Some(end) if end <= self.layout.n => {}
+            end => {
+                return Err(DecodeError::OutOfRange {
+                    start,
+                    end: end.unwrap_or(u64::MAX),
+                    len: self.layout.n,
+                });
+            }
+        }
+        if self.overlay_rank() == 0 {
+            for o in out.iter_mut() {
+                *o += 0.0;
+            }
+            return Ok(());
+        }
+        let cols = self.layout.cols;
+        let mut idx = start;
+        let mut done = 0usize;
+        while done < out.len() {
+            let (i, j) = (idx / cols, idx % cols);
+            let run = ((cols - j) as usize).min(out.len() - done);
+            self.add_overlay_segment(i, j, &mut out[done..done + run]);
+            done += run;
+            idx += run as u64;
+        }
+        Ok(())
+    }
+
     /// The overlay product at flat element `idx` (row `i = idx / cols`, column `j = idx % cols`)
     /// in the reference order of spec: `acc = +0.0; for k in 0..r { acc = acc + U[i,k] *
     /// V[k,j] }`, each operation a separately rounded binary32 operation. The one home of that
@@ -467,25 +501,11 @@ impl Iterator for MergedBlocks<'_, '_> {
 
     fn next(&mut self) -> Option<Block> {
         let mut b = self.inner.next()?;
-        let rec = self.inner.rec;
-        if rec.overlay_rank() == 0 {
-            // As merge_overlay_into: W = W_base + (+0.0), so −0 becomes +0.
-            for w in b.values[..b.len].iter_mut() {
-                *w += 0.0;
-            }
-        } else {
-            // The block's elements, split at row ends: each run is one row segment.
-            let cols = rec.layout.cols;
-            let mut idx = b.index * BLOCK as u64;
-            let mut done = 0usize;
-            while done < b.len {
-                let (i, j) = (idx / cols, idx % cols);
-                let run = ((cols - j) as usize).min(b.len - done);
-                rec.add_overlay_segment(i, j, &mut b.values[done..done + run]);
-                done += run;
-                idx += run as u64;
-            }
-        }
+        // In range by construction; r = 0 adds +0.0, so −0 becomes +0.
+        let _ = self
+            .inner
+            .rec
+            .merge_overlay_range_into(b.index * BLOCK as u64, &mut b.values[..b.len]);
         Some(b)
     }
 

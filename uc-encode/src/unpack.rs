@@ -208,18 +208,53 @@ impl Decoder {
         }
     }
 
-    fn decode(&self, rec: &Record<'_>, count: usize) -> Result<Vec<f32>, String> {
+    /// Decodes `W_base` and hands it to `each(first_index, values)` in order, chunk by chunk
+    /// (the whole tensor at once from a GPU); returns its `recon_sha256` (lowercase hex), computed
+    /// before `each` sees (and may change) the values.
+    fn decode_each(
+        &self,
+        rec: &Record<'_>,
+        each: &mut ChunkSink<'_>,
+    ) -> Result<String, String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut bytes = Vec::with_capacity(4 * CHUNK);
+        let mut hash = |v: &[f32]| {
+            bytes.clear();
+            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+            h.update(&bytes);
+        };
         match self {
             Decoder::Cpu => {
-                let mut v = vec![0f32; count];
-                rec.decode_into(&mut v).map_err(|e| e.to_string())?;
-                Ok(v)
+                let mut buf = vec![0f32; CHUNK];
+                let n = rec.len();
+                let mut start = 0u64;
+                while start < n {
+                    let k = (n - start).min(CHUNK as u64) as usize;
+                    rec.decode_range_into(start, &mut buf[..k]).map_err(|e| e.to_string())?;
+                    hash(&buf[..k]);
+                    each(start, &mut buf[..k])?;
+                    start += k as u64;
+                }
             }
             #[cfg(feature = "wgpu")]
-            Decoder::Wgpu(gpu) => gpu.decode_to_vec(rec).map_err(|e| format!("GPU decode: {e}")),
+            Decoder::Wgpu(gpu) => {
+                let mut v = gpu.decode_to_vec(rec).map_err(|e| format!("GPU decode: {e}"))?;
+                for (c, chunk) in v.chunks_mut(CHUNK).enumerate() {
+                    hash(chunk);
+                    each((c * CHUNK) as u64, chunk)?;
+                }
+            }
         }
+        Ok(uc_pack::hex(&h.finalize()))
     }
 }
+
+/// Receives decoded values: (index of the first, values it may change).
+type ChunkSink<'a> = dyn FnMut(u64, &mut [f32]) -> Result<(), String> + 'a;
+
+/// Values decoded, hashed and written at a time by [`unpack`].
+const CHUNK: usize = 1 << 16;
 
 /// What [`unpack`] did.
 #[derive(Debug, Clone, Default)]
@@ -310,15 +345,28 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
                     continue;
                 }
                 let rec = Record::parse(&bytes).map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
-                let count = usize::try_from(rec.len()).map_err(|_| bad(&path, format!("tensor {n} too large")))?;
-                let mut v = decoder
-                    .decode(&rec, count)
-                    .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
-                let digest = uc_pack::hex(&uc_pack::recon_sha256_of(&v));
-                if let Some(want) = man
+                let want = man
                     .as_ref()
                     .and_then(|m| m["tensors"][n.as_str()]["recon_sha256"].as_str())
-                {
+                    .map(str::to_string);
+                // W_base is hashed (recon_sha256) before the overlay is merged; then converted
+                // and written. On the CPU this streams in chunks: memory holds one chunk, not
+                // the tensor.
+                let digest = decoder
+                    .decode_each(&rec, &mut |start, chunk| {
+                        if opts.merge_overlay {
+                            rec.merge_overlay_range_into(start, chunk).map_err(|e| e.to_string())?;
+                        }
+                        let mut out = Vec::with_capacity(4 * chunk.len());
+                        match opts.dtype {
+                            OutDtype::F32 => out.extend(chunk.iter().flat_map(|x| x.to_le_bytes())),
+                            OutDtype::F16 => out.extend(chunk.iter().flat_map(|x| f32_to_f16_bits(*x).to_le_bytes())),
+                            OutDtype::Bf16 => out.extend(chunk.iter().flat_map(|x| f32_to_bf16_bits(*x).to_le_bytes())),
+                        }
+                        w.write_all(&out).map_err(|e| format!("{}: {e}", out_path.display()))
+                    })
+                    .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
+                if let Some(want) = want {
                     if want != digest {
                         return Err(CompressError::Verification(format!(
                             "{}: tensor {n}: decoded weights have SHA-256 {digest}, the manifest says {want}",
@@ -327,22 +375,6 @@ pub fn unpack(opts: &UnpackOptions) -> Result<UnpackSummary, CompressError> {
                     }
                     sum.digests_checked += 1;
                 }
-                if opts.merge_overlay {
-                    rec.merge_overlay_into(&mut v)
-                        .map_err(|e| bad(&path, format!("tensor {n}: {e}")))?;
-                }
-                // Converted in chunks: the decoded tensor is held once, not twice.
-                let mut out = Vec::with_capacity(4 * 16384);
-                for chunk in v.chunks(16384) {
-                    out.clear();
-                    match opts.dtype {
-                        OutDtype::F32 => out.extend(chunk.iter().flat_map(|x| x.to_le_bytes())),
-                        OutDtype::F16 => out.extend(chunk.iter().flat_map(|x| f32_to_f16_bits(*x).to_le_bytes())),
-                        OutDtype::Bf16 => out.extend(chunk.iter().flat_map(|x| f32_to_bf16_bits(*x).to_le_bytes())),
-                    }
-                    w.write_all(&out).map_err(|e| io(&out_path, e))?;
-                }
-                drop(v);
                 sum.decoded += 1;
             }
             let file = w.into_inner().map_err(|e| io(&out_path, e.into_error()))?;
