@@ -211,11 +211,7 @@ impl Decoder {
     /// Decodes `W_base` and hands it to `each(first_index, values)` in order, chunk by chunk
     /// (the whole tensor at once from a GPU); returns its `recon_sha256` (lowercase hex), computed
     /// before `each` sees (and may change) the values.
-    fn decode_each(
-        &self,
-        rec: &Record<'_>,
-        each: &mut ChunkSink<'_>,
-    ) -> Result<String, String> {
+    fn decode_each(&self, rec: &Record<'_>, each: &mut ChunkSink<'_>) -> Result<String, String> {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         let mut bytes = Vec::with_capacity(4 * CHUNK);

@@ -977,3 +977,30 @@ fn crafted_names_are_escaped_and_a_killed_receipt_write_keeps_the_old_receipt() 
     let v: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
     assert_eq!(v["verified"], true);
 }
+
+/// Issue #14: the index check was quadratic (a valid pack of 240 000 tensors in 2 shards took
+/// 98 s in a release build; `examples/many_tensors.rs` measures it). 60 000 tensors in 2 shards,
+/// verified in a debug build within a bound that the quadratic check would exceed many times.
+#[test]
+fn a_pack_of_60_000_tensors_verifies_in_linear_time() {
+    let tmp = Scratch::new("many");
+    let dir = tmp.0.join("p");
+    let opts = WriterOptions {
+        shard_size: 2_000_000,
+        ..WriterOptions::default()
+    };
+    let mut w = PackWriter::with_options(&dir, opts).unwrap();
+    let data: Vec<u8> = (0..16).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    for i in 0..60_000 {
+        w.add_verbatim(&format!("t.{i:06}.weight"), Dtype::F32, &[16], &data)
+            .unwrap();
+    }
+    w.set_created_at("2024-01-01T00:00:00Z").unwrap();
+    let s = w.finish().unwrap();
+    assert_eq!(s.safetensors_files.len(), 2);
+    let start = std::time::Instant::now();
+    let r = verify(&dir);
+    let secs = start.elapsed().as_secs_f64();
+    assert!(r.verified, "{:?}", failed(&r));
+    assert!(secs < 20.0, "verifying 60 000 tensors took {secs:.1} s");
+}
