@@ -1004,3 +1004,53 @@ fn a_pack_of_60_000_tensors_verifies_in_linear_time() {
     assert!(r.verified, "{:?}", failed(&r));
     assert!(secs < 20.0, "verifying 60 000 tensors took {secs:.1} s");
 }
+
+/// Issue #14: a record-magic tensor was read whole before its header was checked, so a sparse
+/// tensor whose first bytes are already invalid cost its whole size in memory (20 GB aborted). The
+/// first 24 bytes are now validated first: a 512 MiB sparse tensor fails in far less memory than
+/// its size (peak RSS measured with GNU time). The time is the file digest's (R-12.10 hashes every
+/// file), which stays.
+#[test]
+fn a_huge_record_tensor_with_a_bad_header_is_refused_without_reading_it() {
+    let tmp = Scratch::new("sparse");
+    let dir = tmp.0.join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    let len: u64 = 512 << 20;
+    let header = format!(
+        "{{\"__metadata__\":{{\"uc.format\":\"0.3\"}},\"w\":{{\"dtype\":\"U8\",\"shape\":[{len}],\"data_offsets\":[0,{len}]}}}}"
+    );
+    let mut h = header.into_bytes();
+    while (8 + h.len()) % 64 != 0 {
+        h.push(b' ');
+    }
+    let mut head = (h.len() as u64).to_le_bytes().to_vec();
+    head.extend_from_slice(&h);
+    head.extend_from_slice(&uc_format::MAGIC);
+    head.extend_from_slice(&[0xff, 0xff]); // version_major 65535: unsupported (step 4)
+    let path = dir.join("model.safetensors");
+    std::fs::write(&path, &head).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(8 + h.len() as u64 + len).unwrap(); // sparse: nothing of the tensor is written
+    drop(f);
+    let start = std::time::Instant::now();
+    let o = Command::new("/usr/bin/time")
+        .args(["-f", "UC_MAXRSS_KB=%M", BIN])
+        .arg(&dir)
+        .output()
+        .expect("GNU time (Debian package `time`, installed by .ci/run)");
+    let secs = start.elapsed().as_secs_f64();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let rss: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("UC_MAXRSS_KB="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak-RSS line: {err}"));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains("FAIL tensor.record") && out.contains("unsupported_version"),
+        "{out}"
+    );
+    assert!(rss < 200 * 1024, "peak RSS {rss} kB");
+    assert!(secs < 60.0, "{secs:.1} s");
+}
