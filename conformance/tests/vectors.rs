@@ -159,31 +159,46 @@ fn every_error_class_has_a_negative_vector_and_its_clause_exists() {
 }
 
 #[test]
-fn the_pack_vector_verifies_and_a_flipped_byte_does_not() {
-    let dir = conformance::default_vectors_dir()
-        .join("packs")
-        .join(conformance::packs::TINY);
-    let report = uc_verify::verify_pack(&dir, &uc_verify::PackOptions::default()).unwrap();
-    let failures: Vec<_> = report
-        .failures()
-        .map(|c| format!("{}: {}", c.name, c.message))
-        .collect();
-    assert!(report.verified, "{failures:?}");
-    assert_eq!(report.tensors.len(), 3);
-    // A copy with one byte of a record flipped is rejected.
-    let tmp = std::env::temp_dir().join(format!("uc-pack-vector-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, tmp.join(p.file_name().unwrap())).unwrap();
+fn the_pack_vectors_verify_with_their_fingerprints_and_a_flipped_byte_does_not() {
+    for name in conformance::packs::ALL {
+        let dir = conformance::default_vectors_dir().join("packs").join(name);
+        let meta = conformance::packs::meta(&conformance::default_vectors_dir(), name).unwrap();
+        let report = uc_verify::verify_pack(&dir, &uc_verify::PackOptions::default()).unwrap();
+        let failures: Vec<_> = report
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        assert!(report.verified, "{name}: {failures:?}");
+        let records = if *name == conformance::packs::TINY { 3 } else { 4 };
+        assert_eq!(report.tensors.len(), records, "{name}");
+        // the fingerprint uc-verify reports is the one recorded with the vector, which the
+        // generator computed from the files.
+        assert_eq!(report.fingerprint, meta["fingerprint"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            report.fingerprint,
+            conformance::packs::fingerprint(&dir).unwrap(),
+            "{name}"
+        );
+        // A copy with one byte of the last record flipped is rejected.
+        let tmp = std::env::temp_dir().join(format!("uc-pack-vector-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        let mut last_shard = None;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let f = p.file_name().unwrap().to_string_lossy().into_owned();
+            if f.ends_with(".safetensors") && last_shard.as_ref().is_none_or(|l: &String| f > *l) {
+                last_shard = Some(f);
+            }
+            std::fs::copy(&p, tmp.join(p.file_name().unwrap())).unwrap();
+        }
+        let st = tmp.join(last_shard.unwrap());
+        let mut bytes = std::fs::read(&st).unwrap();
+        let n = bytes.len();
+        bytes[n - 100] ^= 0x04;
+        std::fs::write(&st, bytes).unwrap();
+        let report = uc_verify::verify_pack(&tmp, &uc_verify::PackOptions::default()).unwrap();
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(!report.verified, "{name}");
     }
-    let st = tmp.join("model.safetensors");
-    let mut bytes = std::fs::read(&st).unwrap();
-    let n = bytes.len();
-    bytes[n - 100] ^= 0x04;
-    std::fs::write(&st, bytes).unwrap();
-    let report = uc_verify::verify_pack(&tmp, &uc_verify::PackOptions::default()).unwrap();
-    let _ = std::fs::remove_dir_all(&tmp);
-    assert!(!report.verified);
 }
