@@ -452,6 +452,47 @@ pub fn positive() -> Vec<Vector> {
         &["R-4.8", "R-6.2"],
         &s,
     ));
+    // The accumulator of R-8.5 starts at +0.0: every product is -0 (U[i,0] = -0 times a positive
+    // V[0,j], U[i,1] = +0 times a negative V[1,j]), so acc = +0 + -0 + -0 = +0 and a W_base of -0
+    // merges to +0. An accumulator started at -0 or at the first product, or W_base += each product,
+    // would keep -0. (The vectors with r = 0 check that W = W_base exactly, -0 kept.)
+    let mut s = random_spec(&mut rng, 2, &[4, 64], 1, 2);
+    s.grid = vec![-0.0, 0.0, 0.5, -1.0];
+    s.scales = vec![0x3c00, 0x0000, 0x3c00, 0x4000];
+    s.codes = (0..256).map(|i| ((i + i / 7) % 4) as u8).collect();
+    let u = (0..8).map(|i| if i % 2 == 0 { 0x8000u16 } else { 0x0000 });
+    let v0 = (0..64).map(|j| 0x3c00u16 + 17 * j as u16);
+    let v1 = (0..64).map(|j| 0xb800u16 + 13 * j as u16);
+    s.overlay = u.chain(v0).chain(v1).collect();
+    let x = valid(
+        "overlay_merge_acc_starts_at_plus_zero",
+        "rank-2 f16 overlay whose products are all -0: acc = +0.0 + (-0) + (-0) = +0.0, so every merged value \
+         equals W_base except that W_base -0 (grid -0, and scale +0 times grid -1) becomes +0 (R-8.5)",
+        &["R-8.1", "R-8.2", "R-8.3", "R-8.5", "R-7.2"],
+        &s,
+    );
+    if let Expect::Valid { w_base, merged, .. } = &x.expect {
+        let flipped = w_base
+            .iter()
+            .zip(merged)
+            .filter(|(w, m)| w.to_bits() == 0x8000_0000 && m.to_bits() == 0)
+            .count();
+        assert!(flipped >= 64, "the vector must depend on the +0.0 start of acc");
+        assert!(w_base.iter().zip(merged).all(|(w, m)| *w == *m));
+    }
+    v.push(x);
+    // Ignorable flags in a v0.3 record (R-10.3): every one of bits 16..=31 set. Encoders must not
+    // write them, decoders must ignore them: the record decodes exactly like the same bytes with
+    // flags 0 (and a CRC to match).
+    let mut s = random_spec(&mut rng, 3, &[3, 40], 1, 1);
+    s.flags = 0xffff_0000;
+    v.push(valid(
+        "flags_ignorable_minor3",
+        "version 0.3 record with all ignorable flag bits 16..=31 set and a rank-1 f16 overlay: decodes like the \
+         same record with flags 0",
+        &["R-10.3", "R-10.2", "R-8.5"],
+        &s,
+    ));
     v
 }
 

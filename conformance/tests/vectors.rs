@@ -202,3 +202,28 @@ fn the_pack_vectors_verify_with_their_fingerprints_and_a_flipped_byte_does_not()
         assert!(!report.verified, "{name}");
     }
 }
+
+/// ignorable flag bits do not change decoding. The vector with every ignorable bit set
+/// decodes exactly like the same record with flags 0 (and its CRC recomputed).
+#[test]
+fn ignorable_flags_decode_like_flags_zero() {
+    let set = files::load(&conformance::default_vectors_dir()).unwrap();
+    let v = set.iter().find(|v| v.name == "flags_ignorable_minor3").unwrap();
+    assert_eq!(u32::from_le_bytes(v.record[28..32].try_into().unwrap()), 0xffff_0000);
+    assert_eq!(u16::from_le_bytes([v.record[10], v.record[11]]), 3);
+    let mut plain = v.record.clone();
+    plain[28..32].copy_from_slice(&0u32.to_le_bytes());
+    conformance::vectors::fix_crc(&mut plain);
+    let decode = |b: &[u8]| {
+        let rec = uc_decode::Record::parse(b).unwrap();
+        let mut w = vec![0f32; rec.len() as usize];
+        rec.decode_with(uc_decode::Path::Scalar, &mut w).unwrap();
+        rec.merge_overlay_into(&mut w).unwrap();
+        w.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(decode(&v.record), decode(&plain));
+    let Expect::Valid { merged, .. } = &v.expect else {
+        panic!("not a positive vector")
+    };
+    assert_eq!(decode(&plain), merged.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+}
