@@ -79,7 +79,7 @@ pub fn write_all(dir: &Path, vectors: &[Vector]) -> Result<Counts, String> {
         let text = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())? + "\n";
         write(&sub.join(format!("{}.json", v.name)), text.as_bytes())?;
     }
-    crate::packs::write_tiny(&dir.join("packs"))?;
+    crate::packs::write_all(&dir.join("packs"))?;
     Ok(counts)
 }
 

@@ -33,6 +33,9 @@ enum Cmd {
         /// Skip the `merged` mode (for decoders that do not merge the overlay).
         #[arg(long)]
         no_merged: bool,
+        /// Require `merged` output bit for bit (the reference order of ), not within the tolerance.
+        #[arg(long, conflicts_with = "no_merged")]
+        exact_merged: bool,
         /// Time limit per decoder invocation, seconds.
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             only,
             ignore_offsets,
             no_merged,
+            exact_merged,
             timeout_secs,
             json,
         } => {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
                 timeout: Duration::from_secs(timeout_secs),
                 check_offsets: !ignore_offsets,
                 check_merged: !no_merged,
+                exact_merged,
             };
             let mut results = Vec::new();
             for v in set

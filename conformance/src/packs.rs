@@ -1,13 +1,24 @@
-//! The pack-directory vector: a small multi-tensor pack (safetensors + manifest) with uc records
-//! beside verbatim tensors of several dtypes, for pack readers and verifiers (`uc-verify`).
+//! The pack-directory vectors, for pack readers and verifiers (`uc-verify`): `tiny`, a small
+//! multi-tensor pack (one safetensors file + manifest) with uc records beside verbatim tensors of
+//! several dtypes, and `sharded`, the same kind of content split over several shards with an index.
+//! Each `packs/<name>.json` names the clauses the pack exercises and its fingerprint (R-12.10),
+//! computed here from the files as written.
 
+use crate::sha256_hex;
 use crate::vectors::{Rng, assemble, random_spec};
 use serde_json::{Map, Value, json};
 use std::path::Path;
-use uc_pack::{Dtype, PackWriter};
+use uc_pack::{Dtype, PackWriter, WriterOptions};
 
-/// Name of the pack directory under `vectors/packs/`.
+/// Name of the single-file pack directory under `vectors/packs/`.
 pub const TINY: &str = "tiny";
+/// Name of the sharded pack directory under `vectors/packs/`.
+pub const SHARDED: &str = "sharded";
+/// Every pack vector.
+pub const ALL: &[&str] = &[TINY, SHARDED];
+/// Shard size of the sharded pack, in bytes of data area (R-12.9): small enough that the pack has
+/// several shards, one of them holding a single tensor larger than this.
+pub const SHARD_SIZE: u64 = 2048;
 
 /// Spec clauses the pack vector exercises (it must verify).
 pub const CLAUSES: &[&str] = &[
@@ -15,13 +26,43 @@ pub const CLAUSES: &[&str] = &[
     "R-12.5", "R-12.6", "R-12.7", "R-12.8", "R-12.10", "R-12.11",
 ];
 
-/// Writes `parent/tiny/` (the pack) and `parent/tiny.json` (what it is and what it cites).
-pub fn write_tiny(parent: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    let dir = parent.join(TINY);
-    let mut w = PackWriter::new(&dir).map_err(|e| e.to_string())?;
+/// Clauses the sharded pack exercises beyond those of the tiny one.
+pub const SHARDED_CLAUSES: &[&str] = &["R-12.9"];
+
+/// The fingerprint of R-12.10 of the pack in `dir`, from the files themselves: the SHA-256 of the
+/// lines `<name>:<sha256>\n`, in byte order of the names, of every regular file but the manifest.
+pub fn fingerprint(dir: &Path) -> Result<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
+        for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else {
+                let rel = p.strip_prefix(root).map_err(|e| e.to_string())?;
+                let name = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if name != uc_pack::manifest::MANIFEST_NAME {
+                    let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    out.push((name, sha256_hex(&bytes)));
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    files.sort();
+    let lines: String = files.iter().map(|(n, h)| format!("{n}:{h}\n")).collect();
+    Ok(sha256_hex(lines.as_bytes()))
+}
+
+fn writer(dir: &Path, model_id: &str, options: WriterOptions) -> Result<PackWriter, String> {
+    let mut w = PackWriter::with_options(dir, options).map_err(|e| e.to_string())?;
     let info = w.info_mut();
-    info.model_id = "uc-conformance-tiny".into();
+    info.model_id = model_id.into();
     info.base_model = None;
     info.method = "gsq".into();
     info.method_version = "conformance".into();
@@ -36,6 +77,60 @@ pub fn write_tiny(parent: &Path) -> Result<(), String> {
     env.insert("arch".into(), json!("any"));
     info.provenance.environment = env;
     w.set_created_at("2026-01-01T00:00:00Z").map_err(|e| e.to_string())?;
+    Ok(w)
+}
+
+/// Copies small config, tokenizer and LICENSE files into the pack (R-2.2).
+fn copy_files(w: &mut PackWriter, parent: &Path, tag: &str) -> Result<(), String> {
+    let extra = parent.join(format!(".{tag}-extra"));
+    let _ = std::fs::remove_dir_all(&extra);
+    std::fs::create_dir_all(&extra).map_err(|e| format!("{}: {e}", extra.display()))?;
+    let files = [
+        (
+            "config.json",
+            "{\"hidden_size\": 96, \"model_type\": \"uc-conformance\"}\n",
+        ),
+        (
+            "tokenizer.json",
+            "{\"version\": \"1.0\", \"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}\n",
+        ),
+        (
+            "LICENSE",
+            "CC0-1.0: this conformance vector is random test data, dedicated to the public domain.\n",
+        ),
+    ];
+    for (name, text) in files {
+        let p = extra.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        w.copy_file(name, &p).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn finish(w: PackWriter, parent: &Path, tag: &str) -> Result<uc_pack::PackSummary, String> {
+    let s = w.finish().map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(parent.join(format!(".{tag}-extra")));
+    Ok(s)
+}
+
+fn write_meta(parent: &Path, name: &str, mut meta: Value) -> Result<(), String> {
+    meta["fingerprint"] = json!(fingerprint(&parent.join(name))?);
+    let text = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())? + "\n";
+    let p = parent.join(format!("{name}.json"));
+    std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Writes every pack vector under `parent`.
+pub fn write_all(parent: &Path) -> Result<(), String> {
+    write_tiny(parent)?;
+    write_sharded(parent)
+}
+
+/// Writes `parent/tiny/` (the pack) and `parent/tiny.json` (what it is and what it cites).
+pub fn write_tiny(parent: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let dir = parent.join(TINY);
+    let mut w = writer(&dir, "uc-conformance-tiny", WriterOptions::default())?;
 
     let mut rng = Rng(0x5eed_0003_0000_0003);
     let records = [
@@ -71,30 +166,8 @@ pub fn write_tiny(parent: &Path) -> Result<(), String> {
     w.add_verbatim("model.position_ids", Dtype::I64, &[3], &i64s)
         .map_err(|e| e.to_string())?;
 
-    let extra = parent.join(".tiny-extra");
-    let _ = std::fs::remove_dir_all(&extra);
-    std::fs::create_dir_all(&extra).map_err(|e| format!("{}: {e}", extra.display()))?;
-    let files = [
-        (
-            "config.json",
-            "{\"hidden_size\": 96, \"model_type\": \"uc-conformance\"}\n",
-        ),
-        (
-            "tokenizer.json",
-            "{\"version\": \"1.0\", \"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}\n",
-        ),
-        (
-            "LICENSE",
-            "CC0-1.0: this conformance vector is random test data, dedicated to the public domain.\n",
-        ),
-    ];
-    for (name, text) in files {
-        let p = extra.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-        w.copy_file(name, &p).map_err(|e| e.to_string())?;
-    }
-    w.finish().map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&extra);
+    copy_files(&mut w, parent, TINY)?;
+    finish(w, parent, TINY)?;
 
     let meta = json!({
         "name": TINY,
@@ -105,18 +178,102 @@ pub fn write_tiny(parent: &Path) -> Result<(), String> {
         "clauses": CLAUSES,
         "expect": "verified",
     });
-    let text = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())? + "\n";
-    let p = parent.join(format!("{TINY}.json"));
-    std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
+    write_meta(parent, TINY, meta)
 }
 
-/// Clauses cited by the pack vectors in `dir` (reads `packs/*.json`).
+/// Writes `parent/sharded/` and `parent/sharded.json`: records and verbatim tensors split over
+/// several shards by the rule of R-12.9 with a shard size of [`SHARD_SIZE`] bytes, so that one
+/// tensor is larger than a shard and has one to itself, padding tensors appear in more than one
+/// shard (their numbering continues across shards, R-3.6) and the index maps every tensor,
+/// padding included.
+pub fn write_sharded(parent: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let dir = parent.join(SHARDED);
+    let options = WriterOptions {
+        shard_size: SHARD_SIZE,
+        ..WriterOptions::default()
+    };
+    let mut w = writer(&dir, "uc-conformance-sharded", options)?;
+    let mut rng = Rng(0x5eed_0003_0000_0004);
+    let records = [
+        // 2048 elements at 4 bits: a record of 1344 bytes.
+        ("lm_head.weight", random_spec(&mut rng, 4, &[32, 64], 0, 0)),
+        // Larger than a shard: 4-bit [64, 96], 3520 bytes.
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            random_spec(&mut rng, 4, &[64, 96], 0, 0),
+        ),
+        // 3 bits with a partial last block.
+        (
+            "model.layers.0.self_attn.q_proj.weight",
+            random_spec(&mut rng, 3, &[3, 50], 0, 0),
+        ),
+        // 2 bits with a rank-2 bf16 overlay.
+        (
+            "model.layers.1.self_attn.o_proj.weight",
+            random_spec(&mut rng, 2, &[16, 24], 2, 2),
+        ),
+    ];
+    for (name, spec) in &records {
+        w.add_record(name, &assemble(spec), None).map_err(|e| e.to_string())?;
+    }
+    let f32s: Vec<u8> = (0..30).flat_map(|i| (0.5f32 + i as f32 / 64.0).to_le_bytes()).collect();
+    w.add_verbatim("model.layers.0.input_layernorm.weight", Dtype::F32, &[30], &f32s)
+        .map_err(|e| e.to_string())?;
+    let f16s: Vec<u8> = (0..200u16).flat_map(|i| (0x3400 + i * 5).to_le_bytes()).collect();
+    w.add_verbatim("model.embed_tokens.weight", Dtype::F16, &[25, 8], &f16s)
+        .map_err(|e| e.to_string())?;
+    let bf16s: Vec<u8> = (0..7u16).flat_map(|i| (0x3f80 + i).to_le_bytes()).collect();
+    w.add_verbatim("model.layers.1.input_layernorm.weight", Dtype::Bf16, &[7], &bf16s)
+        .map_err(|e| e.to_string())?;
+    let u8s: Vec<u8> = (0..13u8).collect();
+    w.add_verbatim("model.layers.1.attn_mask_bias", Dtype::U8, &[13], &u8s)
+        .map_err(|e| e.to_string())?;
+    let f32s: Vec<u8> = [1.0f32, -1.0, 0.25].iter().flat_map(|x| x.to_le_bytes()).collect();
+    w.add_verbatim("model.norm.weight", Dtype::F32, &[3], &f32s)
+        .map_err(|e| e.to_string())?;
+    copy_files(&mut w, parent, SHARDED)?;
+    let summary = finish(w, parent, SHARDED)?;
+    let shards = summary.safetensors_files.len();
+    let meta = json!({
+        "name": SHARDED,
+        "description": format!(
+            "a sharded pack directory: {shards} shards model-0000k-of-{shards:05}.safetensors written with a shard \
+             size of {SHARD_SIZE} bytes (R-12.9; one record larger than that has a shard to itself), their index \
+             model.safetensors.index.json (weight_map including the padding tensors, total_size), 4 uc records \
+             (4-bit; 4-bit larger than a shard; 3-bit with a partial block; 2-bit with a rank-2 bf16 overlay) beside \
+             F32, F16, BF16 and U8 verbatim tensors, padding tensors numbered across shards, copied files and the \
+             manifest. `uc-verify packs/sharded` must report it verified (exit 0)."
+        ),
+        "clauses": CLAUSES.iter().chain(SHARDED_CLAUSES).collect::<Vec<_>>(),
+        "shard_size": SHARD_SIZE,
+        "expect": "verified",
+    });
+    write_meta(parent, SHARDED, meta)
+}
+
+/// Clauses cited by the pack vectors in `dir` (reads `packs/<name>.json` of every pack).
 pub fn cited(dir: &Path) -> Result<Vec<String>, String> {
-    let p = dir.join("packs").join(format!("{TINY}.json"));
-    let v: Value = serde_json::from_slice(&std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?)
-        .map_err(|e| format!("{}: {e}", p.display()))?;
-    Ok(v["clauses"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
-        .unwrap_or_default())
+    let mut out = Vec::new();
+    for name in ALL {
+        let v = meta(dir, name)?;
+        out.extend(
+            v["clauses"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        );
+    }
+    Ok(out)
+}
+
+/// `packs/<name>.json` of the vector directory `dir`.
+pub fn meta(dir: &Path, name: &str) -> Result<Value, String> {
+    let p = dir.join("packs").join(format!("{name}.json"));
+    serde_json::from_slice(&std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?)
+        .map_err(|e| format!("{}: {e}", p.display()))
 }

@@ -452,6 +452,47 @@ pub fn positive() -> Vec<Vector> {
         &["R-4.8", "R-6.2"],
         &s,
     ));
+    // The accumulator of R-8.5 starts at +0.0: every product is -0 (U[i,0] = -0 times a positive
+    // V[0,j], U[i,1] = +0 times a negative V[1,j]), so acc = +0 + -0 + -0 = +0 and a W_base of -0
+    // merges to +0. An accumulator started at -0 or at the first product, or W_base += each product,
+    // would keep -0. (The vectors with r = 0 check that W = W_base exactly, -0 kept.)
+    let mut s = random_spec(&mut rng, 2, &[4, 64], 1, 2);
+    s.grid = vec![-0.0, 0.0, 0.5, -1.0];
+    s.scales = vec![0x3c00, 0x0000, 0x3c00, 0x4000];
+    s.codes = (0..256).map(|i| ((i + i / 7) % 4) as u8).collect();
+    let u = (0..8).map(|i| if i % 2 == 0 { 0x8000u16 } else { 0x0000 });
+    let v0 = (0..64).map(|j| 0x3c00u16 + 17 * j as u16);
+    let v1 = (0..64).map(|j| 0xb800u16 + 13 * j as u16);
+    s.overlay = u.chain(v0).chain(v1).collect();
+    let x = valid(
+        "overlay_merge_acc_starts_at_plus_zero",
+        "rank-2 f16 overlay whose products are all -0: acc = +0.0 + (-0) + (-0) = +0.0, so every merged value \
+         equals W_base except that W_base -0 (grid -0, and scale +0 times grid -1) becomes +0 (R-8.5)",
+        &["R-8.1", "R-8.2", "R-8.3", "R-8.5", "R-7.2"],
+        &s,
+    );
+    if let Expect::Valid { w_base, merged, .. } = &x.expect {
+        let flipped = w_base
+            .iter()
+            .zip(merged)
+            .filter(|(w, m)| w.to_bits() == 0x8000_0000 && m.to_bits() == 0)
+            .count();
+        assert!(flipped >= 64, "the vector must depend on the +0.0 start of acc");
+        assert!(w_base.iter().zip(merged).all(|(w, m)| *w == *m));
+    }
+    v.push(x);
+    // Ignorable flags in a v0.3 record (R-10.3): every one of bits 16..=31 set. Encoders must not
+    // write them, decoders must ignore them: the record decodes exactly like the same bytes with
+    // flags 0 (and a CRC to match).
+    let mut s = random_spec(&mut rng, 3, &[3, 40], 1, 1);
+    s.flags = 0xffff_0000;
+    v.push(valid(
+        "flags_ignorable_minor3",
+        "version 0.3 record with all ignorable flag bits 16..=31 set and a rank-1 f16 overlay: decodes like the \
+         same record with flags 0",
+        &["R-10.3", "R-10.2", "R-8.5"],
+        &s,
+    ));
     v
 }
 
@@ -1225,6 +1266,482 @@ pub fn negative() -> Vec<Vector> {
         &|x| set_u16(x, vl, 0xffc1),
         E::BadOverlayValue,
         vl as u64,
+    );
+
+    // --- the order of R-9.1: two errors at once, from neighbouring steps (or from neighbouring
+    // checks of one step, or twice in one step); the earlier one is reported. Together they tell
+    // every swap of neighbouring steps apart from the spec's order (tests/validation_order.rs).
+    let (mg, ms, mc) = (m.sections[0], m.sections[1], m.sections[2]);
+    assert_eq!([mg, ms, mc, m.sections[3]], [(192, 32), (256, 6), (320, 72), (448, 0)]);
+    assert_eq!(m.bytes.len(), 448);
+    assert_eq!(o.sections, [(192, 16), (256, 10), (320, 80), (448, 296)]);
+    assert_eq!(o.bytes.len(), 768);
+    add2(
+        "order_01_before_02",
+        "7 bytes that are not a magic: truncated (step 1) before bad_magic (step 2)",
+        &["R-4.2"],
+        &m,
+        false,
+        &|x| *x = vec![0xff; 7],
+        E::Truncated,
+        7,
+    );
+    add2(
+        "order_02_before_03",
+        "12 bytes with a wrong magic: bad_magic (step 2) before truncated (step 3)",
+        &["R-9.2"],
+        &m,
+        false,
+        &|x| {
+            x.truncate(12);
+            x[0] = 0;
+        },
+        E::BadMagic,
+        0,
+    );
+    add2(
+        "order_03_before_04",
+        "20 bytes with version 1.3: truncated (step 3) before unsupported_version (step 4)",
+        &["R-10.1"],
+        &m,
+        false,
+        &|x| {
+            x.truncate(20);
+            set_u16(x, 8, 1);
+        },
+        E::Truncated,
+        20,
+    );
+    add2(
+        "order_04_before_05",
+        "version 1.3 with header_len 256: unsupported_version (step 4) before bad_header_length (step 5)",
+        &["R-10.1", "R-4.4"],
+        &m,
+        true,
+        &|x| {
+            set_u16(x, 8, 1);
+            set_u32(x, 12, 256);
+        },
+        E::UnsupportedVersion,
+        8,
+    );
+    add2(
+        "order_04_major_before_minor",
+        "version 1.2: version_major (offset 8) is checked before version_minor (offset 10)",
+        &["R-10.1"],
+        &m,
+        true,
+        &|x| {
+            set_u16(x, 8, 1);
+            set_u16(x, 10, 2);
+        },
+        E::UnsupportedVersion,
+        8,
+    );
+    add2(
+        "order_05_before_06",
+        "v0.3 header_len 256 and record_len 200 < header_len: bad_header_length (step 5) before \
+         bad_record_length (step 6)",
+        &["R-4.5"],
+        &m,
+        false,
+        &|x| {
+            set_u32(x, 12, 256);
+            set_u64(x, 16, 200);
+        },
+        E::BadHeaderLength,
+        12,
+    );
+    add2(
+        "order_06_before_07",
+        "30 bytes with record_len 100 < header_len 192: bad_record_length (step 6) before truncated (step 7)",
+        &["R-4.5", "R-9.2"],
+        &m,
+        false,
+        &|x| {
+            x.truncate(30);
+            set_u64(x, 16, 100);
+        },
+        E::BadRecordLength,
+        16,
+    );
+    add2(
+        "order_07_before_08",
+        "the record without its last byte and with a wrong CRC: truncated (step 7) before crc_mismatch (step 8)",
+        &["R-4.6", "R-9.2"],
+        &m,
+        false,
+        &|x| {
+            x.truncate(447);
+            x[25] ^= 0x10;
+        },
+        E::Truncated,
+        447,
+    );
+    add2(
+        "order_08_before_09",
+        "reserved0 byte 45 set, CRC not updated: crc_mismatch (step 8) before reserved_nonzero (step 9)",
+        &["R-4.15"],
+        &m,
+        false,
+        &|x| x[45] = 1,
+        E::CrcMismatch,
+        24,
+    );
+    add2(
+        "order_09_before_10",
+        "reserved1 bytes 178 and 190 and must-understand flag 0 set: reserved_nonzero (step 9) at the first \
+         non-zero byte before unsupported_flags (step 10)",
+        &["R-10.3"],
+        &m,
+        true,
+        &|x| {
+            x[178] = 1;
+            x[190] = 2;
+            set_u32(x, 28, 1);
+        },
+        E::ReservedNonZero,
+        178,
+    );
+    add2(
+        "order_09_reserved0_before_reserved1",
+        "reserved0 bytes 45 and 46 and reserved1 byte 180 set: reserved0 first, in increasing offset order",
+        &[],
+        &m,
+        true,
+        &|x| {
+            x[45] = 1;
+            x[46] = 1;
+            x[180] = 1;
+        },
+        E::ReservedNonZero,
+        45,
+    );
+    add2(
+        "order_10_before_11",
+        "must-understand flag 0 and bits = 9: unsupported_flags (step 10) before bad_bits (step 11)",
+        &["R-10.3", "R-4.8"],
+        &m,
+        true,
+        &|x| {
+            set_u32(x, 28, 1);
+            x[32] = 9;
+        },
+        E::UnsupportedFlags,
+        28,
+    );
+    add2(
+        "order_11_before_12",
+        "bits = 0 and ndim = 0: bad_bits (step 11) before bad_ndim (step 12)",
+        &["R-4.9"],
+        &m,
+        true,
+        &|x| {
+            x[32] = 0;
+            x[33] = 0;
+        },
+        E::BadBits,
+        32,
+    );
+    add2(
+        "order_12_before_13",
+        "ndim = 9 and scale_dtype 0: bad_ndim (step 12) before bad_scale_dtype (step 13)",
+        &["R-4.10"],
+        &m,
+        true,
+        &|x| {
+            x[33] = 9;
+            x[34] = 0;
+        },
+        E::BadNdim,
+        33,
+    );
+    add2(
+        "order_13_before_14",
+        "scale_dtype 2 and overlay_dtype 3: bad_scale_dtype (step 13) before bad_overlay_dtype (step 14)",
+        &["R-4.11"],
+        &m,
+        true,
+        &|x| {
+            x[34] = 2;
+            x[35] = 3;
+        },
+        E::BadScaleDtype,
+        34,
+    );
+    add2(
+        "order_14_before_15",
+        "overlay_dtype 3 and block_size 32: bad_overlay_dtype (step 14) before bad_block_size (step 15)",
+        &["R-4.12"],
+        &m,
+        true,
+        &|x| {
+            x[35] = 3;
+            set_u32(x, 36, 32);
+        },
+        E::BadOverlayDtype,
+        35,
+    );
+    add2(
+        "order_15_before_16",
+        "block_size 0 and dims[1] = 0: bad_block_size (step 15) before bad_dim (step 16)",
+        &["R-4.13"],
+        &m,
+        true,
+        &|x| {
+            set_u32(x, 36, 0);
+            set_u64(x, 56, 0);
+        },
+        E::BadBlockSize,
+        36,
+    );
+    add2(
+        "order_16_before_17",
+        "dims[5] = 1 with ndim 2 and overlay_rank 4097: bad_dim (step 16) before limit_exceeded (step 17)",
+        &["R-4.13", "R-11.1"],
+        &m,
+        true,
+        &|x| {
+            set_u64(x, 88, 1);
+            set_u32(x, 40, 4097);
+        },
+        E::BadDim,
+        88,
+    );
+    add2(
+        "order_16_dim_before_overflow",
+        "dims [2^32, 2^32] (product overflows) with unused dims[3] and dims[6] = 1: bad_dim of the first \
+         offending entry, before shape_overflow",
+        &["R-4.13", "R-11.2"],
+        &m,
+        true,
+        &|x| {
+            set_u64(x, 48, 1 << 32);
+            set_u64(x, 56, 1 << 32);
+            set_u64(x, 72, 1);
+            set_u64(x, 96, 1);
+        },
+        E::BadDim,
+        72,
+    );
+    add2(
+        "order_17_before_18",
+        "rank 5 on a 4 x 70 matrix and a wrong grid length: bad_overlay_rank (step 17) before section_length \
+         (step 18)",
+        &["R-8.2", "R-5.3"],
+        &o,
+        true,
+        &|x| {
+            set_u32(x, 40, 5);
+            set_u64(x, st(0) + 8, 32);
+        },
+        E::BadOverlayRank,
+        40,
+    );
+    add2(
+        "order_18_before_19",
+        "the empty overlay section 64 bytes late, so the record would end at 512: section_gap (step 18) before \
+         bad_record_length (step 19)",
+        &["R-5.7", "R-4.5"],
+        &m,
+        true,
+        &|x| set_u64(x, st(3), 512),
+        E::SectionGap,
+        160,
+    );
+    // Step 18 inside: for each section, each of its six checks before the next, and the last check of
+    // a section before the first of the next section.
+    let names = ["grid", "scales", "codes", "overlay"];
+    for k in 0..4 {
+        let b = if k < 3 { &m } else { &o };
+        let (can, len) = b.sections[k];
+        let record_len = b.bytes.len() as u64;
+        let prev_end = if k == 0 {
+            192
+        } else {
+            b.sections[k - 1].0 + b.sections[k - 1].1
+        };
+        let at = st(k) as u64;
+        let name = names[k];
+        let set = |off: u64, slen: u64| {
+            move |x: &mut Vec<u8>| {
+                set_u64(x, st(k), off);
+                set_u64(x, st(k) + 8, slen);
+            }
+        };
+        add2(
+            &format!("order_18_{name}_length_before_overflow"),
+            &format!("{name}: offset 2^64-64 and length 2^63: section_length (18a) before section_overflow (18b)"),
+            &["R-5.3", "R-5.4"],
+            b,
+            true,
+            &set(u64::MAX - 63, 1 << 63),
+            E::SectionLength,
+            at + 8,
+        );
+        add2(
+            &format!("order_18_{name}_overflow_before_misaligned"),
+            &format!("{name}: offset 2^64-2: section_overflow (18b) before section_misaligned (18c)"),
+            &["R-5.4", "R-5.5"],
+            b,
+            true,
+            &set(u64::MAX - 1, len),
+            E::SectionOverflow,
+            at,
+        );
+        let off = prev_end - 2;
+        assert!(off % 64 != 0);
+        add2(
+            &format!("order_18_{name}_misaligned_before_overlap"),
+            &format!(
+                "{name}: offset {off}, unaligned and before the end of what precedes it ({prev_end}): \
+                      section_misaligned (18c) before section_overlap (18d)"
+            ),
+            &["R-5.5", "R-5.6"],
+            b,
+            true,
+            &set(off, len),
+            E::SectionMisaligned,
+            at,
+        );
+        let off = (prev_end - 1) / 64 * 64;
+        add2(
+            &format!("order_18_{name}_overlap_before_gap"),
+            &format!(
+                "{name}: offset {off} < {prev_end}, so not canonical either: section_overlap (18d) before \
+                      section_gap (18e)"
+            ),
+            &["R-5.6", "R-5.7"],
+            b,
+            true,
+            &set(off, len),
+            E::SectionOverlap,
+            at,
+        );
+        let off = (record_len - len + 1).div_ceil(64) * 64;
+        assert!(off != can && off >= prev_end && off + len > record_len);
+        add2(
+            &format!("order_18_{name}_gap_before_out_of_bounds"),
+            &format!(
+                "{name}: offset {off} instead of {can}, ending after record_len {record_len}: section_gap \
+                      (18e) before section_out_of_bounds (18f)"
+            ),
+            &["R-5.7", "R-5.8"],
+            b,
+            true,
+            &set(off, len),
+            E::SectionGap,
+            at,
+        );
+        if k < 3 {
+            let r = can + len - 1;
+            let next = names[k + 1];
+            add2(
+                &format!("order_18_{name}_out_of_bounds_before_{next}_length"),
+                &format!(
+                    "record_len {r} ends inside the {name} section and the {next} length is wrong: every \
+                          check of section {k} (18f) before those of section {}",
+                    k + 1
+                ),
+                &["R-5.8", "R-5.3", "R-4.5"],
+                b,
+                true,
+                &|x| {
+                    x.truncate(r as usize);
+                    set_u64(x, 16, r);
+                    let l = b.sections[k + 1].1;
+                    set_u64(x, st(k + 1) + 8, l + 1);
+                },
+                E::SectionOutOfBounds,
+                at,
+            );
+        }
+    }
+    add2(
+        "order_19_before_20",
+        "record_len covers 64 extra non-zero bytes: bad_record_length (step 19) before nonzero_padding (step 20)",
+        &["R-4.5", "R-5.9"],
+        &m,
+        true,
+        &|x| {
+            x.extend_from_slice(&[1u8; 64]);
+            set_u64(x, 16, 512);
+        },
+        E::BadRecordLength,
+        16,
+    );
+    add2(
+        "order_20_before_21",
+        "padding bytes after the grid (224) and after the codes (400) and grid[1] = NaN: nonzero_padding \
+         (step 20) at the first of them, before bad_grid_value (step 21)",
+        &["R-5.9", "R-7.3"],
+        &m,
+        true,
+        &|x| {
+            x[224] = 1;
+            x[400] = 1;
+            x[196..200].copy_from_slice(&f32::NAN.to_bits().to_le_bytes());
+        },
+        E::NonZeroPadding,
+        224,
+    );
+    add2(
+        "order_21_before_22",
+        "grid[1] = NaN, grid[5] = +inf and scale[2] = -1: bad_grid_value (step 21) at grid[1], before \
+         bad_scale_value (step 22)",
+        &["R-7.3", "R-7.2"],
+        &m,
+        true,
+        &|x| {
+            x[196..200].copy_from_slice(&f32::NAN.to_bits().to_le_bytes());
+            x[212..216].copy_from_slice(&f32::INFINITY.to_bits().to_le_bytes());
+            set_u16(x, 260, 0xbc00);
+        },
+        E::BadGridValue,
+        196,
+    );
+    add2(
+        "order_22_before_23",
+        "scale[0] = -1, scale[3] = +inf and U[0,1] = +inf: bad_scale_value (step 22) at scale[0], before \
+         bad_overlay_value (step 23)",
+        &["R-7.2", "R-8.4"],
+        &o,
+        true,
+        &|x| {
+            set_u16(x, 256, 0xbc00);
+            set_u16(x, 262, 0x7c00);
+            set_u16(x, 450, 0x7c00);
+        },
+        E::BadScaleValue,
+        256,
+    );
+    add2(
+        "order_23_before_24",
+        "U[0,1] = +inf, the last V entry = -inf and an unused code bit set: bad_overlay_value (step 23) at \
+         U[0,1], before nonzero_padding of the code bits (step 24)",
+        &["R-8.4", "R-5.9"],
+        &o,
+        true,
+        &|x| {
+            set_u16(x, 450, 0x7c00);
+            set_u16(x, 742, 0xfc00);
+            x[395] = 1;
+        },
+        E::BadOverlayValue,
+        450,
+    );
+    add2(
+        "order_24_code_bits_in_offset_order",
+        "two codes bytes with unused bits set (the byte of the last code, and a later one): the first is reported",
+        &["R-5.9", "R-6.2"],
+        &m,
+        true,
+        &|x| {
+            x[376] |= 0x80;
+            x[390] = 1;
+        },
+        E::NonZeroPadding,
+        376,
     );
     v.push(Vector {
         name: "truncated_every_prefix".into(),

@@ -10,6 +10,7 @@ fn opts(decoder: String) -> RunOptions {
         timeout: Duration::from_secs(20),
         check_offsets: true,
         check_merged: true,
+        exact_merged: false,
     }
 }
 
@@ -21,7 +22,9 @@ fn ref_decoder() -> String {
 fn reference_decoder_passes_every_vector_on_every_path() {
     let set = conformance::files::load(&conformance::default_vectors_dir()).unwrap();
     for path in ["scalar", "portable", "avx2", "auto"] {
-        let o = opts(format!("{} --path {path}", ref_decoder()));
+        // Our merge follows the reference order of R-8.5, so it must pass the exact comparison.
+        let mut o = opts(format!("{} --path {path}", ref_decoder()));
+        o.exact_merged = true;
         for v in &set {
             let r = run_vector(v, &o);
             assert!(r.passed, "path {path}, vector {}: {}", r.name, r.detail);
@@ -71,4 +74,39 @@ fn misbehaving_decoders_fail() {
         )),
     );
     assert!(!r.passed && r.detail.starts_with("merged"), "{}", r.detail);
+}
+
+/// The sign-of-zero rules of R-8.5: with `r = 0` the merged output is `W_base` bit for bit (a -0
+/// stays -0), and with an overlay the accumulator starts at +0.0. A decoder that adds +0.0 without an
+/// overlay fails; one that outputs `W_base` as the merged weight of the all-zero-products vector is
+/// within the tolerance (the values are equal) but fails the exact comparison.
+#[test]
+fn merged_signs_of_zero_are_checked() {
+    let set = conformance::files::load(&conformance::default_vectors_dir()).unwrap();
+    let pick = |name: &str| set.iter().find(|v| v.name == name).unwrap().clone();
+    let no_overlay = pick("zero_scale_sign_of_zero");
+    let acc = pick("overlay_merge_acc_starts_at_plus_zero");
+    // merged = decode with every -0.0 turned into +0.0 (what W_base + 0.0 gives).
+    let plus_zero = format!(
+        "f() {{ if [ \"$1\" = merged ]; then {0} decode | python3 -c 'import sys; b=sys.stdin.buffer.read(); \
+         sys.stdout.buffer.write(b\"\".join(b\"\\0\\0\\0\\0\" if b[i:i+4]==b\"\\0\\0\\0\\x80\" else b[i:i+4] \
+         for i in range(0, len(b), 4)))'; else {0} \"$1\"; fi; }}; f",
+        ref_decoder()
+    );
+    let r = run_vector(&no_overlay, &opts(plus_zero));
+    assert!(!r.passed && r.detail.starts_with("merged: value"), "{}", r.detail);
+    let w_base_as_merged = format!(
+        "f() {{ if [ \"$1\" = merged ]; then {0} decode; else {0} \"$1\"; fi; }}; f",
+        ref_decoder()
+    );
+    let r = run_vector(&acc, &opts(w_base_as_merged.clone()));
+    assert!(r.passed, "within the tolerance: {}", r.detail);
+    let mut exact = opts(w_base_as_merged);
+    exact.exact_merged = true;
+    let r = run_vector(&acc, &exact);
+    assert!(!r.passed && r.detail.starts_with("merged: value"), "{}", r.detail);
+    let mut exact = opts(ref_decoder());
+    exact.exact_merged = true;
+    let r = run_vector(&acc, &exact);
+    assert!(r.passed && r.detail.contains("merged bit-exact"), "{}", r.detail);
 }

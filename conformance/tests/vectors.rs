@@ -159,31 +159,71 @@ fn every_error_class_has_a_negative_vector_and_its_clause_exists() {
 }
 
 #[test]
-fn the_pack_vector_verifies_and_a_flipped_byte_does_not() {
-    let dir = conformance::default_vectors_dir()
-        .join("packs")
-        .join(conformance::packs::TINY);
-    let report = uc_verify::verify_pack(&dir, &uc_verify::PackOptions::default()).unwrap();
-    let failures: Vec<_> = report
-        .failures()
-        .map(|c| format!("{}: {}", c.name, c.message))
-        .collect();
-    assert!(report.verified, "{failures:?}");
-    assert_eq!(report.tensors.len(), 3);
-    // A copy with one byte of a record flipped is rejected.
-    let tmp = std::env::temp_dir().join(format!("uc-pack-vector-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, tmp.join(p.file_name().unwrap())).unwrap();
+fn the_pack_vectors_verify_with_their_fingerprints_and_a_flipped_byte_does_not() {
+    for name in conformance::packs::ALL {
+        let dir = conformance::default_vectors_dir().join("packs").join(name);
+        let meta = conformance::packs::meta(&conformance::default_vectors_dir(), name).unwrap();
+        let report = uc_verify::verify_pack(&dir, &uc_verify::PackOptions::default()).unwrap();
+        let failures: Vec<_> = report
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        assert!(report.verified, "{name}: {failures:?}");
+        let records = if *name == conformance::packs::TINY { 3 } else { 4 };
+        assert_eq!(report.tensors.len(), records, "{name}");
+        // the fingerprint uc-verify reports is the one recorded with the vector, which the
+        // generator computed from the files.
+        assert_eq!(report.fingerprint, meta["fingerprint"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            report.fingerprint,
+            conformance::packs::fingerprint(&dir).unwrap(),
+            "{name}"
+        );
+        // A copy with one byte of the last record flipped is rejected.
+        let tmp = std::env::temp_dir().join(format!("uc-pack-vector-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        let mut last_shard = None;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let f = p.file_name().unwrap().to_string_lossy().into_owned();
+            if f.ends_with(".safetensors") && last_shard.as_ref().is_none_or(|l: &String| f > *l) {
+                last_shard = Some(f);
+            }
+            std::fs::copy(&p, tmp.join(p.file_name().unwrap())).unwrap();
+        }
+        let st = tmp.join(last_shard.unwrap());
+        let mut bytes = std::fs::read(&st).unwrap();
+        let n = bytes.len();
+        bytes[n - 100] ^= 0x04;
+        std::fs::write(&st, bytes).unwrap();
+        let report = uc_verify::verify_pack(&tmp, &uc_verify::PackOptions::default()).unwrap();
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(!report.verified, "{name}");
     }
-    let st = tmp.join("model.safetensors");
-    let mut bytes = std::fs::read(&st).unwrap();
-    let n = bytes.len();
-    bytes[n - 100] ^= 0x04;
-    std::fs::write(&st, bytes).unwrap();
-    let report = uc_verify::verify_pack(&tmp, &uc_verify::PackOptions::default()).unwrap();
-    let _ = std::fs::remove_dir_all(&tmp);
-    assert!(!report.verified);
+}
+
+/// ignorable flag bits do not change decoding. The vector with every ignorable bit set
+/// decodes exactly like the same record with flags 0 (and its CRC recomputed).
+#[test]
+fn ignorable_flags_decode_like_flags_zero() {
+    let set = files::load(&conformance::default_vectors_dir()).unwrap();
+    let v = set.iter().find(|v| v.name == "flags_ignorable_minor3").unwrap();
+    assert_eq!(u32::from_le_bytes(v.record[28..32].try_into().unwrap()), 0xffff_0000);
+    assert_eq!(u16::from_le_bytes([v.record[10], v.record[11]]), 3);
+    let mut plain = v.record.clone();
+    plain[28..32].copy_from_slice(&0u32.to_le_bytes());
+    conformance::vectors::fix_crc(&mut plain);
+    let decode = |b: &[u8]| {
+        let rec = uc_decode::Record::parse(b).unwrap();
+        let mut w = vec![0f32; rec.len() as usize];
+        rec.decode_with(uc_decode::Path::Scalar, &mut w).unwrap();
+        rec.merge_overlay_into(&mut w).unwrap();
+        w.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(decode(&v.record), decode(&plain));
+    let Expect::Valid { merged, .. } = &v.expect else {
+        panic!("not a positive vector")
+    };
+    assert_eq!(decode(&plain), merged.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
 }
