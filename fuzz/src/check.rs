@@ -291,7 +291,8 @@ fn overlay(rec: &Record<'_>, w_base: &[f32]) {
     rec.merge_overlay_into(&mut merged).unwrap();
     let (ru, cu) = (r as usize, cols as usize);
     let mut want = w_base.to_vec();
-    for i in 0..rows as usize {
+    // with r = 0, W = W_base exactly (nothing is added, a -0 stays -0).
+    for i in 0..if r == 0 { 0 } else { rows as usize } {
         for j in 0..cu {
             let mut acc = 0f32;
             for k in 0..ru {

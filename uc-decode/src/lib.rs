@@ -340,8 +340,8 @@ impl<'a> Record<'a> {
     /// Adds the overlay product to a decoded `W_base` in place, in the reference order of spec
     /// for each `(i, j)`, `acc = 0; for k in 0..r { acc = acc + U[i,k] * V[k,j] }` with
     /// every operation a separately rounded binary32 operation (no fused multiply-add), then
-    /// `W[i,j] = W_base[i,j] + acc`. With `r = 0` the sum is empty, so `acc = +0.0` and every −0 of
-    /// `W_base` becomes +0. `out` must hold the whole tensor.
+    /// `W[i,j] = W_base[i,j] + acc`. With `r = 0`, `W = W_base` exactly: nothing is added (a −0
+    /// stays −0). `out` must hold the whole tensor.
     pub fn merge_overlay_into(&self, out: &mut [f32]) -> Result<(), DecodeError> {
         if out.len() as u64 != self.layout.n {
             return Err(DecodeError::OutputLength {
@@ -350,10 +350,7 @@ impl<'a> Record<'a> {
             });
         }
         if self.overlay_rank() == 0 {
-            // with r = 0: acc stays +0.0 and W = W_base + acc, which turns −0 into +0.
-            for o in out.iter_mut() {
-                *o += 0.0;
-            }
+            // with r = 0, W = W_base exactly (nothing is added, a −0 stays −0).
             return Ok(());
         }
         let (rows, cols) = (self.layout.rows as usize, self.layout.cols as usize);
@@ -432,7 +429,7 @@ impl<'a> Record<'a> {
     }
 
     /// Adds the overlay product to `out`, which holds `W_base` elements `[start, start +
-    /// out.len())` in row-major order, in the reference order of R-8.5 (with `r = 0`, `+0.0`): the
+    /// out.len())` in row-major order, in the reference order of R-8.5 (with `r = 0`, nothing): the
     /// same bits as [`Record::merge_overlay_into`] on those elements, for a caller that streams the
     /// tensor in chunks.
     pub fn merge_overlay_range_into(&self, start: u64, out: &mut [f32]) -> Result<(), DecodeError> {
@@ -447,9 +444,6 @@ impl<'a> Record<'a> {
             }
         }
         if self.overlay_rank() == 0 {
-            for o in out.iter_mut() {
-                *o += 0.0;
-            }
             return Ok(());
         }
         let cols = self.layout.cols;
@@ -501,7 +495,7 @@ impl Iterator for MergedBlocks<'_, '_> {
 
     fn next(&mut self) -> Option<Block> {
         let mut b = self.inner.next()?;
-        // In range by construction; r = 0 adds +0.0, so −0 becomes +0.
+        // In range by construction; with r = 0 nothing is added.
         let _ = self
             .inner
             .rec
