@@ -235,6 +235,92 @@ fn packs_that_uc_verify_rejects_are_refused_by_every_reader() {
     std::os::unix::fs::symlink(&outside, p.join(st)).unwrap();
     refused_pack(&sc, &p, "symlinked shard");
 
+    // A record tensor longer than its record (64 bytes more, the last tensor of the file), with the
+    // manifest's digests rewritten so that only the record's length is wrong.
+    let src = sc.join("src-z");
+    let mut t = tiny_tensors();
+    let mut r = Rng(99);
+    t.push(matrix(&mut r, "zz.proj.weight", uc_pack::Dtype::F32, 128, 128));
+    write_model(&src, &t, 128);
+    let p = sc.join("longer");
+    measured(&uc_cmd(&[
+        "compress",
+        s(&src),
+        "--output-dir",
+        s(&p),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+    ]))
+    .expect(0, SECS, 512);
+    std::fs::remove_dir_all(&src).unwrap();
+    let mut b = std::fs::read(p.join(st)).unwrap();
+    let hlen = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&b[8..8 + hlen]).unwrap();
+    let last = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .max_by_key(|(_, v)| v["data_offsets"][1].as_u64().unwrap())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    assert_eq!(
+        last.1["dtype"], "U8",
+        "the last tensor of the tiny pack is a record: {last:?}"
+    );
+    let (b0, e0) = (
+        last.1["data_offsets"][0].as_u64().unwrap(),
+        last.1["data_offsets"][1].as_u64().unwrap(),
+    );
+    let text = String::from_utf8(b[8..8 + hlen].to_vec()).unwrap();
+    let old = format!("\"{}\":{}", last.0, serde_json::to_string(&last.1).unwrap());
+    let mut entry = last.1.clone();
+    entry["data_offsets"] = serde_json::json!([b0, e0 + 64]);
+    entry["shape"] = serde_json::json!([e0 + 64 - b0]);
+    let new = format!("\"{}\":{}", last.0, serde_json::to_string(&entry).unwrap());
+    assert!(text.contains(&old), "{old} not in the header");
+    let mut text = text.replacen(&old, &new, 1);
+    while text.len() > hlen && text.ends_with(' ') {
+        text.pop();
+    }
+    assert_eq!(
+        text.len(),
+        hlen,
+        "the header must keep its length (padding absorbs the digits)"
+    );
+    b.splice(8..8 + hlen, text.into_bytes());
+    b.extend_from_slice(&[0u8; 64]);
+    std::fs::write(p.join(st), &b).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("ultracompress.json")).unwrap()).unwrap();
+    use sha2::Digest;
+    m["files"][st]["sha256"] = serde_json::json!(uc_pack::hex(&sha2::Sha256::digest(&b)));
+    m["files"][st]["size_bytes"] = serde_json::json!(b.len());
+    let total: u64 = m["files"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f["size_bytes"].as_u64().unwrap())
+        .sum();
+    m["size_bytes"] = serde_json::json!(total);
+    std::fs::write(p.join("ultracompress.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    refused_pack(&sc, &p, "record tensor longer than its record");
+
+    // The manifest as a FIFO: refused without blocking.
+    let p = sc.join("fifo");
+    copy_pack(&good, &p);
+    std::fs::remove_file(p.join("ultracompress.json")).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(p.join("ultracompress.json"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    refused_pack(&sc, &p, "manifest FIFO");
+
     // And the good pack still reads.
     measured(&uc_cmd(&["inspect", s(&good)])).expect(0, SECS, RSS_MB);
 }

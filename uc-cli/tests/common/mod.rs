@@ -397,6 +397,9 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
             } else if t.is_dir() {
                 out.insert(format!("{rel}/"), None);
                 walk(base, &path, out);
+            } else if !t.is_file() {
+                // A FIFO, socket or device: recorded by kind, never opened (it could block).
+                out.insert(rel, Some(format!("{t:?}").into_bytes()));
             } else {
                 out.insert(rel, Some(std::fs::read(&path).unwrap()));
             }
