@@ -321,6 +321,13 @@ fn packs_that_uc_verify_rejects_are_refused_by_every_reader() {
     );
     refused_pack(&sc, &p, "manifest FIFO");
 
+    // The manifest linked to /dev/zero (it used to grow to 8 GiB): refused, in little memory.
+    let p = sc.join("zero");
+    copy_pack(&good, &p);
+    std::fs::remove_file(p.join("ultracompress.json")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", p.join("ultracompress.json")).unwrap();
+    refused_pack(&sc, &p, "manifest linked to /dev/zero");
+
     // And the good pack still reads.
     measured(&uc_cmd(&["inspect", s(&good)])).expect(0, SECS, RSS_MB);
 }
