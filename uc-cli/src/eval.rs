@@ -116,7 +116,7 @@ pub fn run(cmd: EvalCmd, out: &mut String) -> Result<(), CompressError> {
                     if args.json {
                         let v = json!({"metric": "perplexity", "source": ppl_json(&p.source), "candidate": ppl_json(&p.candidate),
                         "kquant": kquant.map(|k| k.name()), "kquant_bpw": kquant.map(|k| k.bpw()), "ctx": opts.ctx,
-                        "ppl_ratio": p.ppl_ratio, "top1_agreement": p.top1_agreement});
+                        "ppl_ratio": p.ppl_ratio, "top1_agreement": p.top1_agreement, "mean_kl": p.mean_kl});
                         outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     } else {
                         outln!(out, "source      {}  PPL {:.4}", source.display(), p.source.ppl);
@@ -136,6 +136,7 @@ pub fn run(cmd: EvalCmd, out: &mut String) -> Result<(), CompressError> {
                         );
                         outln!(out, "PPL_r       {:.5}", p.ppl_ratio);
                         outln!(out, "top-1 agree {:.4}", p.top1_agreement);
+                        outln!(out, "mean KL     {:.6} nats/token (source || candidate)", p.mean_kl);
                         outln!(
                             out,
                             "time        {:.1} s + {:.1} s",

@@ -758,6 +758,13 @@ fn eval_ppl_and_compare_on_source_pack_and_q8_0() {
     assert!((f64_of(&c, "ppl_ratio") - ppl_p / ppl_s).abs() < 1e-12, "{c}");
     let agree = f64_of(&c, "top1_agreement");
     assert!((0.0..=1.0).contains(&agree), "{c}");
+    // The mean KL of the next-token distributions: positive for the pack, exactly 0 for the source
+    // against itself (the same weights give the same logits).
+    let kl_pack = f64_of(&c, "mean_kl");
+    assert!(kl_pack.is_finite() && kl_pack > 0.0, "{c}");
+    let same = eval(&["compare", p(&src), p(&src)]);
+    assert_eq!(f64_of(&same, "mean_kl"), 0.0, "{same}");
+    assert_eq!(f64_of(&same, "ppl_ratio"), 1.0, "{same}");
 
     // Q8_0 of the source: within 1% of its perplexity, nearly the same top-1 choices.
     let q = eval(&["compare", p(&src), "--kquant", "q8_0"]);
@@ -767,6 +774,11 @@ fn eval_ppl_and_compare_on_source_pack_and_q8_0() {
     eprintln!("Q8_0 PPL_r {r:.6}, top-1 agreement {}", q["top1_agreement"]);
     assert!((r - 1.0).abs() < 0.01, "{q}");
     assert!(f64_of(&q, "top1_agreement") > 0.95, "{q}");
+    let kl_q8 = f64_of(&q, "mean_kl");
+    assert!(
+        kl_q8 > 0.0 && kl_q8 < kl_pack,
+        "Q8_0 KL {kl_q8} vs the pack's {kl_pack}"
+    );
     assert_eq!(f64_of(&q["source"], "ppl"), ppl_s);
 
     // A perplexity under a k-quant, and compare without a candidate or k-quant is a usage error.

@@ -228,6 +228,9 @@ pub struct PplComparison {
     pub ppl_ratio: f64,
     /// Fraction of positions where both models' top-1 next token agree.
     pub top1_agreement: f64,
+    /// Mean over the scored positions of `KL(p_source ‖ p_candidate)` of the next-token
+    /// distributions, in nats.
+    pub mean_kl: f64,
 }
 
 /// `uc eval compare` for BERT: sentence-embedding similarity.
@@ -290,17 +293,53 @@ pub fn compare(
         apply_kquant(cand_dir, &mut student, k)?;
     }
     match &arch {
-        Arch::Llama(_) => {
-            let start = Instant::now();
-            let a = score(source, &arch, &teacher, &wins, opts.batch)?;
-            let ra = report(source, &wins, &a, &text.sha256, start);
-            let start = Instant::now();
-            let b = score(cand_dir, &arch, &student, &wins, opts.batch)?;
-            let rb = report(cand_dir, &wins, &b, &text.sha256, start);
+        Arch::Llama(cfg) => {
+            // Both models on each batch of windows, so that the next-token distributions can be
+            // compared (KL) without keeping either model's logits beyond the batch. The per-model
+            // sums are those `uc eval ppl` computes, in the same order.
+            let empty = || Scored {
+                nll: 0.0,
+                hits: 0,
+                tokens: 0,
+                top: Vec::new(),
+            };
+            let (mut a, mut b) = (empty(), empty());
+            let (mut secs_a, mut secs_b, mut kl) = (0f64, 0f64, 0f64);
+            for chunk in wins.chunks(opts.batch.max(1)) {
+                let t = chunk[0].len();
+                let flat: Vec<u32> = chunk.iter().flatten().copied().collect();
+                let err = |dir: &Path| {
+                    let dir = dir.to_path_buf();
+                    move |e: candle_core::Error| model_err(&dir, format!("forward pass: {e}"))
+                };
+                let ids = Tensor::from_vec(flat, (chunk.len(), t), &Device::Cpu).map_err(err(source))?;
+                let start = Instant::now();
+                let la = cfg.next_token_logits(&teacher, &ids).map_err(err(source))?;
+                let (nll, hits, top) = crate::llama::nll_of_logits(&la, &ids).map_err(err(source))?;
+                secs_a += start.elapsed().as_secs_f64();
+                a.nll += nll;
+                a.hits += hits;
+                a.tokens += chunk.len() * (t - 1);
+                a.top.extend(top);
+                let start = Instant::now();
+                let lb = cfg.next_token_logits(&student, &ids).map_err(err(cand_dir))?;
+                let (nll, hits, top) = crate::llama::nll_of_logits(&lb, &ids).map_err(err(cand_dir))?;
+                secs_b += start.elapsed().as_secs_f64();
+                b.nll += nll;
+                b.hits += hits;
+                b.tokens += chunk.len() * (t - 1);
+                b.top.extend(top);
+                kl += crate::llama::kl_sum(&la, &lb).map_err(err(cand_dir))?;
+            }
+            let now = Instant::now();
+            let mut ra = report(source, &wins, &a, &text.sha256, now);
+            let mut rb = report(cand_dir, &wins, &b, &text.sha256, now);
+            (ra.seconds, rb.seconds) = (secs_a, secs_b);
             let agree = a.top.iter().zip(&b.top).filter(|(x, y)| x == y).count();
             Ok(Comparison::Ppl(PplComparison {
                 ppl_ratio: rb.ppl / ra.ppl,
                 top1_agreement: agree as f64 / a.top.len().max(1) as f64,
+                mean_kl: kl / a.tokens.max(1) as f64,
                 source: ra,
                 candidate: rb,
             }))

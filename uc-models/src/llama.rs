@@ -213,23 +213,53 @@ impl Config {
     /// but the first of each window) of its negative log-likelihood in nats, the number of tokens
     /// that are the model's top-1 choice, and the top-1 choices themselves (batch-major).
     pub fn nll(&self, w: &dyn Get, ids: &Tensor) -> candle_core::Result<(f64, usize, Vec<u32>)> {
+        let logits = self.next_token_logits(w, ids)?;
+        nll_of_logits(&logits, ids)
+    }
+
+    /// The logits of the next token at every position but the last, `[b·(t − 1), vocab]`.
+    pub fn next_token_logits(&self, w: &dyn Get, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let mut x = self.embed(w, ids)?;
         for i in 0..self.num_layers {
             x = self.layer(w, i, &x, None)?;
         }
-        let logits = self
-            .head(w, &x.narrow(1, 0, t - 1)?)?
-            .reshape((b * (t - 1), self.vocab))?;
-        let targets = ids.narrow(1, 1, t - 1)?.flatten_all()?.to_dtype(DType::U32)?;
-        let lse = logits.log_sum_exp(D::Minus1)?;
-        let picked = logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-        let nll = (lse - picked)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-        let top: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        let tv: Vec<u32> = targets.to_vec1::<u32>()?;
-        let hits = top.iter().zip(&tv).filter(|(a, b)| a == b).count();
-        Ok((nll, hits, top))
+        self.head(w, &x.narrow(1, 0, t - 1)?)?
+            .reshape((b * (t - 1), self.vocab))
     }
+}
+
+/// From next-token logits `[b·(t − 1), vocab]` of the windows `ids` `[b, t]`: the summed negative
+/// log-likelihood of the text's next tokens (nats), the number of positions whose top-1 token is
+/// the text's, and the top-1 tokens.
+pub fn nll_of_logits(logits: &Tensor, ids: &Tensor) -> candle_core::Result<(f64, usize, Vec<u32>)> {
+    let (_, t) = ids.dims2()?;
+    let targets = ids.narrow(1, 1, t - 1)?.flatten_all()?.to_dtype(DType::U32)?;
+    let lse = logits.log_sum_exp(D::Minus1)?;
+    let picked = logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let nll = (lse - picked)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    let top: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    let tv: Vec<u32> = targets.to_vec1::<u32>()?;
+    let hits = top.iter().zip(&tv).filter(|(a, b)| a == b).count();
+    Ok((nll, hits, top))
+}
+
+/// `Σ over positions of KL(p ‖ q)` in nats, where `p` and `q` are the softmax of the rows of
+/// `teacher` and `student` (`[positions, vocab]` logits), computed in chunks of positions so that
+/// the intermediates stay small; summed in f64.
+pub fn kl_sum(teacher: &Tensor, student: &Tensor) -> candle_core::Result<f64> {
+    let n = teacher.dim(0)?;
+    let mut total = 0f64;
+    let mut start = 0;
+    while start < n {
+        let k = 64.min(n - start);
+        let lp = crate::nn::log_softmax_last(&teacher.narrow(0, start, k)?)?;
+        let lq = crate::nn::log_softmax_last(&student.narrow(0, start, k)?)?;
+        let kl = (lp.exp()? * (&lp - &lq)?)?;
+        total += kl.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        start += k;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
