@@ -129,6 +129,12 @@ impl<R: Read> Cursor<R> {
             .read_exact(&mut b)
             .map_err(|e| self.err(format!("read failed: {e}")))?;
         self.pos += n;
+        // As candle's reader does (strings "are supposed to be non-null terminated but in practice
+        // this happens"): trailing NULs are dropped, so that this scan and the reader behind it
+        // see the same keys and names (a key `general.alignment\0` is `general.alignment`).
+        while b.last() == Some(&0) {
+            b.pop();
+        }
         String::from_utf8(b).map_err(|_| ScanError {
             offset: at,
             msg: format!("{what}: not UTF-8"),
@@ -386,6 +392,17 @@ mod tests {
                 .contains("dimensions")
         );
         assert!(run(&header(&[], 1 << 40, &[], 0)).unwrap_err().msg.contains("at most"));
+        // Found by the gguf_read fuzzer: a second `general.alignment` written with trailing NULs,
+        // which candle's reader strips, of type u8 and value 0 (a division by zero in candle).
+        let mut kvs = kv_u32("general.alignment", 32);
+        let mut k = s("general.alignment\0\0\0\0\0");
+        k.extend(0u32.to_le_bytes());
+        k.push(0);
+        kvs.extend(&k);
+        let e = run(&header(&kvs, 2, &[], 0)).unwrap_err();
+        assert!(e.msg.contains("power of two") || e.msg.contains("appears twice"), "{e}");
+        let e = run(&header(&k, 1, &[], 0)).unwrap_err();
+        assert!(e.msg.contains("power of two"), "{e}");
         // Truncation anywhere is an error with an offset inside the file, never a panic.
         for cut in 0..ok.len() {
             let e = run(&ok[..cut]).unwrap_err();
