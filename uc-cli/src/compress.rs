@@ -3,7 +3,6 @@
 use crate::outln;
 use crate::output::human;
 use serde_json::json;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use uc_encode::calibrate::CalibOptions;
 use uc_encode::compress::{CompressOptions, CompressSummary, compress};
@@ -137,11 +136,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
                 lr: distill_lr,
             })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
         }),
-        progress: if std::io::stderr().is_terminal() {
-            Some(crate::output::progress_bar)
-        } else {
-            None
-        },
+        progress: crate::output::progress_if_terminal(),
     };
     let s = compress(&opts);
     crate::output::finish_progress();

@@ -3,7 +3,6 @@
 use crate::outln;
 use crate::output::human;
 use serde_json::json;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use uc_encode::error::CompressError;
 use uc_models::gguf::{ImportOptions, ImportSummary, import_gguf};
@@ -36,11 +35,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         source: file,
         output_dir,
         fresh,
-        progress: if std::io::stderr().is_terminal() {
-            Some(crate::output::progress_bar)
-        } else {
-            None
-        },
+        progress: crate::output::progress_if_terminal(),
     });
     crate::output::finish_progress();
     let s = s?;

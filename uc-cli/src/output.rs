@@ -32,6 +32,14 @@ pub fn progress_bar(phase: &str, done: usize, total: usize, name: &str) {
     }
 }
 
+/// The progress callback of a long command: [`progress_bar`] on a terminal, none otherwise.
+pub fn progress_if_terminal() -> Option<fn(&str, usize, usize, &str)> {
+    use std::io::IsTerminal;
+    std::io::stderr()
+        .is_terminal()
+        .then_some(progress_bar as fn(&str, usize, usize, &str))
+}
+
 pub fn finish_progress() {
     if let Ok(mut slot) = BAR.lock()
         && let Some((_, bar)) = slot.take()

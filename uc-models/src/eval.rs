@@ -139,11 +139,24 @@ pub struct PplReport {
     pub seconds: f64,
 }
 
+#[derive(Default)]
 struct Scored {
     nll: f64,
     hits: usize,
     tokens: usize,
     top: Vec<u32>,
+}
+
+impl Scored {
+    /// Adds one batch: `nll_of_logits`'s result for windows of `ids` `[b, t]` (b·(t − 1) positions).
+    fn add(&mut self, (nll, hits, top): (f64, usize, Vec<u32>), ids: &Tensor) -> candle_core::Result<()> {
+        let (b, t) = ids.dims2()?;
+        self.nll += nll;
+        self.hits += hits;
+        self.tokens += b * (t - 1);
+        self.top.extend(top);
+        Ok(())
+    }
 }
 
 fn score(dir: &Path, arch: &Arch, w: &dyn Get, wins: &[Vec<u32>], batch: usize) -> Result<Scored, CompressError> {
@@ -153,23 +166,14 @@ fn score(dir: &Path, arch: &Arch, w: &dyn Get, wins: &[Vec<u32>], batch: usize) 
             "perplexity needs a causal language model (llama family); for BERT use `uc eval compare`",
         ));
     };
-    let mut s = Scored {
-        nll: 0.0,
-        hits: 0,
-        tokens: 0,
-        top: Vec::new(),
-    };
+    let mut s = Scored::default();
     for chunk in wins.chunks(batch.max(1)) {
         let t = chunk[0].len();
         let flat: Vec<u32> = chunk.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (chunk.len(), t), &Device::Cpu).map_err(|e| model_err(dir, e.to_string()))?;
-        let (nll, hits, top) = cfg
-            .nll(w, &ids)
+        cfg.nll(w, &ids)
+            .and_then(|r| s.add(r, &ids))
             .map_err(|e| model_err(dir, format!("forward pass: {e}")))?;
-        s.nll += nll;
-        s.hits += hits;
-        s.tokens += chunk.len() * (t - 1);
-        s.top.extend(top);
     }
     Ok(s)
 }
@@ -297,13 +301,7 @@ pub fn compare(
             // Both models on each batch of windows, so that the next-token distributions can be
             // compared (KL) without keeping either model's logits beyond the batch. The per-model
             // sums are those `uc eval ppl` computes, in the same order.
-            let empty = || Scored {
-                nll: 0.0,
-                hits: 0,
-                tokens: 0,
-                top: Vec::new(),
-            };
-            let (mut a, mut b) = (empty(), empty());
+            let (mut a, mut b) = (Scored::default(), Scored::default());
             let (mut secs_a, mut secs_b, mut kl) = (0f64, 0f64, 0f64);
             for chunk in wins.chunks(opts.batch.max(1)) {
                 let t = chunk[0].len();
@@ -315,20 +313,16 @@ pub fn compare(
                 let ids = Tensor::from_vec(flat, (chunk.len(), t), &Device::Cpu).map_err(err(source))?;
                 let start = Instant::now();
                 let la = cfg.next_token_logits(&teacher, &ids).map_err(err(source))?;
-                let (nll, hits, top) = crate::llama::nll_of_logits(&la, &ids).map_err(err(source))?;
+                crate::llama::nll_of_logits(&la, &ids)
+                    .and_then(|r| a.add(r, &ids))
+                    .map_err(err(source))?;
                 secs_a += start.elapsed().as_secs_f64();
-                a.nll += nll;
-                a.hits += hits;
-                a.tokens += chunk.len() * (t - 1);
-                a.top.extend(top);
                 let start = Instant::now();
                 let lb = cfg.next_token_logits(&student, &ids).map_err(err(cand_dir))?;
-                let (nll, hits, top) = crate::llama::nll_of_logits(&lb, &ids).map_err(err(cand_dir))?;
+                crate::llama::nll_of_logits(&lb, &ids)
+                    .and_then(|r| b.add(r, &ids))
+                    .map_err(err(cand_dir))?;
                 secs_b += start.elapsed().as_secs_f64();
-                b.nll += nll;
-                b.hits += hits;
-                b.tokens += chunk.len() * (t - 1);
-                b.top.extend(top);
                 kl += crate::llama::kl_sum(&la, &lb).map_err(err(cand_dir))?;
             }
             let now = Instant::now();
