@@ -3,7 +3,8 @@
 #   record_parse, record_structured, differential  <- conformance/vectors/{positive,negative}/*.ucr
 #   pack_read  <- conformance/vectors/packs/tiny: le32(len(model.safetensors)) ++ model.safetensors
 #                 ++ ultracompress.json  (the input format of fuzz_targets/pack_read.rs), plus the
-#                 same with an empty manifest and with the manifest alone
+#                 same with an empty manifest and with the manifest alone; the same three from
+#                 packs/two_level (v0.4: records with two-level scales, "uc.format": "0.4")
 #   gguf_read  <- two small GGUF v3 files written here (a header with llama metadata and one F32
 #                 tensor; the same with a token array), no model weights
 #   encode_roundtrip  <- nothing (its input is an `arbitrary` struct; libFuzzer starts from empty)
@@ -23,13 +24,15 @@ le32() { # prints a number as 4 little-endian bytes
   local n=$1
   printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)) $((n >> 24 & 255)))"
 }
-tiny="$vectors/packs/tiny"
 out="$fuzz/corpus/pack_read"
 mkdir -p "$out"
-st_len=$(wc -c < "$tiny/model.safetensors")
-{ le32 "$st_len"; cat "$tiny/model.safetensors" "$tiny/ultracompress.json"; } > "$out/seed-tiny-pack"
-{ le32 "$st_len"; cat "$tiny/model.safetensors"; } > "$out/seed-tiny-safetensors"
-{ le32 0; cat "$tiny/ultracompress.json"; } > "$out/seed-tiny-manifest"
+for p in tiny two_level; do
+  pack="$vectors/packs/$p"
+  st_len=$(wc -c < "$pack/model.safetensors")
+  { le32 "$st_len"; cat "$pack/model.safetensors" "$pack/ultracompress.json"; } > "$out/seed-$p-pack"
+  { le32 "$st_len"; cat "$pack/model.safetensors"; } > "$out/seed-$p-safetensors"
+  { le32 0; cat "$pack/ultracompress.json"; } > "$out/seed-$p-manifest"
+done
 mkdir -p "$fuzz/corpus/gguf_read"
 python3 - "$fuzz/corpus/gguf_read" <<'PY'
 import struct, sys, os

@@ -1,5 +1,5 @@
 /*
- * ucdec: an external decoder for the uc pack v0.3 conformance runner, written against the C ABI
+ * ucdec: an external decoder for the uc pack (v0.3 and v0.4) conformance runner, written against the C ABI
  * (uc-decode/capi/include/uc_decode.h, library libuc_decode_capi.a). It is both a test of that ABI
  * and an example of embedding the decoder in C.
  *
@@ -28,6 +28,14 @@
 #endif
 
 #include "uc_decode.h"
+
+/* The last validation error class of spec R-9.3 (28, bad_sub_block, since v0.4); the caller
+ * errors of R-9.4 start at -100. Older headers lack the name. */
+#ifdef UC_ERR_BAD_SUB_BLOCK
+#define UC_LAST_RECORD_ERROR UC_ERR_BAD_SUB_BLOCK
+#else
+#define UC_LAST_RECORD_ERROR (-28)
+#endif
 
 #define EXIT_INVALID 1
 #define EXIT_FAILURE_OTHER 2
@@ -175,8 +183,8 @@ int main(int argc, char **argv) {
     }
 
     rc = uc_record_parse(data, len, &rec, &err_offset);
-    if (rc < 0 && rc >= UC_ERR_BAD_OVERLAY_VALUE) {
-        /* A validation error of the record (spec codes 1..=27). */
+    if (rc < 0 && rc >= UC_LAST_RECORD_ERROR) {
+        /* A validation error of the record (spec codes 1..=28). */
         free(data);
         if (printf("%s %llu\n", uc_error_name(rc), (unsigned long long)err_offset) < 0 || fflush(stdout) != 0) {
             return fail("cannot write to stdout");

@@ -1,11 +1,14 @@
 //! The pack-directory vectors, for pack readers and verifiers (`uc-verify`): `tiny`, a small
 //! multi-tensor pack (one safetensors file + manifest) with uc records beside verbatim tensors of
-//! several dtypes, and `sharded`, the same kind of content split over several shards with an index.
+//! several dtypes, `sharded`, the same kind of content split over several shards with an index, and
+//! `two_level`, a v0.4 pack whose `model.safetensors` holds records with two-level scales (spec
+//! section 13) beside a v0.3 record, so that its file declares `"uc.format": "0.4"` and its manifest
+//! `format_version` `"0.4"` (R-13.6).
 //! Each `packs/<name>.json` names the clauses the pack exercises and its fingerprint (R-12.10),
 //! computed here from the files as written.
 
 use crate::sha256_hex;
-use crate::vectors::{Rng, assemble, random_spec};
+use crate::vectors::{RecordSpec, Rng, assemble, random_spec};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use uc_pack::{Dtype, PackWriter, WriterOptions};
@@ -14,8 +17,10 @@ use uc_pack::{Dtype, PackWriter, WriterOptions};
 pub const TINY: &str = "tiny";
 /// Name of the sharded pack directory under `vectors/packs/`.
 pub const SHARDED: &str = "sharded";
+/// Name of the v0.4 pack directory (records with two-level scales) under `vectors/packs/`.
+pub const TWO_LEVEL: &str = "two_level";
 /// Every pack vector.
-pub const ALL: &[&str] = &[TINY, SHARDED];
+pub const ALL: &[&str] = &[TINY, SHARDED, TWO_LEVEL];
 /// Shard size of the sharded pack, in bytes of data area (R-12.9): small enough that the pack has
 /// several shards, one of them holding a single tensor larger than this.
 pub const SHARD_SIZE: u64 = 2048;
@@ -28,6 +33,9 @@ pub const CLAUSES: &[&str] = &[
 
 /// Clauses the sharded pack exercises beyond those of the tiny one.
 pub const SHARDED_CLAUSES: &[&str] = &["R-12.9"];
+
+/// Clauses the two-level pack exercises beyond those of the tiny one.
+pub const TWO_LEVEL_CLAUSES: &[&str] = &["R-13.1", "R-13.2", "R-13.3", "R-13.4", "R-13.6"];
 
 /// The fingerprint of R-12.10 of the pack in `dir`, from the files themselves: the SHA-256 of the
 /// lines `<name>:<sha256>\n`, in byte order of the names, of every regular file but the manifest.
@@ -123,7 +131,8 @@ fn write_meta(parent: &Path, name: &str, mut meta: Value) -> Result<(), String> 
 /// Writes every pack vector under `parent`.
 pub fn write_all(parent: &Path) -> Result<(), String> {
     write_tiny(parent)?;
-    write_sharded(parent)
+    write_sharded(parent)?;
+    write_two_level(parent)
 }
 
 /// Writes `parent/tiny/` (the pack) and `parent/tiny.json` (what it is and what it cites).
@@ -250,6 +259,93 @@ pub fn write_sharded(parent: &Path) -> Result<(), String> {
         "expect": "verified",
     });
     write_meta(parent, SHARDED, meta)
+}
+
+/// A random valid record with two-level scales (R-13.1..R-13.3): version 0.4, header_len 256, flag
+/// bit 0, block_size 256, one random normal binary16 scale per 256 elements and random `q`-bit
+/// sub-scales per `s` elements (0 and `2^q - 1` frequent), the rest as [`random_spec`].
+fn two_level_spec(rng: &mut Rng, bits: u8, dims: &[u64], overlay_dtype: u8, rank: u32, s: u32, q: u8) -> RecordSpec {
+    let mut spec = random_spec(rng, bits, dims, overlay_dtype, rank);
+    // The generator's xorshift64* state, drawn here from the same stream.
+    let mut below = |n: u64| {
+        rng.0 ^= rng.0 >> 12;
+        rng.0 ^= rng.0 << 25;
+        rng.0 ^= rng.0 >> 27;
+        rng.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    };
+    let n: u64 = dims.iter().product();
+    spec.scales = (0..n.div_ceil(256))
+        .map(|_| ((below(14) + 1) << 10 | below(1024)) as u16)
+        .collect();
+    spec.subscales = (0..n.div_ceil(u64::from(s)))
+        .map(|_| match below(8) {
+            0 => 0,
+            1 => ((1u32 << q) - 1) as u8,
+            _ => below(1 << q) as u8,
+        })
+        .collect();
+    spec.sub_block = s;
+    spec.sub_bits = q;
+    spec.minor = 4;
+    spec.header_len = 256;
+    spec.flags = 1;
+    spec
+}
+
+/// Writes `parent/two_level/` and `parent/two_level.json`: a v0.4 pack (R-13.6) with two records
+/// with two-level scales (S = 16 with 6-bit sub-scales, the default of `uc compress`, and S = 32
+/// with 3-bit sub-scales and a bf16 overlay; partial last 256-block and sub-block) beside a v0.3
+/// record and verbatim tensors. Its `model.safetensors` declares `"uc.format": "0.4"` and its
+/// manifest `format_version` `"0.4"`, as the pack writer gives a pack with such a record.
+pub fn write_two_level(parent: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let dir = parent.join(TWO_LEVEL);
+    let mut w = writer(&dir, "uc-conformance-two-level", WriterOptions::default())?;
+    let mut rng = Rng(0x5eed_0004_0000_0005);
+    let records = [
+        // 2400 elements: 9 full 256-blocks and a partial one; 150 sub-blocks of 16.
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            two_level_spec(&mut rng, 4, &[24, 100], 0, 0, 16, 6),
+        ),
+        // 595 elements: partial last code group, 256-block and sub-block of 32; rank-2 bf16 overlay.
+        (
+            "model.layers.0.self_attn.o_proj.weight",
+            two_level_spec(&mut rng, 3, &[5, 119], 2, 2, 32, 3),
+        ),
+        // A v0.3 record in the same file.
+        (
+            "model.layers.0.self_attn.q_proj.weight",
+            random_spec(&mut rng, 2, &[3, 50], 0, 0),
+        ),
+    ];
+    for (name, spec) in &records {
+        w.add_record(name, &assemble(spec), None).map_err(|e| e.to_string())?;
+    }
+    let f32s: Vec<u8> = (0..100)
+        .flat_map(|i| (1.0f32 - i as f32 / 128.0).to_le_bytes())
+        .collect();
+    w.add_verbatim("model.layers.0.input_layernorm.weight", Dtype::F32, &[100], &f32s)
+        .map_err(|e| e.to_string())?;
+    let bf16s: Vec<u8> = (0..9u16).flat_map(|i| (0x3f80 + 3 * i).to_le_bytes()).collect();
+    w.add_verbatim("model.norm.weight", Dtype::Bf16, &[9], &bf16s)
+        .map_err(|e| e.to_string())?;
+    copy_files(&mut w, parent, TWO_LEVEL)?;
+    finish(w, parent, TWO_LEVEL)?;
+    let meta = json!({
+        "name": TWO_LEVEL,
+        "description": "a v0.4 pack directory (R-13.6): model.safetensors with 3 uc records (4-bit with two-level \
+                        scales, S = 16 and 6-bit sub-scales, [24, 100]; 3-bit with two-level scales, S = 32 and \
+                        3-bit sub-scales and a rank-2 bf16 overlay, [5, 119]; a v0.3 2-bit record) beside F32 and \
+                        BF16 verbatim tensors, padding tensors, copied files and the manifest. The file's \
+                        __metadata__ has \"uc.format\": \"0.4\" and the manifest format_version \"0.4\". \
+                        `uc-verify packs/two_level` must report it verified (exit 0), and fail a copy that \
+                        says \"0.3\" in either place.",
+        "clauses": CLAUSES.iter().chain(TWO_LEVEL_CLAUSES).collect::<Vec<_>>(),
+        "records": records.len(),
+        "expect": "verified",
+    });
+    write_meta(parent, TWO_LEVEL, meta)
 }
 
 /// Clauses cited by the pack vectors in `dir` (reads `packs/<name>.json` of every pack).

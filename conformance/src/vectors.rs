@@ -7,6 +7,8 @@
 
 use uc_format::ErrorKind;
 
+mod v04;
+
 /// One vector: a record and what a conforming decoder must do with it.
 #[derive(Debug, Clone)]
 pub struct Vector {
@@ -95,15 +97,45 @@ pub struct RecordSpec {
     pub rank: u32,
     /// `U` `[rows, r]` then `V` `[r, cols]`, as 16-bit patterns.
     pub overlay: Vec<u16>,
+    /// Sub-block size `S` of two-level scales (R-13.3: 16 or 32), or 0 for a record without them.
+    /// With `S` > 0 the record gets the v0.4 extension (bytes 192..256: the sub-scales table
+    /// entry, `sub_block`, zero `reserved2`), `block_size` 256, one scale per 256 elements and
+    /// `header_ext` holds the header bytes `[256, header_len)` instead of `[192, header_len)`.
+    /// `flags` and `minor` are written as given (R-13.1 wants bit 0 and minor 4).
+    pub sub_block: u32,
+    /// One sub-scale per `S` elements (two-level scales only), each `< 2^sub_bits`.
+    pub subscales: Vec<u8>,
+    /// Width `q` of a sub-scale in bits (R-13.2, 1..=8; two-level scales only). The sub-scales
+    /// are bit-packed like codes.
+    pub sub_bits: u8,
 }
 
 impl RecordSpec {
     /// Reconstruction by from the generating values.
     fn w_base(&self) -> Vec<f32> {
+        if self.sub_block != 0 {
+            return self.w_base_subscaled();
+        }
         self.codes
             .iter()
             .enumerate()
             .map(|(i, &c)| f16_value(self.scales[i / 64]) * self.grid[usize::from(c)])
+            .collect()
+    }
+
+    /// Reconstruction by: the effective scale `f16 x sub` computed exactly in f64 (and
+    /// checked to be a binary32 value), then ONE binary32 multiply by the grid value.
+    fn w_base_subscaled(&self) -> Vec<f32> {
+        let s = self.sub_block as usize;
+        self.codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let e = f64::from(f16_value(self.scales[i / 256])) * f64::from(self.subscales[i / s]);
+                let e32 = e as f32;
+                assert_eq!(f64::from(e32), e, "R-13.4: the effective scale is exact in binary32");
+                e32 * self.grid[usize::from(c)]
+            })
             .collect()
     }
 
@@ -153,13 +185,30 @@ fn align64(x: u64) -> u64 {
 /// Section placement of spec: (offset, len) of grid, scales, codes, overlay; and
 /// record_len, the end of the overlay rounded up to a multiple of 64.
 pub fn canonical_sections(bits: u8, dims: &[u64], rank: u32, header_len: u32) -> ([(u64, u64); 4], u64) {
+    let (s, _, record_len) = canonical_sections_v04(bits, dims, rank, header_len, 0, 0);
+    (s, record_len)
+}
+
+/// Section placement of with sub-block size `sub_block` (0: no two-level
+/// scales) and `sub_bits`-bit sub-scales: the four sections of [`canonical_sections`] (scales one per 256 elements when
+/// `sub_block` > 0), the sub-scales section (`(0, 0)` without two-level scales) and record_len,
+/// the end of the last section rounded up to a multiple of 64.
+pub fn canonical_sections_v04(
+    bits: u8,
+    dims: &[u64],
+    rank: u32,
+    header_len: u32,
+    sub_block: u32,
+    sub_bits: u8,
+) -> ([(u64, u64); 4], (u64, u64), u64) {
     let n: u64 = dims.iter().product();
     let nb = n.div_ceil(64);
+    let n_scales = if sub_block == 0 { nb } else { n.div_ceil(256) };
     let rows = dims[0];
     let cols = n / rows;
     let lens = [
         4u64 << bits,
-        2 * nb,
+        2 * n_scales,
         8 * u64::from(bits) * nb,
         2 * u64::from(rank) * (rows + cols),
     ];
@@ -170,7 +219,13 @@ pub fn canonical_sections(bits: u8, dims: &[u64], rank: u32, header_len: u32) ->
         *o = (off, len);
         end = off + len;
     }
-    (out, align64(end))
+    let mut sub = (0, 0);
+    if sub_block != 0 {
+        let n_sub = n.div_ceil(u64::from(sub_block));
+        sub = (align64(end), (n_sub * u64::from(sub_bits)).div_ceil(8));
+        end = sub.0 + sub.1;
+    }
+    (out, sub, align64(end))
 }
 
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
@@ -189,7 +244,8 @@ pub fn fix_crc(rec: &mut [u8]) {
 
 /// Assembles a record from its parts, byte by byte from the table of.
 pub fn assemble(s: &RecordSpec) -> Vec<u8> {
-    let (sections, record_len) = canonical_sections(s.bits, &s.dims, s.rank, s.header_len);
+    let (sections, sub, record_len) =
+        canonical_sections_v04(s.bits, &s.dims, s.rank, s.header_len, s.sub_block, s.sub_bits);
     let mut b = vec![0u8; record_len as usize];
     put(&mut b, 0, &[0x89, 0x55, 0x43, 0x52, 0x0d, 0x0a, 0x1a, 0x0a]);
     put(&mut b, 8, &0u16.to_le_bytes());
@@ -201,7 +257,8 @@ pub fn assemble(s: &RecordSpec) -> Vec<u8> {
     b[33] = s.dims.len() as u8;
     b[34] = 1;
     b[35] = s.overlay_dtype;
-    put(&mut b, 36, &64u32.to_le_bytes());
+    let block_size: u32 = if s.sub_block == 0 { 64 } else { 256 };
+    put(&mut b, 36, &block_size.to_le_bytes());
     put(&mut b, 40, &s.rank.to_le_bytes());
     for (i, d) in s.dims.iter().enumerate() {
         put(&mut b, 48 + 8 * i, &d.to_le_bytes());
@@ -210,7 +267,27 @@ pub fn assemble(s: &RecordSpec) -> Vec<u8> {
         put(&mut b, 112 + 16 * k, &off.to_le_bytes());
         put(&mut b, 120 + 16 * k, &len.to_le_bytes());
     }
-    put(&mut b, 192, &s.header_ext);
+    if s.sub_block == 0 {
+        put(&mut b, 192, &s.header_ext);
+    } else {
+        // The v0.4 extension; reserved2 (212..256) stays zero.
+        put(&mut b, 192, &sub.0.to_le_bytes());
+        put(&mut b, 200, &sub.1.to_le_bytes());
+        put(&mut b, 208, &s.sub_block.to_le_bytes());
+        b[212] = s.sub_bits;
+        put(&mut b, 256, &s.header_ext);
+        // Bit packing of the sub-scales, one stream bit at a time (R-13.2, as ).
+        let q = usize::from(s.sub_bits);
+        for (t, &v) in s.subscales.iter().enumerate() {
+            assert!(u32::from(v) < 1 << q, "sub-scale {v} does not fit {q} bits");
+            for u in 0..q {
+                if (v >> u) & 1 == 1 {
+                    let k = t * q + u;
+                    b[sub.0 as usize + k / 8] |= 1 << (k % 8);
+                }
+            }
+        }
+    }
     let at = |k: usize| sections[k].0 as usize;
     for (j, g) in s.grid.iter().enumerate() {
         put(&mut b, at(0) + 4 * j, &g.to_bits().to_le_bytes());
@@ -280,6 +357,9 @@ pub(crate) fn random_spec(rng: &mut Rng, bits: u8, dims: &[u64], overlay_dtype: 
         overlay_dtype,
         rank,
         overlay,
+        sub_block: 0,
+        subscales: Vec::new(),
+        sub_bits: 0,
     }
 }
 
@@ -493,6 +573,7 @@ pub fn positive() -> Vec<Vector> {
         &["R-10.3", "R-10.2", "R-8.5"],
         &s,
     ));
+    v.extend(v04::positive());
     v
 }
 
@@ -500,13 +581,23 @@ pub fn positive() -> Vec<Vector> {
 struct Base {
     bytes: Vec<u8>,
     sections: [(u64, u64); 4],
+    /// The sub-scales section (two-level scales only; `(0, 0)` otherwise).
+    sub: (u64, u64),
 }
 
 fn base(spec: RecordSpec) -> Base {
-    let (sections, _) = canonical_sections(spec.bits, &spec.dims, spec.rank, spec.header_len);
+    let (sections, sub, _) = canonical_sections_v04(
+        spec.bits,
+        &spec.dims,
+        spec.rank,
+        spec.header_len,
+        spec.sub_block,
+        spec.sub_bits,
+    );
     Base {
         bytes: assemble(&spec),
         sections,
+        sub,
     }
 }
 
@@ -1755,6 +1846,7 @@ pub fn negative() -> Vec<Vector> {
         record: a.bytes.clone(),
         expect: Expect::EveryPrefixTruncated,
     });
+    v.extend(v04::negative());
     v
 }
 

@@ -1,8 +1,9 @@
 //! The pack-level prose of the spec, checked against what the project's pack writer and checker do:
 //! an independent transcription of R-3.5 (data order, header text, header length), R-3.6 (padding
 //! tensors and their numbering across files) and R-12.9 (the shard split and the index text) must
-//! reproduce the committed pack vectors byte for byte; the worked example of holds; and the
-//! manifest checker treats integers and version strings as section 12 says.
+//! reproduce the committed pack vectors byte for byte; the worked example of holds; the
+//! v0.4 pack declares 0.4 where says and a copy that says 0.3 fails; and the manifest
+//! checker treats integers and version strings as section 12 says.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -51,19 +52,23 @@ struct T {
     end: u64,
 }
 
-/// Reads a safetensors file's header with serde_json (not with uc-pack's parser).
-fn header(path: &Path) -> (Vec<u8>, Vec<T>, u64) {
+/// Reads a safetensors file's header with serde_json (not with uc-pack's parser); the last value is
+/// its `uc.format` (R-3.5 metadata: exactly `format` `pt` and `uc.format`).
+fn header(path: &Path) -> (Vec<u8>, Vec<T>, u64, String) {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap());
     let v: Value = serde_json::from_slice(&bytes[8..8 + n as usize]).unwrap();
     let mut ts = Vec::new();
+    let mut uc_format = None;
     for (name, e) in v.as_object().unwrap() {
         if name == "__metadata__" {
+            let f = e["uc.format"].as_str().unwrap_or_default().to_string();
             assert_eq!(
                 e,
-                &serde_json::json!({"format": "pt", "uc.format": "0.3"}),
+                &serde_json::json!({"format": "pt", "uc.format": f}),
                 "R-3.5 metadata"
             );
+            uc_format = Some(f);
             continue;
         }
         let off = e["data_offsets"].as_array().unwrap();
@@ -81,15 +86,37 @@ fn header(path: &Path) -> (Vec<u8>, Vec<T>, u64) {
         });
     }
     let data_len = bytes.len() as u64 - 8 - n;
-    (bytes[..8 + n as usize].to_vec(), ts, data_len)
+    (
+        bytes[..8 + n as usize].to_vec(),
+        ts,
+        data_len,
+        uc_format.expect("__metadata__"),
+    )
+}
+
+/// The records of a safetensors file (U8 tensors starting with the magic) as
+/// `(name, version_minor, flags)`, read from the bytes.
+fn records(path: &Path) -> Vec<(String, u16, u32)> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let (_, ts, _, _) = header(path);
+    ts.iter()
+        .filter(|t| t.dtype == "U8")
+        .map(|t| (t, &bytes[8 + n + t.begin as usize..8 + n + t.end as usize]))
+        .filter(|(_, b)| b.starts_with(&[0x89, 0x55, 0x43, 0x52, 0x0d, 0x0a, 0x1a, 0x0a]))
+        .map(|(t, b)| {
+            let minor = u16::from_le_bytes([b[10], b[11]]);
+            (t.name.clone(), minor, u32::from_le_bytes(b[28..32].try_into().unwrap()))
+        })
+        .collect()
 }
 
 /// A tensor to lay out: name, dtype, shape, data length.
 type Planned = (String, String, Vec<u64>, u64);
 
-/// lays out `tensors` (no padding) of one file, padding numbered from `*pad`.
-/// Returns the file's first `8 + N` bytes and the data-area length.
-fn layout(mut tensors: Vec<Planned>, pad: &mut u64) -> (Vec<u8>, u64) {
+/// lays out `tensors` (no padding) of one file, padding numbered from `*pad`, with
+/// metadata `uc.format` = `uc_format`. Returns the file's first `8 + N` bytes and the data-area length.
+fn layout(mut tensors: Vec<Planned>, pad: &mut u64, uc_format: &str) -> (Vec<u8>, u64) {
     tensors.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut members: BTreeMap<Vec<u8>, String> = BTreeMap::new();
     let entry = |dtype: &str, shape: &[u64], b: u64, e: u64| {
@@ -114,7 +141,7 @@ fn layout(mut tensors: Vec<Planned>, pad: &mut u64) -> (Vec<u8>, u64) {
     }
     members.insert(
         b"__metadata__".to_vec(),
-        "{\"format\":\"pt\",\"uc.format\":\"0.3\"}".to_string(),
+        format!("{{\"format\":\"pt\",\"uc.format\":{}}}", json_string(uc_format)),
     );
     let body: Vec<String> = members
         .iter()
@@ -143,21 +170,95 @@ fn shard_files(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn the_tiny_pack_is_laid_out_as_r_3_5_and_r_3_6_say() {
-    let dir = pack_dir(conformance::packs::TINY);
+/// Checks the single file of pack `name` against with metadata `uc_format`.
+fn single_file_layout(name: &str, uc_format: &str) {
+    let dir = pack_dir(name);
     assert_eq!(shard_files(&dir), ["model.safetensors"]);
-    let (head, ts, data_len) = header(&dir.join("model.safetensors"));
+    let (head, ts, data_len, got_format) = header(&dir.join("model.safetensors"));
+    assert_eq!(got_format, uc_format, "{name}: uc.format");
     let plain: Vec<_> = ts
         .iter()
         .filter(|t| !t.name.starts_with("__uc_pad_"))
         .map(|t| (t.name.clone(), t.dtype.clone(), t.shape.clone(), t.end - t.begin))
         .collect();
     let mut pad = 0;
-    let (want, want_len) = layout(plain, &mut pad);
-    assert!(pad > 0, "the tiny pack is meant to hold padding tensors");
+    let (want, want_len) = layout(plain, &mut pad, uc_format);
+    assert!(pad > 0, "the {name} pack is meant to hold padding tensors");
     assert_eq!(String::from_utf8_lossy(&head), String::from_utf8_lossy(&want));
     assert_eq!(data_len, want_len, "no bytes after the last tensor");
+}
+
+#[test]
+fn the_tiny_pack_is_laid_out_as_r_3_5_and_r_3_6_say() {
+    single_file_layout(conformance::packs::TINY, "0.3");
+}
+
+/// the file with records with two-level scales declares `"uc.format": "0.4"` and the
+/// manifest `format_version` `"0.4"`; the v0.3 packs declare 0.3 and hold no such record. A copy of
+/// the v0.4 pack that says 0.3 in the file (or the manifest) fails `safetensors.metadata` (or
+/// `manifest.schema`) in uc-verify.
+#[test]
+fn the_two_level_pack_declares_0_4_as_r_13_6_says() {
+    single_file_layout(conformance::packs::TWO_LEVEL, "0.4");
+    let dir = pack_dir(conformance::packs::TWO_LEVEL);
+    let recs = records(&dir.join("model.safetensors"));
+    let two_level: Vec<_> = recs.iter().filter(|r| r.2 & 1 != 0).collect();
+    assert!(two_level.len() >= 2, "{recs:?}");
+    assert!(
+        two_level.iter().all(|r| r.1 >= 4),
+        "R-13.1: minor 4 with flag bit 0: {recs:?}"
+    );
+    assert!(recs.iter().any(|r| r.2 & 1 == 0), "a v0.3 record beside them: {recs:?}");
+    let manifest =
+        |d: &Path| -> Value { serde_json::from_slice(&std::fs::read(d.join("ultracompress.json")).unwrap()).unwrap() };
+    assert_eq!(manifest(&dir)["format_version"], "0.4");
+    for name in [conformance::packs::TINY, conformance::packs::SHARDED] {
+        let d = pack_dir(name);
+        assert_eq!(manifest(&d)["format_version"], "0.3", "{name}");
+        for f in shard_files(&d) {
+            assert_eq!(header(&d.join(&f)).3, "0.3", "{name}/{f}");
+            assert!(records(&d.join(&f)).iter().all(|r| r.2 & 1 == 0), "{name}/{f}");
+        }
+    }
+
+    // Copies that say 0.3: same length, so every offset stays.
+    let fails = |file: &str, from: &str, to: &str, check: &str| {
+        let tmp = std::env::temp_dir().join(format!("uc-pack-vector-r13-6-{check}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, tmp.join(p.file_name().unwrap())).unwrap();
+        }
+        let bytes = std::fs::read(tmp.join(file)).unwrap();
+        let at = bytes.windows(from.len()).position(|w| w == from.as_bytes()).unwrap();
+        let mut edited = bytes.clone();
+        edited[at..at + to.len()].copy_from_slice(to.as_bytes());
+        std::fs::write(tmp.join(file), edited).unwrap();
+        let report = uc_verify::verify_pack(&tmp, &uc_verify::PackOptions::default()).unwrap();
+        let _ = std::fs::remove_dir_all(&tmp);
+        let failures: Vec<String> = report
+            .failures()
+            .map(|c| format!("{}: {}", c.name, c.message))
+            .collect();
+        assert!(!report.verified, "{file} with {to}");
+        assert!(
+            failures.iter().any(|f| f.starts_with(check) && f.contains("R-13.6")),
+            "{file} with {to}: {failures:?}"
+        );
+    };
+    fails(
+        "model.safetensors",
+        "\"uc.format\":\"0.4\"",
+        "\"uc.format\":\"0.3\"",
+        "safetensors.metadata",
+    );
+    fails(
+        "ultracompress.json",
+        "\"format_version\": \"0.4\"",
+        "\"format_version\": \"0.3\"",
+        "manifest.schema",
+    );
 }
 
 #[test]
@@ -174,7 +275,8 @@ fn the_sharded_pack_is_split_and_indexed_as_r_12_9_says() {
     let mut all: Vec<Planned> = Vec::new();
     let mut headers = Vec::new();
     for f in &files {
-        let (head, ts, data_len) = header(&dir.join(f));
+        let (head, ts, data_len, uc_format) = header(&dir.join(f));
+        assert_eq!(uc_format, "0.3", "{f}");
         for t in &ts {
             assert_eq!(t.end - t.begin, t.shape.iter().product::<u64>() * dtype_size(&t.dtype));
             if !t.name.starts_with("__uc_pad_") {
@@ -208,7 +310,7 @@ fn the_sharded_pack_is_split_and_indexed_as_r_12_9_says() {
     let mut weight_map: BTreeMap<Vec<u8>, String> = BTreeMap::new();
     for ((s, (head, ts, data_len)), f) in shards.into_iter().zip(&headers).zip(&files) {
         let before = pad;
-        let (want, want_len) = layout(s, &mut pad);
+        let (want, want_len) = layout(s, &mut pad, "0.3");
         assert_eq!(String::from_utf8_lossy(head), String::from_utf8_lossy(&want), "{f}");
         assert_eq!(*data_len, want_len, "{f}");
         pads_per_shard.push(pad - before);
@@ -242,7 +344,7 @@ fn the_sharded_pack_is_split_and_indexed_as_r_12_9_says() {
 
 #[test]
 fn the_fingerprint_example_of_r_12_10_holds() {
-    let spec = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/uc-pack-v0.3.md")).unwrap();
+    let spec = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/uc-pack-v0.4.md")).unwrap();
     let config = b"{}\n";
     let mut st = 56u64.to_le_bytes().to_vec();
     st.extend_from_slice(b"{}");

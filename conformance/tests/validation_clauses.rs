@@ -19,7 +19,9 @@ use std::collections::BTreeSet;
 
 use uc_decode::Record;
 use uc_format::header::offsets as o;
-use uc_format::{ErrorKind, Layout, OverlayDtype, RecordParams, finalize_crc, validate, write_record};
+use uc_format::{
+    ErrorKind, Layout, OverlayDtype, RecordParams, finalize_crc, validate, write_record, write_record_with_subscales,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -85,6 +87,43 @@ fn overlay(dt: OverlayDtype) -> Vec<u8> {
 /// bits 8 (grid of 1024 bytes), dims [10, 20], no overlay.
 fn wide() -> Vec<u8> {
     build(8, &[10, 20], 0, OverlayDtype::None, 3)
+}
+
+/// Builds a valid record with two-level scales of sub-block `s` with `write_record_with_subscales`.
+fn build_sub(bits: u8, dims: &[u64], r: u32, dt: OverlayDtype, s: u32, seed: u64) -> Vec<u8> {
+    let params = RecordParams::with_subscales(bits, dims, r, dt, s).expect("params");
+    let layout = params.layout().expect("layout");
+    let mut rng = Rng::new(seed);
+    let levels = 1usize << bits;
+    let grid: Vec<f32> = (0..levels)
+        .map(|j| (j as f32 - (levels as f32 - 1.0) / 2.0) * 0.25)
+        .collect();
+    let scales: Vec<u16> = (0..layout.n_scales)
+        .map(|_| 0x3000 | (rng.below(0x0c00) as u16))
+        .collect();
+    let subs: Vec<u8> = (0..layout.n_subscales).map(|_| rng.below(256) as u8).collect();
+    let codes: Vec<u8> = (0..layout.n).map(|_| rng.below(levels as u64) as u8).collect();
+    let u: Vec<u16> = (0..layout.rows * u64::from(r))
+        .map(|_| 0x3000 | (rng.below(0x1000) as u16))
+        .collect();
+    let v: Vec<u16> = (0..layout.cols * u64::from(r))
+        .map(|_| 0x3000 | (rng.below(0x1000) as u16))
+        .collect();
+    let mut buf = vec![0u8; layout.record_len as usize];
+    let n = write_record_with_subscales(&params, &grid, &scales, &subs, &codes, &u, &v, &mut buf)
+        .expect("write_record_with_subscales");
+    assert_eq!(n, buf.len());
+    buf
+}
+
+/// Two-level scales: bits 3, dims [3, 100] (n = 300), no overlay, sub-block `s`.
+fn subscaled(s: u32) -> Vec<u8> {
+    build_sub(3, &[3, 100], 0, OverlayDtype::None, s, 11)
+}
+
+/// Two-level scales, S = 16: bits 2, dims [4, 70], overlay rank 2 in f16.
+fn subscaled_overlay() -> Vec<u8> {
+    build_sub(2, &[4, 70], 2, OverlayDtype::F16, 16, 12)
 }
 
 fn layout_of(buf: &[u8]) -> Layout {
@@ -190,7 +229,8 @@ fn with_header(base: &[u8], minor: u16, header_len: u32, filler: u8) -> Vec<u8> 
 
 #[test]
 fn base_layouts_are_canonical() {
-    let secs = |b: &[u8]| -> Vec<(u64, u64)> { layout_of(b).sections.iter().map(|s| (s.offset, s.len)).collect() };
+    let secs =
+        |b: &[u8]| -> Vec<(u64, u64)> { layout_of(b).used_sections().iter().map(|s| (s.offset, s.len)).collect() };
     assert_eq!(secs(&small()), [(192, 32), (256, 4), (320, 48), (384, 0)]);
     assert_eq!(layout_of(&small()).record_len, 384);
     for dt in [OverlayDtype::F16, OverlayDtype::Bf16] {
@@ -199,6 +239,17 @@ fn base_layouts_are_canonical() {
     }
     assert_eq!(secs(&wide()), [(192, 1024), (1216, 8), (1280, 256), (1536, 0)]);
     assert_eq!(layout_of(&wide()).record_len, 1536);
+    // Two-level scales: header 256, scales per 256 elements, sub-scales after the overlay.
+    assert_eq!(
+        secs(&subscaled(32)),
+        [(256, 32), (320, 4), (384, 120), (512, 0), (512, 10)]
+    );
+    assert_eq!(layout_of(&subscaled(32)).record_len, 576);
+    assert_eq!(
+        secs(&subscaled_overlay()),
+        [(256, 16), (320, 4), (384, 80), (512, 296), (832, 18)]
+    );
+    assert_eq!(layout_of(&subscaled_overlay()).record_len, 896);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -451,6 +502,125 @@ fn bad_block_size() {
         put_u32(&mut b, o::BLOCK_SIZE, v);
         finalize_crc(&mut b);
         expect_err(&b, ErrorKind::BadBlockSize, o::BLOCK_SIZE);
+    }
+}
+
+/// Step 15: with flag bit 0, `sub_block` other than 16 or 32 (offset 208), after
+/// `block_size` (which must then be 256).
+#[test]
+fn bad_sub_block() {
+    for s in [16u32, 32] {
+        let base = subscaled(s);
+        expect_ok(&base);
+        for v in [0u32, 1, 8, 15, 17, 24, 31, 48, 64, 256, u32::MAX] {
+            let mut b = base.clone();
+            put_u32(&mut b, 208, v);
+            finalize_crc(&mut b);
+            expect_err(&b, ErrorKind::BadSubBlock, 208);
+            // block_size is checked first.
+            put_u32(&mut b, o::BLOCK_SIZE, 64);
+            finalize_crc(&mut b);
+            expect_err(&b, ErrorKind::BadBlockSize, o::BLOCK_SIZE);
+        }
+    }
+    // Without flag bit 0 bytes 192..256 are ignored header bytes: sub_block is not looked at, and
+    // block_size 256 is then wrong.
+    let mut b = subscaled(32);
+    put_u32(&mut b, o::FLAGS, 0);
+    put_u32(&mut b, 208, 7);
+    finalize_crc(&mut b);
+    expect_err(&b, ErrorKind::BadBlockSize, o::BLOCK_SIZE);
+}
+
+/// The other rules of section 13, each checked where puts it.
+#[test]
+fn two_level_scales_rules() {
+    let base = subscaled(32); // sub-scales 512..522, record_len 576
+    let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = base.clone();
+        f(&mut b);
+        reseal(&mut b);
+        b
+    };
+    // Step 10: version, header length, reserved2, unknown must-understand bits.
+    expect_err(
+        &edit(&|b| put_u32(b, o::FLAGS, 3)),
+        ErrorKind::UnsupportedFlags,
+        o::FLAGS,
+    );
+    expect_err(
+        &edit(&|b| put_u32(b, o::HEADER_LEN, 192)),
+        ErrorKind::BadHeaderLength,
+        o::HEADER_LEN,
+    );
+    expect_err(
+        &edit(&|b| put_u32(b, o::HEADER_LEN, 255)),
+        ErrorKind::BadHeaderLength,
+        o::HEADER_LEN,
+    );
+    for at in [213u64, 240, 255] {
+        expect_err(&edit(&|b| put_u8(b, at, 1)), ErrorKind::ReservedNonZero, at);
+    }
+    let mut b = small();
+    put_u32(&mut b, o::FLAGS, 1);
+    finalize_crc(&mut b);
+    expect_err(&b, ErrorKind::UnsupportedFlags, o::FLAGS);
+    // Step 15: block_size 256 only with the flag.
+    expect_err(
+        &edit(&|b| put_u32(b, o::BLOCK_SIZE, 64)),
+        ErrorKind::BadBlockSize,
+        o::BLOCK_SIZE,
+    );
+    let mut b = small();
+    put_u32(&mut b, o::BLOCK_SIZE, 256);
+    finalize_crc(&mut b);
+    expect_err(&b, ErrorKind::BadBlockSize, o::BLOCK_SIZE);
+    // Step 18: the scales length and the sub-scales entry at 192..208.
+    expect_err(
+        &edit(&|b| put_u64(b, sec_len_field(1), 10)),
+        ErrorKind::SectionLength,
+        sec_len_field(1),
+    );
+    expect_err(&edit(&|b| put_u64(b, 200, 11)), ErrorKind::SectionLength, 200);
+    expect_err(
+        &edit(&|b| put_u64(b, 192, u64::MAX - 5)),
+        ErrorKind::SectionOverflow,
+        192,
+    );
+    expect_err(&edit(&|b| put_u64(b, 192, 520)), ErrorKind::SectionMisaligned, 192);
+    expect_err(&edit(&|b| put_u64(b, 192, 448)), ErrorKind::SectionOverlap, 192);
+    expect_err(&edit(&|b| put_u64(b, 192, 576)), ErrorKind::SectionGap, 192);
+    let b = edit(&|b| {
+        b.truncate(520);
+        put_u64(b, o::RECORD_LEN, 520);
+    });
+    expect_err(&b, ErrorKind::SectionOutOfBounds, 192);
+    // Step 19: record_len = align64(end of the sub-scales).
+    let b = edit(&|b| {
+        b.truncate(522);
+        put_u64(b, o::RECORD_LEN, 522);
+    });
+    expect_err(&b, ErrorKind::BadRecordLength, o::RECORD_LEN);
+    // Step 20: padding after the overlay and after the sub-scales.
+    for at in [522u64, 575] {
+        expect_err(&edit(&|b| put_u8(b, at, 1)), ErrorKind::NonZeroPadding, at);
+    }
+    let mut b = subscaled_overlay(); // overlay ends at 808, sub-scales at 832
+    put_u8(&mut b, 808, 1);
+    finalize_crc(&mut b);
+    expect_err(&b, ErrorKind::NonZeroPadding, 808);
+    // Every sub-scale value is valid.
+    for v in [0u8, 1, 128, 255] {
+        expect_ok(&edit(&|b| b[512..522].fill(v)));
+    }
+    // sub_bits (212) outside 1..=8, after sub_block.
+    for v in [0u8, 9, 255] {
+        expect_err(&edit(&|b| put_u8(b, 212, v)), ErrorKind::BadSubBlock, 212);
+        let b = edit(&|b| {
+            put_u8(b, 212, v);
+            put_u32(b, 208, 8);
+        });
+        expect_err(&b, ErrorKind::BadSubBlock, 208);
     }
 }
 
@@ -1059,6 +1229,7 @@ const KIND_TESTS: &[(ErrorKind, fn())] = &[
     (ErrorKind::BadGridValue, bad_grid_value),
     (ErrorKind::BadScaleValue, bad_scale_value),
     (ErrorKind::BadOverlayValue, bad_overlay_value),
+    (ErrorKind::BadSubBlock, bad_sub_block),
 ];
 
 #[test]
@@ -1081,7 +1252,7 @@ fn every_error_kind_is_exercised() {
 
 #[test]
 fn error_kind_names_and_codes() {
-    assert_eq!(ErrorKind::ALL.len(), 27);
+    assert_eq!(ErrorKind::ALL.len(), 28);
     let mut codes = BTreeSet::new();
     let mut names = BTreeSet::new();
     for (i, &k) in ErrorKind::ALL.iter().enumerate() {

@@ -1,9 +1,11 @@
 //! Structured records (`uc_fuzz::generate::RecordSpec`): a valid base record from `write_record`
-//! with arbitrary shape, bits, overlay, minor version, extended header, ignorable flags and values,
+//! (or, with two-level scales, `write_record_with_subscales`: v0.4, S = 16 or 32, arbitrary
+//! sub-scales) with arbitrary shape, bits, overlay, minor version, extended header, ignorable flags and values,
 //! then field-aware mutations with the CRC recomputed (unless `stale_crc`), so that inputs reach
 //! every validation step and the decode paths. Checks:
 //! * the base record is valid, has the planned layout, and decodes (every path) to
-//!   `f32(scale) * grid[code]` computed from the generating values with f64 arithmetic, and its
+//!   `f32(scale) * grid[code]` (with two-level scales `(f32(scale) * sub) * grid[code]`, R-13.4)
+//!   computed from the generating values with f64 arithmetic, and its
 //!   overlay factors to the exact values of the generating bits;
 //! * the mutated record gets the verdict that implies where it is local (`Built::oracle`:
 //!   class and offset), and all the properties of `record_parse`.
@@ -19,6 +21,7 @@ fuzz_target!(|spec: RecordSpec| {
     let pick = u64::from(spec.ext_fill) << 40 | u64::from(spec.ignorable_flags) << 8 | u64::from(spec.rank);
     let base = Record::parse(&b.base).unwrap_or_else(|e| panic!("the base record is invalid: {e:?}"));
     assert_eq!(base.layout(), &b.layout, "base layout");
+    assert_eq!(base.sub_block().is_some(), spec.two_level % 3 != 0, "two-level scales");
     let w = check::exercise(&base, pick).expect("small records decode whole");
     assert_same_bits("base W_base vs generating values", &b.expected, &w);
     // Overlay factors: the exact values of the stored bits, from the bytes themselves.

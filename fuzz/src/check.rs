@@ -1,6 +1,6 @@
 //! Properties of the validator and the decoder that hold for every input.
 
-use crate::{MAX_DECODE, assert_same_bits};
+use crate::{MAX_DECODE, assert_same_bits, f16_value};
 use uc_decode::{DecodeError, Path, Record};
 use uc_format::{Error, ErrorKind, Layout, MAX_ELEMENTS, MAX_OVERLAY_RANK, OverlayDtype, record_crc, validate};
 
@@ -47,8 +47,22 @@ fn layout_invariants(bytes: &[u8], l: &Layout) {
         l.record_len
     );
     assert!((1..=8).contains(&p.bits));
-    assert!(l.version_minor >= 3 && l.flags & 0xffff == 0);
+    // v0.4 implements must-understand flag bit 0 only (two-level scales, R-13.1).
+    assert!(l.version_minor >= 3 && l.flags & 0xfffe == 0);
+    let two_level = l.flags & 1 != 0;
+    assert_eq!(two_level, l.has_subscales());
     let header_len = u64::from(p.header_len);
+    if two_level {
+        assert!(l.version_minor >= 4 && header_len >= 256, "R-13.1, R-13.2");
+        assert!(p.sub_block == 16 || p.sub_block == 32, "sub_block {}", p.sub_block);
+        assert_eq!(le(bytes, 208, 4), u64::from(p.sub_block));
+        assert!((1..=8).contains(&p.sub_bits) && bytes[212] == p.sub_bits, "sub_bits");
+        assert!(bytes[213..256].iter().all(|&b| b == 0), "reserved2");
+    } else {
+        assert_eq!(p.sub_block, 0);
+    }
+    let block = if two_level { 256 } else { 64 };
+    assert_eq!((l.block_size, le(bytes, 36, 4)), (block, u64::from(block)));
     assert!(
         if l.version_minor == 3 {
             header_len == 192
@@ -67,6 +81,14 @@ fn layout_invariants(bytes: &[u8], l: &Layout) {
         .expect("n overflows");
     assert!(n == l.n && n <= MAX_ELEMENTS);
     assert_eq!(l.n_blocks, n.div_ceil(64));
+    assert_eq!(l.n_scales, n.div_ceil(u64::from(block)));
+    let n_sub = if two_level {
+        n.div_ceil(u64::from(p.sub_block))
+    } else {
+        0
+    };
+    assert_eq!(l.n_subscales, n_sub);
+    let len_4 = (n_sub * u64::from(p.sub_bits)).div_ceil(8);
     assert_eq!((l.rows, l.cols), (shape[0], n / shape[0]));
     let r = p.overlay_rank;
     assert!(r <= MAX_OVERLAY_RANK);
@@ -76,12 +98,15 @@ fn layout_invariants(bytes: &[u8], l: &Layout) {
     }
     let lens = [
         4u64 << p.bits,
-        2 * l.n_blocks,
+        2 * n.div_ceil(u64::from(block)),
         8 * u64::from(p.bits) * l.n_blocks,
         2 * u64::from(r) * (l.rows + l.cols),
+        len_4,
     ];
+    let used = l.used_sections();
+    assert_eq!(used.len(), if two_level { 5 } else { 4 });
     let mut end = header_len;
-    for (k, s) in l.sections.iter().enumerate() {
+    for (k, s) in used.iter().enumerate() {
         assert_eq!((s.offset, s.len), (align64(end), lens[k]), "section {k}");
         end = s.offset + s.len;
     }
@@ -92,9 +117,10 @@ fn layout_invariants(bytes: &[u8], l: &Layout) {
     assert_eq!(le(bytes, 16, 8), l.record_len);
     assert_eq!(le(bytes, 24, 4), u64::from(l.crc32));
     assert_eq!(record_crc(&bytes[..l.record_len as usize]), l.crc32);
-    for k in 0..4 {
-        assert_eq!(le(bytes, 112 + 16 * k, 8), l.sections[k].offset);
-        assert_eq!(le(bytes, 120 + 16 * k, 8), l.sections[k].len);
+    for (k, s) in used.iter().enumerate() {
+        let at = if k < 4 { 112 + 16 * k } else { 192 };
+        assert_eq!(le(bytes, at, 8), s.offset);
+        assert_eq!(le(bytes, at + 8, 8), s.len);
     }
     // bytes after record_len are not part of the record.
     let rec = &bytes[..l.record_len as usize];
@@ -129,8 +155,10 @@ fn error_invariants(bytes: &[u8], e: &Error) {
 }
 
 /// Decodes a valid record by every path and API and checks that they agree bit for bit with the
-/// element formula of R-7.1 (via the record's own `scale`, `code` and `grid` getters), that every
-/// value is zero or a normal number, and that caller errors are reported.
+/// element formula of R-7.1 (via the record's own `scale`, `code` and `grid` getters) or, with
+/// two-level scales, of R-13.4 (`(f32(scale) x sub) x grid[code]`, the scale and sub-scale read
+/// from the stored bytes and the exact product taken in f64), that every value is zero or a
+/// normal number, and that caller errors are reported.
 /// `pick` chooses the sub-ranges. Returns the decoded `W_base` when it was decoded whole.
 pub fn exercise(rec: &Record<'_>, pick: u64) -> Option<Vec<f32>> {
     let n = rec.len();
@@ -143,8 +171,36 @@ pub fn exercise(rec: &Record<'_>, pick: u64) -> Option<Vec<f32>> {
         let nu = n as usize;
         let mut reference = vec![0f32; nu];
         rec.decode_with(Path::Scalar, &mut reference).unwrap();
+        let sub_block = rec.sub_block();
+        assert_eq!(rec.block_size(), if sub_block.is_some() { 256 } else { 64 });
         for (i, &v) in reference.iter().enumerate() {
-            let s = rec.scale(i as u64 / 64).expect("scale of a block");
+            let s = match sub_block {
+                None => rec.scale(i as u64 / 64).expect("scale of a block"),
+                Some(sb) => {
+                    let at = 2 * (i / 256);
+                    let h = u16::from_le_bytes([rec.scales_bytes()[at], rec.scales_bytes()[at + 1]]);
+                    // sub[t]: q bits at stream bit t * q of the sub-scales section.
+                    let q = rec.layout().params.sub_bits as usize;
+                    let t = i / sb as usize;
+                    let sub = (0..q).fold(0u32, |a, u| {
+                        let k = t * q + u;
+                        a | u32::from((rec.subscales_bytes()[k / 8] >> (k % 8)) & 1) << u
+                    });
+                    let e = f64::from(f16_value(h)) * f64::from(sub);
+                    let e32 = e as f32;
+                    assert_eq!(f64::from(e32), e, "element {i}: the effective scale is exact (R-13.4)");
+                    assert_eq!(
+                        rec.scale(i as u64 / 256).map(f32::to_bits),
+                        Some(f16_value(h).to_bits())
+                    );
+                    e32
+                }
+            };
+            assert_eq!(
+                rec.effective_scale(i as u64).map(f32::to_bits),
+                Some(s.to_bits()),
+                "element {i}: effective_scale"
+            );
             let c = rec.code(i as u64).expect("code of an element");
             let want = s * rec.grid()[usize::from(c)];
             assert_eq!(v.to_bits(), want.to_bits(), "element {i}: scalar path vs R-7.1 formula");
@@ -254,7 +310,8 @@ fn caller_errors(rec: &Record<'_>) {
             Err(DecodeError::OutOfRange { .. })
         ));
     }
-    assert_eq!(rec.scale(rec.layout().n_blocks), None);
+    assert_eq!(rec.scale(rec.layout().n_scales), None);
+    assert_eq!(rec.effective_scale(n), None);
     assert_eq!(rec.scale(u64::MAX), None);
     assert_eq!(rec.code(n), None);
     assert_eq!(rec.code(u64::MAX), None);

@@ -3,7 +3,9 @@
 //! into the deep validation steps and the decode paths.
 //!
 //! [`RecordSpec::build`] first writes a VALID base record with `uc_format::write_record` (values are
-//! mapped into their valid ranges; for a later minor version the header is extended), then applies
+//! mapped into their valid ranges; for a later minor version the header is extended), or, when
+//! `two_level` asks for it, a v0.4 record with two-level scales (spec section 13: S = 16 or 32,
+//! arbitrary sub-scales) with `uc_format::write_record_with_subscales`, then applies
 //! up to four mutations of header fields, section values, padding bytes or raw bytes, recomputes
 //! the CRC with `uc_format::finalize_crc` unless `stale_crc` is set, and finally truncates or
 //! extends the buffer. [`Built::oracle`] predicts the validation verdict from the bytes that
@@ -12,7 +14,9 @@
 use crate::f16_value;
 use arbitrary::Arbitrary;
 use uc_format::num::grid_value_ok;
-use uc_format::{Error, ErrorKind, Layout, OverlayDtype, RecordParams, finalize_crc, write_record};
+use uc_format::{
+    Error, ErrorKind, FLAG_SUBSCALES, Layout, OverlayDtype, RecordParams, finalize_crc, write_record_with_subscales,
+};
 
 /// Largest element count of a generated base record.
 pub const MAX_GEN_ELEMENTS: u64 = 2048;
@@ -56,6 +60,14 @@ pub enum Field {
     SectionLen(u8),
     /// One byte of `reserved1`.
     Reserved1(u8),
+    /// `sections[4].offset` (sub-scales, v0.4 extension; other bytes in a v0.3 record).
+    SubOffset,
+    /// `sections[4].len`.
+    SubLen,
+    /// `sub_block`.
+    SubBlock,
+    /// One byte of `reserved2`.
+    Reserved2(u8),
 }
 
 impl Field {
@@ -80,6 +92,10 @@ impl Field {
             Field::SectionOffset(k) => (112 + 16 * usize::from(k % 4), 8),
             Field::SectionLen(k) => (120 + 16 * usize::from(k % 4), 8),
             Field::Reserved1(i) => (176 + usize::from(i % 16), 1),
+            Field::SubOffset => (192, 8),
+            Field::SubLen => (200, 8),
+            Field::SubBlock => (208, 4),
+            Field::Reserved2(i) => (212 + usize::from(i % 44), 1),
         }
     }
 }
@@ -115,7 +131,7 @@ pub enum Mutation {
         /// Raw bits.
         bits: u32,
     },
-    /// Replaces scale `index % n_blocks` by raw binary16 bits.
+    /// Replaces scale `index % n_scales` by raw binary16 bits.
     Scale {
         /// Index.
         index: u16,
@@ -140,6 +156,13 @@ pub enum Mutation {
     /// block, if there is one.
     CodeTail {
         /// Bits to set.
+        value: u8,
+    },
+    /// Replaces sub-scale `index` (modulo the count; none without two-level scales).
+    SubScale {
+        /// Index.
+        index: u16,
+        /// New value (every value is valid, R-13.3).
         value: u8,
     },
 }
@@ -190,6 +213,13 @@ pub struct RecordSpec {
     pub stale_crc: bool,
     /// Truncation or trailing bytes.
     pub tail: Tail,
+    /// `two_level % 3`: 0 a record without two-level scales, 1 with S = 16, 2 with S = 32 (v0.4,
+    /// section 13; minor 4, or `4 + minor % 8` with `header_len = 256 + header_extra`).
+    pub two_level: u8,
+    /// Sub-scales (cycled, masked to `q` bits; every such value is valid).
+    pub subscales: Vec<u8>,
+    /// Sub-scale width `q = 1 + sub_bits % 8`.
+    pub sub_bits: u8,
 }
 
 /// A built record.
@@ -244,7 +274,7 @@ fn get(buf: &[u8], at: usize, width: usize) -> u64 {
 pub fn padding_ranges(l: &Layout) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = l.params.header_len as usize;
-    for s in &l.sections {
+    for s in l.used_sections() {
         out.push((start, s.offset as usize));
         start = s.end() as usize;
     }
@@ -281,15 +311,19 @@ impl RecordSpec {
             (_, true) => OverlayDtype::Bf16,
             (_, false) => OverlayDtype::F16,
         };
+        let sub_block = [0u32, 16, 32][usize::from(self.two_level % 3)];
+        let first = if sub_block == 0 { 3 } else { 4 };
         let minor = if self.minor < 160 {
-            3
+            first
         } else {
             4 + u16::from(self.minor % 8)
         };
-        let header_len = if minor == 3 {
-            192
+        // A v0.3 header is 192 bytes, a v0.4 one 256; a later minor may add bytes.
+        let fixed = if sub_block == 0 { 192 } else { 256 };
+        let header_len = if minor == first {
+            fixed
         } else {
-            192 + u32::from(self.header_extra)
+            fixed + u32::from(self.header_extra)
         };
         let p = RecordParams {
             bits,
@@ -298,6 +332,8 @@ impl RecordSpec {
             overlay_rank: r as u32,
             overlay_dtype,
             header_len,
+            sub_block,
+            sub_bits: if sub_block == 0 { 0 } else { 1 + self.sub_bits % 8 },
         };
         (p, minor)
     }
@@ -308,11 +344,15 @@ impl RecordSpec {
         let layout = params.layout().expect("the generator makes valid shapes");
         let k = 1usize << params.bits;
         let n = layout.n as usize;
-        let nb = layout.n_blocks as usize;
+        let ns = layout.n_scales as usize;
         let grid: Vec<u32> = (0..k)
             .map(|i| valid_grid(cycle(&self.grid, i, ((i as f32 - k as f32 / 2.0) * 0.25).to_bits())))
             .collect();
-        let scales: Vec<u16> = (0..nb).map(|i| valid_scale(cycle(&self.scales, i, 0x3c00))).collect();
+        let scales: Vec<u16> = (0..ns).map(|i| valid_scale(cycle(&self.scales, i, 0x3c00))).collect();
+        let sub_mask = ((1u16 << params.sub_bits) - 1) as u8;
+        let subs: Vec<u8> = (0..layout.n_subscales as usize)
+            .map(|i| cycle(&self.subscales, i, (i * 37) as u8) & sub_mask)
+            .collect();
         let mask = (k - 1) as u8;
         let codes: Vec<u8> = (0..n).map(|i| cycle(&self.codes, i, i as u8) & mask).collect();
         let bf16 = params.overlay_dtype == OverlayDtype::Bf16;
@@ -324,25 +364,41 @@ impl RecordSpec {
         let (u, v) = ov.split_at(rows * r);
         let grid_f: Vec<f32> = grid.iter().map(|&b| f32::from_bits(b)).collect();
         let mut base = vec![0u8; layout.record_len as usize];
-        let res = write_record(&params, &grid_f, &scales, &codes, u, v, &mut base);
-        if params.header_len == 192 {
+        let res = write_record_with_subscales(&params, &grid_f, &scales, &subs, &codes, u, v, &mut base);
+        let two_level = params.has_subscales();
+        let fixed = if two_level { 256 } else { 192 };
+        if params.header_len == 192 || two_level {
+            // (A v0.4 record may have a longer header at minor 4 already.)
             res.expect("write_record rejected valid inputs");
         } else {
             // write_record writes minor 3, for which a longer header is invalid; it has written
             // every byte all the same.
             assert_eq!(res.unwrap_err().kind, ErrorKind::BadHeaderLength);
-            base[192..params.header_len as usize].fill(self.ext_fill);
         }
+        base[fixed..params.header_len as usize].fill(self.ext_fill);
         // The later minor version it is meant to be.
+        let flags = u32::from(self.ignorable_flags) << 16 | if two_level { FLAG_SUBSCALES } else { 0 };
         put(&mut base, 10, 2, u64::from(minor));
-        put(&mut base, 28, 4, u64::from(self.ignorable_flags) << 16);
+        put(&mut base, 28, 4, u64::from(flags));
         finalize_crc(&mut base);
         let mut layout = layout;
         layout.version_minor = minor;
-        layout.flags = u32::from(self.ignorable_flags) << 16;
+        layout.flags = flags;
         layout.crc32 = get(&base, 24, 4) as u32;
         let expected: Vec<f32> = (0..n)
-            .map(|i| f16_value(scales[i / 64]) * f32::from_bits(grid[usize::from(codes[i])]))
+            .map(|i| {
+                let g = f32::from_bits(grid[usize::from(codes[i])]);
+                if two_level {
+                    // the effective scale exactly (f64), then one binary32 multiply.
+                    let sub = subs[i / params.sub_block as usize];
+                    let e = f64::from(f16_value(scales[i / 256])) * f64::from(sub);
+                    let e32 = e as f32;
+                    assert_eq!(f64::from(e32), e, "the effective scale is a binary32 value");
+                    e32 * g
+                } else {
+                    f16_value(scales[i / 64]) * g
+                }
+            })
             .collect();
 
         let mut bytes = base.clone();
@@ -398,7 +454,7 @@ fn apply(buf: &mut [u8], l: &Layout, m: &Mutation) {
             put(buf, at, 4, u64::from(bits));
         }
         Mutation::Scale { index, bits } => {
-            let at = s[1].offset as usize + 2 * (usize::from(index) % l.n_blocks as usize);
+            let at = s[1].offset as usize + 2 * (usize::from(index) % l.n_scales as usize);
             put(buf, at, 2, u64::from(bits));
         }
         Mutation::Overlay { index, bits } => {
@@ -430,6 +486,19 @@ fn apply(buf: &mut [u8], l: &Layout, m: &Mutation) {
             let first_unused = l.n * u64::from(l.params.bits);
             if first_unused < s[2].len * 8 {
                 buf[(s[2].offset + first_unused / 8) as usize] |= value;
+            }
+        }
+        Mutation::SubScale { index, value } => {
+            // Sub-scale `index % n_sub` gets the low `q` bits of `value` (R-13.2 packing).
+            let count = l.n_subscales as usize;
+            if l.has_subscales() && count > 0 {
+                let q = usize::from(l.params.sub_bits);
+                let t = usize::from(index) % count;
+                for u in 0..q {
+                    let k = t * q + u;
+                    let at = s[4].offset as usize + k / 8;
+                    buf[at] = (buf[at] & !(1 << (k % 8))) | (((value >> u) & 1) << (k % 8));
+                }
             }
         }
     }
@@ -465,6 +534,7 @@ pub fn predict(base: &[u8], l: &Layout, bytes: &[u8], stale_crc: bool) -> Option
     }
     let within = |a: usize, b: usize| lo >= a && hi < b;
     let header_len = l.params.header_len as usize;
+    let two_level = l.has_subscales();
     let minor = get(bytes, 10, 2);
     let s = &l.sections;
     if within(0, 8) {
@@ -484,10 +554,22 @@ pub fn predict(base: &[u8], l: &Layout, bytes: &[u8], stale_crc: bool) -> Option
         };
     }
     if within(28, 32) {
-        return if get(bytes, 28, 4) & 0xffff != 0 {
+        let f = get(bytes, 28, 4);
+        return if f & 0xfffe != 0 {
+            // Must-understand bits 1..=15.
             e(ErrorKind::UnsupportedFlags, 28)
-        } else {
+        } else if (f & 1 != 0) == two_level {
             Some(Ok(()))
+        } else if two_level {
+            // Flag bit 0 cleared: block_size 256 is now wrong.
+            e(ErrorKind::BadBlockSize, 36)
+        } else if minor < 4 {
+            // Flag bit 0 set in a v0.3 record.
+            e(ErrorKind::UnsupportedFlags, 28)
+        } else if header_len < 256 {
+            e(ErrorKind::BadHeaderLength, 12)
+        } else {
+            None // the bytes 192..256 of a later minor version are read as the extension
         };
     }
     if within(32, 33) {
@@ -528,7 +610,53 @@ pub fn predict(base: &[u8], l: &Layout, bytes: &[u8], stale_crc: bool) -> Option
     if within(44, 48) || within(176, 192) {
         return e(ErrorKind::ReservedNonZero, lo);
     }
-    if within(192, header_len) {
+    if two_level {
+        if within(213, 256) {
+            return e(ErrorKind::ReservedNonZero, lo);
+        }
+        if within(212, 213) {
+            let q = bytes[212];
+            // Another valid width changes the sub-scales length unless it happens to be equal.
+            let len = (l.n_subscales * u64::from(q)).div_ceil(8);
+            return if !(1..=8).contains(&q) {
+                e(ErrorKind::BadSubBlock, 212)
+            } else if len == l.sections[4].len {
+                None
+            } else {
+                e(ErrorKind::SectionLength, 200)
+            };
+        }
+        if within(208, 212) {
+            let sb = get(bytes, 208, 4);
+            let q = u64::from(l.params.sub_bits);
+            return if sb != 16 && sb != 32 {
+                e(ErrorKind::BadSubBlock, 208)
+            } else if (l.n.div_ceil(sb) * q).div_ceil(8) == l.sections[4].len {
+                None // 16 <-> 32 with the same count (n <= 16): valid, with other values
+            } else {
+                e(ErrorKind::SectionLength, 200)
+            };
+        }
+        let sub = &s[4];
+        if within(sub.offset as usize, sub.end() as usize) {
+            // Every q-bit value is valid; the unused stream bits must stay zero (step 24).
+            let first_unused = l.n_subscales * u64::from(l.params.sub_bits);
+            let last = bytes[sub.end() as usize - 1];
+            let lo_bit = 8 * (sub.len - 1);
+            let mask = if first_unused <= lo_bit {
+                0xff
+            } else {
+                0xffu8.checked_shl((first_unused - lo_bit) as u32).unwrap_or(0)
+            };
+            return if last & mask != 0 {
+                e(ErrorKind::NonZeroPadding, sub.end() as usize - 1)
+            } else {
+                Some(Ok(()))
+            };
+        }
+    }
+    let ext_start = if two_level { 256 } else { 192 };
+    if within(ext_start, header_len) {
         return Some(Ok(()));
     }
     let pads = padding_ranges(l);

@@ -1,7 +1,10 @@
 //! Decode throughput benchmark (single thread), against a same-sized f32 memcpy in the same run.
 //!
 //! cargo run --release -p uc-decode --example decode_bench -- --bits 4 --n 16777216 [--json]
-//!     [--path auto|scalar|portable|avx2] [--runs R]
+//!     [--path auto|scalar|portable|avx2] [--runs R] [--sub-block 16|32]
+//!
+//! `--sub-block S` benchmarks a v0.4 record with two-level scales (spec section 13: one binary16
+//! scale per 256 weights times one u8 sub-scale per S weights) instead of a v0.3 record.
 //!
 //! decode_gbps = f32 output bytes per second of the best of R runs; memcpy_gbps = bytes copied
 //! per second by the best of R copies of an equally sized f32 buffer; ratio = decode / memcpy.
@@ -11,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use uc_decode::{Path, Record};
 use uc_format::num::f32_to_f16_bits;
-use uc_format::{OverlayDtype, RecordParams, write_record};
+use uc_format::{OverlayDtype, RecordParams, write_record_with_subscales};
 
 struct Args {
     bits: u8,
@@ -19,6 +22,8 @@ struct Args {
     json: bool,
     path: Path,
     runs: usize,
+    /// 0: a v0.3 record; 16 or 32: a v0.4 record with two-level scales.
+    sub_block: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -28,6 +33,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         path: Path::Auto,
         runs: 7,
+        sub_block: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -36,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
             "--bits" => a.bits = val("--bits")?.parse().map_err(|e| format!("--bits: {e}"))?,
             "--n" => a.n = val("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
             "--runs" => a.runs = val("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--sub-block" => a.sub_block = val("--sub-block")?.parse().map_err(|e| format!("--sub-block: {e}"))?,
             "--path" => {
                 a.path = match val("--path")?.as_str() {
                     "auto" => Path::Auto,
@@ -51,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
                     "decode_bench: single-threaded uc record decode throughput vs memcpy\n\n\
                      Options:\n  --bits B     code width 1..=8 (default 4)\n  --n N        weights (default 16777216)\n  \
                      --path P     auto|scalar|portable|avx2 (default auto)\n  --runs R     repetitions, best is kept (default 7)\n  \
+                     --sub-block S  16|32: a v0.4 record with two-level scales (default: v0.3)\n  \
                      --json       one JSON line"
                 );
                 std::process::exit(0);
@@ -60,6 +68,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(1..=8).contains(&a.bits) {
         return Err("--bits must be in 1..=8".into());
+    }
+    if ![0, 16, 32].contains(&a.sub_block) {
+        return Err("--sub-block must be 16 or 32".into());
     }
     if a.n == 0 || a.runs == 0 {
         return Err("--n and --runs must be positive".into());
@@ -100,7 +111,11 @@ fn main() -> ExitCode {
         }
     };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(a.bits));
-    let params = match RecordParams::new(a.bits, &[a.n], 0, OverlayDtype::None) {
+    let params = match a.sub_block {
+        0 => RecordParams::new(a.bits, &[a.n], 0, OverlayDtype::None),
+        s => RecordParams::with_subscales(a.bits, &[a.n], 0, OverlayDtype::None, s),
+    };
+    let params = match params {
         Ok(p) => p,
         Err(e) => {
             eprintln!("decode_bench: {e}");
@@ -110,14 +125,16 @@ fn main() -> ExitCode {
     let layout = params.layout().expect("validated by RecordParams::new");
     let k = 1usize << a.bits;
     let grid: Vec<f32> = (0..k).map(|i| (i as f32 + 0.5) / k as f32 * 2.0 - 1.0).collect();
-    let scales: Vec<u16> = (0..layout.n_blocks)
+    let scales: Vec<u16> = (0..layout.n_scales)
         .map(|_| f32_to_f16_bits(0.001 + rng.unit() * 0.1))
         .collect();
+    let subscales: Vec<u8> = (0..layout.n_subscales).map(|_| (rng.next() >> 56) as u8).collect();
     let codes: Vec<u8> = (0..a.n)
         .map(|_| (rng.next() >> 56) as u8 & (k as u8).wrapping_sub(1))
         .collect();
     let mut buf = vec![0u8; layout.record_len as usize];
-    write_record(&params, &grid, &scales, &codes, &[], &[], &mut buf).expect("bench record is valid");
+    write_record_with_subscales(&params, &grid, &scales, &subscales, &codes, &[], &[], &mut buf)
+        .expect("bench record is valid");
     drop(codes);
     let rec = Record::parse(&buf).expect("bench record parses");
 
@@ -144,14 +161,18 @@ fn main() -> ExitCode {
     let path = a.path.resolve(a.bits).name();
     if a.json {
         println!(
-            "{{\"bits\":{},\"n\":{},\"path\":\"{}\",\"decode_gbps\":{:.3},\"memcpy_gbps\":{:.3},\"ratio\":{:.3}}}",
-            a.bits, a.n, path, decode_gbps, memcpy_gbps, ratio
+            "{{\"bits\":{},\"n\":{},\"sub_block\":{},\"path\":\"{}\",\"decode_gbps\":{:.3},\"memcpy_gbps\":{:.3},\"ratio\":{:.3}}}",
+            a.bits, a.n, a.sub_block, path, decode_gbps, memcpy_gbps, ratio
         );
     } else {
         println!(
-            "bits {}  n {}  path {:<8}  decode {:7.3} GB/s ({:.3} Gweights/s)  memcpy {:7.3} GB/s  ratio {:.3}",
+            "bits {}  n {}  {}  path {:<8}  decode {:7.3} GB/s ({:.3} Gweights/s)  memcpy {:7.3} GB/s  ratio {:.3}",
             a.bits,
             a.n,
+            match a.sub_block {
+                0 => "v0.3     ".to_string(),
+                s => format!("v0.4 S={s:<2}"),
+            },
             path,
             decode_gbps,
             decode_gbps / 4.0,

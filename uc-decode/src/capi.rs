@@ -5,7 +5,7 @@
 //! which then answers the getters and decodes any part of the tensor into caller buffers.
 //!
 //! Return values: `0` ([`UC_OK`]) on success; a validation failure of the record is the NEGATED
-//! stable code of [`ErrorKind`] (`-1` truncated … `-27` bad_overlay_value, spec ); a rejected
+//! stable code of [`ErrorKind`] (`-1` truncated … `-28` bad_sub_block, spec ); a rejected
 //! request of the caller is one of [`UC_ERR_OUTPUT_LENGTH`], [`UC_ERR_OUT_OF_RANGE`],
 //! [`UC_ERR_NULL`], [`UC_ERR_BAD_HANDLE`]. [`uc_error_name`] and [`uc_error_clause`] turn any of
 //! them into a static string.
@@ -46,8 +46,10 @@ pub const UC_ERR_OUT_OF_RANGE: i32 = -101;
 pub const UC_ERR_NULL: i32 = -102;
 /// Caller error: the handle does not hold a parsed record (zero-filled, or its last parse failed).
 pub const UC_ERR_BAD_HANDLE: i32 = -103;
-/// `0x00MMmmAA`: format major `MM` = 0, minor `mm` = 3, ABI revision `AA` = 0.
-pub const UC_ABI_VERSION: u32 = 0x00_03_00;
+/// `0x00MMmmAA`: format major `MM` = 0, minor `mm` = 4, ABI revision `AA` = 0. (`0x000300`, the
+/// v0.3 library, lacked [`uc_record_block_size`] and [`uc_record_sub_block`] and the error code
+/// `-28`; every other function is unchanged.)
+pub const UC_ABI_VERSION: u32 = 0x00_04_00;
 
 /// Caller-allocated storage for a parsed record (an opaque `uc_decode::Record`).
 ///
@@ -333,7 +335,29 @@ pub unsafe extern "C" fn uc_record_crc32(rec: *const uc_record) -> u32 {
     unsafe { getter(rec, |r| r.layout().crc32) }
 }
 
-/// Decodes the whole tensor (`W_base`, R-7.1) into `out`; `out_len` must equal the number of
+/// Block size `B` of the binary16 scales: 64, or 256 for a record with two-level scales (v0.4,
+/// ); 0 for a null or invalid handle.
+///
+/// # Safety
+/// `rec` is null or points to an initialised `uc_record` (module contract).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uc_record_block_size(rec: *const uc_record) -> u32 {
+    // SAFETY: forwarded contract.
+    unsafe { getter(rec, |r| r.block_size()) }
+}
+
+/// Sub-block size `S` of two-level scales (16 or 32, R-13.3); 0 for a record without two-level
+/// scales and for a null or invalid handle.
+///
+/// # Safety
+/// `rec` is null or points to an initialised `uc_record` (module contract).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uc_record_sub_block(rec: *const uc_record) -> u32 {
+    // SAFETY: forwarded contract.
+    unsafe { getter(rec, |r| r.sub_block().unwrap_or(0)) }
+}
+
+/// Decodes the whole tensor (`W_base`, R-7.1, or with two-level scales) into `out`; `out_len` must equal the number of
 /// elements ([`UC_ERR_OUTPUT_LENGTH`] otherwise).
 ///
 /// # Safety
@@ -493,7 +517,7 @@ pub extern "C" fn uc_error_clause(code: i32) -> *const c_char {
     error_str(code, &CLAUSES, c"", [c"R-9.4"; 4])
 }
 
-/// [`UC_ABI_VERSION`]: `0x000300` (format 0.3, ABI revision 0).
+/// [`UC_ABI_VERSION`]: `0x000400` (format 0.4, ABI revision 0).
 #[unsafe(no_mangle)]
 pub extern "C" fn uc_abi_version() -> u32 {
     UC_ABI_VERSION

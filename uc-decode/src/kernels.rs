@@ -17,10 +17,30 @@ pub(crate) fn code_at(codes: &[u8], bits: u8, i: u64) -> u8 {
     (v & ((1u16 << bits) - 1)) as u8
 }
 
+/// The binary16 scale of the block holding element `i` (R-4.12: blocks of 64, or of 256 with
+/// two-level scales), as its bit pattern.
 #[inline]
-fn scale_of(rec: &Record<'_>, block: u64) -> f32 {
-    let at = (block * 2) as usize;
-    f16_to_f32(u16::from_le_bytes([rec.scales[at], rec.scales[at + 1]]))
+pub(crate) fn scale_bits_at(rec: &Record<'_>, i: u64) -> u16 {
+    let at = (i >> rec.block_shift) as usize * 2;
+    u16::from_le_bytes([rec.scales[at], rec.scales[at + 1]])
+}
+
+/// The effective scale of element `i`: `f32(scale)`, or with two-level scales the exact
+/// product `f32(scale) * sub` of R-13.4 (at most 19 significant bits: no rounding happens).
+#[inline]
+pub(crate) fn scale_at(rec: &Record<'_>, i: u64) -> f32 {
+    let s = f16_to_f32(scale_bits_at(rec, i));
+    match rec.sub_shift {
+        0 => s,
+        sh => s * f32::from(sub_at(rec, i >> sh)),
+    }
+}
+
+/// Sub-scale `t` of a record with two-level scales: `sub_bits`-bit integers packed as codes are
+/// . The caller guarantees `t < n_sub`.
+#[inline]
+pub(crate) fn sub_at(rec: &Record<'_>, t: u64) -> u8 {
+    code_at(rec.subscales, rec.layout.params.sub_bits, t)
 }
 
 /// Reference decode of elements `[start, start + out.len())`; the range was checked by the caller.
@@ -29,11 +49,11 @@ pub(crate) fn decode_scalar(rec: &Record<'_>, start: u64, out: &mut [f32]) {
     for (k, o) in out.iter_mut().enumerate() {
         let i = start + k as u64;
         let code = code_at(rec.codes, bits, i);
-        let at = (i / BLOCK as u64 * 2) as usize;
-        *o = crate::w_base_value(
-            u16::from_le_bytes([rec.scales[at], rec.scales[at + 1]]),
-            rec.grid[usize::from(code)],
-        );
+        let g = rec.grid[usize::from(code)];
+        *o = match rec.sub_shift {
+            0 => crate::w_base_value(scale_bits_at(rec, i), g),
+            sh => crate::w_base_value_subscaled(scale_bits_at(rec, i), sub_at(rec, i >> sh), g),
+        };
     }
 }
 
@@ -53,14 +73,68 @@ pub(crate) fn avx2_available() -> bool {
     }
 }
 
-/// Walks the blocks that overlap `[start, start + out.len())`, decoding whole blocks straight into
-/// `out` and partial ones through a stack buffer. `kernel(codes_of_block, scale, out_block)`.
+/// The effective scales of one 64-element code group, by groups of 8 elements: one scale for
+/// the whole group in a v0.3 record (`f32`), eight with two-level scales (`[f32; 8]`: sub-blocks of
+/// 16 or 32 elements are whole multiples of 8). Generic so that the v0.3 kernels keep one
+/// loop-invariant scale.
+pub(crate) trait GroupScales: Copy {
+    /// The scale of elements `8g..8g+8`.
+    fn of(&self, g: usize) -> f32;
+}
+
+impl GroupScales for f32 {
+    #[inline(always)]
+    fn of(&self, _: usize) -> f32 {
+        *self
+    }
+}
+
+impl GroupScales for [f32; 8] {
+    #[inline(always)]
+    fn of(&self, g: usize) -> f32 {
+        self[g]
+    }
+}
+
+/// The scales of code group `blk` of a v0.3 record.
 #[inline(always)]
-fn for_each_block(
+fn v03_scales(rec: &Record<'_>, blk: u64) -> f32 {
+    f16_to_f32(scale_bits_at(rec, blk * BLOCK as u64))
+}
+
+/// The scales of code group `blk` of a record with two-level scales: the group lies inside one
+/// 256-element block, so its binary16 scale is converted once; groups of 8 past `n` (a partial
+/// last group) reuse the last sub-scale, and their values are dropped by the caller.
+#[inline(always)]
+fn v04_scales(rec: &Record<'_>, blk: u64) -> [f32; 8] {
+    let first = blk * BLOCK as u64;
+    let d = f16_to_f32(scale_bits_at(rec, first));
+    let sh = rec.sub_shift;
+    let last = rec.layout.n_subscales - 1;
+    let mut out = [0f32; 8];
+    let mut prev = u64::MAX;
+    let mut s = 0f32;
+    for (g, o) in out.iter_mut().enumerate() {
+        let t = ((first + 8 * g as u64) >> sh).min(last);
+        if t != prev {
+            s = d * f32::from(sub_at(rec, t));
+            prev = t;
+        }
+        *o = s;
+    }
+    out
+}
+
+/// Walks the 64-element code groups that overlap `[start, start + out.len())`, decoding whole
+/// groups straight into `out` and partial ones through a stack buffer.
+/// `kernel(codes_of_group, scales, out_group)` with the group's [`GroupScales`] from `scales`.
+#[inline(always)]
+fn for_each_block<S: GroupScales>(
     rec: &Record<'_>,
     start: u64,
     out: &mut [f32],
-    mut kernel: impl FnMut(&[u8], f32, &mut [f32; BLOCK]),
+    scales: impl Fn(&Record<'_>, u64) -> S,
+    mut kernel: impl FnMut(&[u8], S, &mut [f32; BLOCK]),
 ) {
     let bpb = 8 * usize::from(rec.bits()); // code bytes per block
     let mut pos = start;
@@ -71,7 +145,7 @@ fn for_each_block(
         let take = (BLOCK - in_blk).min(out.len() - o);
         let c0 = blk as usize * bpb;
         let codes = &rec.codes[c0..c0 + bpb];
-        let s = scale_of(rec, blk);
+        let s = scales(rec, blk);
         match <&mut [f32; BLOCK]>::try_from(&mut out[o..o + take]) {
             Ok(dst) => kernel(codes, s, dst),
             Err(_) => {
@@ -103,12 +177,27 @@ fn group_word<const B: usize>(buf: &[u8; 64], g: usize) -> u64 {
 }
 
 fn decode_portable<const B: usize>(rec: &Record<'_>, start: u64, out: &mut [f32]) {
+    if rec.sub_shift == 0 {
+        portable::<B, f32>(rec, start, out, v03_scales);
+    } else {
+        portable::<B, [f32; 8]>(rec, start, out, v04_scales);
+    }
+}
+
+#[inline(always)]
+fn portable<const B: usize, S: GroupScales>(
+    rec: &Record<'_>,
+    start: u64,
+    out: &mut [f32],
+    scales: impl Fn(&Record<'_>, u64) -> S,
+) {
     let grid = &rec.grid;
     let mask = (1u64 << B) - 1;
-    for_each_block(rec, start, out, |codes, s, dst| {
+    for_each_block(rec, start, out, scales, |codes, s, dst| {
         let buf = block_bytes::<B>(codes);
         for (g, chunk) in dst.chunks_exact_mut(8).enumerate() {
             let x = group_word::<B>(&buf, g);
+            let s = s.of(g);
             for (j, o) in chunk.iter_mut().enumerate() {
                 *o = s * grid[((x >> (j * B)) & mask) as usize];
             }
@@ -124,11 +213,29 @@ mod avx2 {
     //! intrinsics on pointers derived from slices whose lengths are checked by construction:
     //! 8 f32 stores at `dst[8g..8g+8]` with `g < 8` into a 64-element array, and the gather reads
     //! `grid[idx]` with `idx < 2^B <= 256` from a 256-element array.
-    use super::{BLOCK, Record, block_bytes, for_each_block, group_word};
+    use super::{BLOCK, GroupScales, Record, block_bytes, for_each_block, group_word, v03_scales, v04_scales};
     use core::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn decode<const B: usize>(rec: &Record<'_>, start: u64, out: &mut [f32]) {
+        // SAFETY: the caller checked AVX2 (this function's own contract).
+        unsafe {
+            if rec.sub_shift == 0 {
+                decode_with::<B, f32>(rec, start, out, v03_scales)
+            } else {
+                decode_with::<B, [f32; 8]>(rec, start, out, v04_scales)
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn decode_with<const B: usize, S: GroupScales>(
+        rec: &Record<'_>,
+        start: u64,
+        out: &mut [f32],
+        scales: impl Fn(&Record<'_>, u64) -> S,
+    ) {
         let grid = &rec.grid;
         let b = B as i32;
         // SAFETY: see the module comment.
@@ -140,10 +247,10 @@ mod avx2 {
             let t1 = _mm256_loadu_ps(grid.as_ptr().add(8));
             let t2 = _mm256_loadu_ps(grid.as_ptr().add(16));
             let t3 = _mm256_loadu_ps(grid.as_ptr().add(24));
-            for_each_block(rec, start, out, |codes, s, dst: &mut [f32; BLOCK]| {
+            for_each_block(rec, start, out, scales, |codes, s: S, dst: &mut [f32; BLOCK]| {
                 let buf = block_bytes::<B>(codes);
-                let sv = _mm256_set1_ps(s);
                 for g in 0..8 {
+                    let sv = _mm256_set1_ps(s.of(g));
                     let x = group_word::<B>(&buf, g);
                     // Codes 0..4 in the low 32 bits, codes 4..8 in the high 32 bits, then
                     // lanes [lo, lo, lo, lo, hi, hi, hi, hi].

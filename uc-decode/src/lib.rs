@@ -37,7 +37,7 @@ use core::fmt;
 use core::ops::Range;
 use uc_format::num::{bf16_to_f32, f16_to_f32};
 pub use uc_format::{Error, ErrorKind, Layout, OverlayDtype};
-use uc_format::{SECTION_CODES, SECTION_GRID, SECTION_OVERLAY, SECTION_SCALES};
+use uc_format::{SECTION_CODES, SECTION_GRID, SECTION_OVERLAY, SECTION_SCALES, SECTION_SUBSCALES};
 
 /// Number of elements in a block.
 pub const BLOCK: usize = 64;
@@ -128,6 +128,12 @@ pub struct Record<'a> {
     scales: &'a [u8],
     codes: &'a [u8],
     overlay: &'a [u8],
+    /// The sub-scales section; empty without two-level scales.
+    subscales: &'a [u8],
+    /// `log2(B)`: 6, or 8 with two-level scales.
+    block_shift: u32,
+    /// `log2(S)` with two-level scales (4 or 5); 0 without.
+    sub_shift: u32,
 }
 
 impl fmt::Debug for Record<'_> {
@@ -157,6 +163,13 @@ impl<'a> Record<'a> {
             scales: sec(SECTION_SCALES),
             codes: sec(SECTION_CODES),
             overlay: sec(SECTION_OVERLAY),
+            subscales: sec(SECTION_SUBSCALES),
+            block_shift: layout.block_size.trailing_zeros(),
+            sub_shift: if layout.has_subscales() {
+                layout.params.sub_block.trailing_zeros()
+            } else {
+                0
+            },
         })
     }
 
@@ -210,14 +223,38 @@ impl<'a> Record<'a> {
         &self.grid[..1usize << self.bits()]
     }
 
-    /// The scale of block `j` as binary32 (exact conversion, R-7.1). Returns `None` past the last block.
+    /// Block size `B` of the binary16 scales: 64, or 256 with two-level scales.
+    pub fn block_size(&self) -> u32 {
+        self.layout.block_size
+    }
+
+    /// Sub-block size `S` of two-level scales (16 or 32, R-13.3), or `None` for a record without.
+    pub fn sub_block(&self) -> Option<u32> {
+        self.layout.has_subscales().then_some(self.layout.params.sub_block)
+    }
+
+    /// The sub-scales section as stored: one `sub_bits`-bit integer per sub-block, packed as codes
+    /// are (R-13.2; empty without two-level scales).
+    pub fn subscales_bytes(&self) -> &'a [u8] {
+        self.subscales
+    }
+
+    /// The effective scale of element `i`: `f32(scale)` of its block, times its sub-scale with
+    /// two-level scales (exact, R-13.4). `W_base[i]` is this times `grid[code(i)]`, one rounded
+    /// multiply. Returns `None` past the last element.
+    pub fn effective_scale(&self, i: u64) -> Option<f32> {
+        (i < self.layout.n).then(|| kernels::scale_at(self, i))
+    }
+
+    /// The binary16 scale of block `j` (of [`Record::block_size`] elements) as binary32 (exact
+    /// conversion, R-7.1). Returns `None` past the last block.
     pub fn scale(&self, block: u64) -> Option<f32> {
         let at = usize::try_from(block).ok()?.checked_mul(2)?;
         let c = self.scales.get(at..at.checked_add(2)?)?;
         Some(f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
     }
 
-    /// The scales section as stored: one little-endian binary16 per block (`2 * n_blocks` bytes).
+    /// The scales section as stored: one little-endian binary16 per block (`2 * n_scales` bytes).
     /// For decoders that upload the record elsewhere (a GPU) and convert there.
     pub fn scales_bytes(&self) -> &'a [u8] {
         self.scales
@@ -520,6 +557,14 @@ const ROWS_AT_ONCE: usize = 4;
 #[inline]
 pub fn w_base_value(scale_bits: u16, grid_value: f32) -> f32 {
     f16_to_f32(scale_bits) * grid_value
+}
+
+/// One element of `W_base` of a record with two-level scales: the binary16 block scale
+/// times the sub-scale, an exact product (at most 19 significant bits), times the grid value, the
+/// one rounded binary32 multiply.
+#[inline]
+pub fn w_base_value_subscaled(scale_bits: u16, sub: u8, grid_value: f32) -> f32 {
+    (f16_to_f32(scale_bits) * f32::from(sub)) * grid_value
 }
 
 /// One decoded block of a [`Blocks`] stream.

@@ -1,11 +1,12 @@
 //! Decoder tests: bit packing, reconstruction arithmetic checked against an
 //! independent computation, bit-identical decode paths, sub-range and block APIs, the overlay
-//! caller errors, unaligned input and writer determinism.
+//! caller errors, unaligned input and writer determinism; v0.4 records with
+//! two-level scales on every path and range API against an independent computation.
 
 use std::ops::Range;
 
 use uc_decode::{BLOCK, DecodeError, Path, Record};
-use uc_format::{OverlayDtype, RecordParams, write_record};
+use uc_format::{OverlayDtype, RecordParams, write_record, write_record_with_subscales};
 
 const PATHS: [Path; 4] = [Path::Scalar, Path::Portable, Path::Avx2, Path::Auto];
 
@@ -809,4 +810,209 @@ fn writing_is_deterministic() {
         assert_eq!(&out[..len], &rec.buf[..]);
         assert!(out[len..].iter().all(|&b| b == fill));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two-level scales (v0.4, spec section 13)
+// ---------------------------------------------------------------------------------------------
+
+/// A sub-scale: the extremes 0, 1 and 255 over-represented, otherwise any `u8`.
+fn rand_sub(rng: &mut Rng) -> u8 {
+    match rng.below(8) {
+        0 => 0,
+        1 => 255,
+        2 => 1,
+        _ => rng.next_u64() as u8,
+    }
+}
+
+/// A v0.4 record together with the parts it was written from.
+struct Rec04 {
+    buf: Vec<u8>,
+    grid: Vec<f32>,
+    scales: Vec<u16>,
+    subs: Vec<u8>,
+    codes: Vec<u8>,
+    sub: usize,
+    rows: u64,
+    cols: u64,
+}
+
+impl Rec04 {
+    /// Random valid parts; an overlay of rank `r` (moderate f16 values) when `r > 0`.
+    fn random(bits: u8, dims: &[u64], sub: u32, r: u32, rng: &mut Rng) -> Rec04 {
+        let dt = if r > 0 { OverlayDtype::F16 } else { OverlayDtype::None };
+        let params = RecordParams::with_subscales(bits, dims, r, dt, sub).expect("params");
+        let layout = params.layout().expect("layout");
+        let n = layout.n;
+        assert_eq!(layout.block_size, 256);
+        assert_eq!(layout.n_scales, n.div_ceil(256));
+        assert_eq!(layout.n_subscales, n.div_ceil(u64::from(sub)));
+        assert_eq!(layout.n_blocks, n.div_ceil(64));
+        let grid: Vec<f32> = (0..1u32 << bits).map(|_| rand_grid(rng)).collect();
+        let scales: Vec<u16> = (0..layout.n_scales).map(|_| rand_scale(rng)).collect();
+        let subs: Vec<u8> = (0..layout.n_subscales).map(|_| rand_sub(rng)).collect();
+        let codes: Vec<u8> = (0..n).map(|_| rng.below(1 << bits) as u8).collect();
+        let u: Vec<u16> = (0..layout.rows * u64::from(r))
+            .map(|_| 0x3000 | rng.below(0x1000) as u16)
+            .collect();
+        let v: Vec<u16> = (0..u64::from(r) * layout.cols)
+            .map(|_| 0xb000 | rng.below(0x1000) as u16)
+            .collect();
+        let mut buf = vec![0u8; layout.record_len as usize];
+        write_record_with_subscales(&params, &grid, &scales, &subs, &codes, &u, &v, &mut buf)
+            .expect("write_record_with_subscales");
+        Rec04 {
+            buf,
+            grid,
+            scales,
+            subs,
+            codes,
+            sub: sub as usize,
+            rows: layout.rows,
+            cols: layout.cols,
+        }
+    }
+
+    /// The effective scale of element `i` computed in f64: exact (at most 19 significant bits).
+    fn effective(&self, i: usize) -> f64 {
+        f16_value(self.scales[i / 256]) * f64::from(self.subs[i / self.sub])
+    }
+
+    /// `W_base` by, computed in the test: `((f16 value · sub) as f32) · grid[code]`.
+    fn expected(&self) -> Vec<u32> {
+        self.codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let e = self.effective(i) as f32;
+                assert_eq!(f64::from(e), self.effective(i), "effective scale {i} is not exact");
+                let w = e * self.grid[usize::from(c)];
+                // The single rounding: the f64 product of the exact effective scale (19 bits) and
+                // the grid value (24 bits) is exact, so rounding it once to f32 is the same value.
+                assert_eq!(
+                    ((self.effective(i) * f64::from(self.grid[usize::from(c)])) as f32).to_bits(),
+                    w.to_bits()
+                );
+                assert!(w == 0.0 || w.is_normal(), "product {w:e} is not zero or normal");
+                w.to_bits()
+            })
+            .collect()
+    }
+}
+
+/// Shapes for two-level scales: n = 1, 7, 17, 100, 255, 257, 512, 1000, 1155, 3367, 4000; most
+/// are not multiples of 8, S, 64 or 256; 512 is whole blocks.
+const SHAPES_04: [&[u64]; 11] = [
+    &[1],
+    &[7],
+    &[17],
+    &[100],
+    &[255],
+    &[257],
+    &[2, 256],
+    &[1000],
+    &[3, 5, 7, 11],
+    &[37, 91],
+    &[4, 1000],
+];
+
+#[test]
+fn two_level_scales_every_path_and_range_match_an_independent_computation() {
+    let mut rng = Rng::new(0x5eed_0004);
+    let starts = [
+        0u64, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 255, 256, 257, 300, 511, 513,
+    ];
+    let lens = [1u64, 2, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 200, 256, 257, 513];
+    let mut checked = 0;
+    for sub in [16u32, 32] {
+        for bits in 1u8..=8 {
+            for (k, dims) in SHAPES_04.iter().enumerate() {
+                let rank = if dims.len() > 1 && k % 2 == 0 {
+                    3.min(dims[0] as u32)
+                } else {
+                    0
+                };
+                let rec = Rec04::random(bits, dims, sub, rank, &mut rng);
+                let r = Record::parse(&rec.buf).expect("parse");
+                let want = rec.expected();
+                let n = want.len() as u64;
+                let what = format!("S {sub} bits {bits} dims {dims:?}");
+                assert_eq!((r.block_size(), r.sub_block()), (256, Some(sub)), "{what}");
+                assert_eq!(r.subscales_bytes(), &rec.subs[..], "{what}");
+                for i in 0..n {
+                    assert_eq!(r.effective_scale(i).map(f64::from), Some(rec.effective(i as usize)));
+                }
+                assert_eq!(r.effective_scale(n), None);
+                for (j, &h) in rec.scales.iter().enumerate() {
+                    assert_eq!(r.scale(j as u64).map(f64::from), Some(f16_value(h)));
+                }
+                assert_eq!(r.scale(rec.scales.len() as u64), None);
+                // Whole tensor, every path.
+                for path in PATHS {
+                    assert_eq!(decode(&r, path), want, "{what}: {path:?}");
+                }
+                // Ranges crossing 8-, S-, 64- and 256-element boundaries, and random ones.
+                let mut ranges: Vec<(u64, u64)> = vec![(0, n), (0, 0), (n, 0), (n - 1, 1)];
+                for s in starts {
+                    for l in lens {
+                        if s + l <= n {
+                            ranges.push((s, l));
+                        }
+                    }
+                }
+                for _ in 0..20 {
+                    let s = rng.below(n + 1);
+                    ranges.push((s, rng.below(n - s + 1)));
+                }
+                for &(s, l) in &ranges {
+                    for path in PATHS {
+                        let mut out = vec![f32::NAN; l as usize];
+                        r.decode_range_with(path, s, &mut out).unwrap();
+                        assert_eq!(
+                            to_bits(&out),
+                            want[s as usize..(s + l) as usize],
+                            "{what}: {path:?} {s}+{l}"
+                        );
+                    }
+                }
+                // Row ranges.
+                let (rows, cols) = (rec.rows, rec.cols);
+                let mut row_ranges = vec![0..rows, 0..0, rows - 1..rows, rows / 2..rows];
+                for _ in 0..5 {
+                    let a = rng.below(rows + 1);
+                    row_ranges.push(a..rng.range(a, rows));
+                }
+                for rr in row_ranges {
+                    let mut out = vec![f32::NAN; ((rr.end - rr.start) * cols) as usize];
+                    r.decode_rows_into(rr.clone(), &mut out).unwrap();
+                    assert_eq!(
+                        to_bits(&out),
+                        want[(rr.start * cols) as usize..(rr.end * cols) as usize],
+                        "{what}: rows {rr:?}"
+                    );
+                }
+                // Block streams: 64-element code groups.
+                let nb = n.div_ceil(64) as usize;
+                assert_eq!(r.blocks().size_hint(), (nb, Some(nb)));
+                let mut cat = Vec::new();
+                for (j, b) in r.blocks().enumerate() {
+                    assert_eq!(b.index, j as u64);
+                    assert_eq!(b.len, (n - 64 * j as u64).min(64) as usize);
+                    assert!(b.values[b.len..].iter().all(|v| v.to_bits() == 0));
+                    cat.extend_from_slice(b.as_slice());
+                }
+                assert_eq!(to_bits(&cat), want, "{what}: blocks");
+                let mut merged: Vec<f32> = want.iter().map(|&w| f32::from_bits(w)).collect();
+                r.merge_overlay_into(&mut merged).unwrap();
+                let streamed: Vec<f32> = r.merged_blocks().flat_map(|b| b.as_slice().to_vec()).collect();
+                assert_eq!(to_bits(&streamed), to_bits(&merged), "{what}: merged_blocks");
+                if rank == 0 {
+                    assert_eq!(to_bits(&streamed), want, "{what}: merged_blocks without overlay");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 8 * SHAPES_04.len());
 }

@@ -22,7 +22,7 @@ macro_rules! error_kinds {
                 match self { $(ErrorKind::$variant => $name,)* }
             }
 
-            /// The spec clause (`spec/uc-pack-v0.3.md`) whose rule the input broke.
+            /// The spec clause (`spec/uc-pack-v0.4.md`) whose rule the input broke.
             pub const fn clause(self) -> &'static str {
                 match self { $(ErrorKind::$variant => $clause,)* }
             }
@@ -65,7 +65,7 @@ error_kinds! {
     BadScaleDtype = 11, "bad_scale_dtype", "R-4.10";
     /// `overlay_dtype` is not 0, 1 or 2.
     BadOverlayDtype = 12, "bad_overlay_dtype", "R-4.11";
-    /// `block_size` is not 64.
+    /// `block_size` is not 64 (256 in a record with two-level scales).
     BadBlockSize = 13, "bad_block_size", "R-4.12";
     /// A used dimension is 0, or an unused dimension slot is not 0.
     BadDim = 14, "bad_dim", "R-4.13";
@@ -95,6 +95,8 @@ error_kinds! {
     BadScaleValue = 26, "bad_scale_value", "R-7.2";
     /// An overlay factor is infinite or NaN.
     BadOverlayValue = 27, "bad_overlay_value", "R-8.4";
+    /// `sub_block` of a record with two-level scales is not 16 or 32.
+    BadSubBlock = 28, "bad_sub_block", "R-13.3";
 }
 
 /// A validation failure: its class and the byte offset (from the start of the record) it applies to.

@@ -54,7 +54,22 @@ pub struct RecordHeader {
     pub reserved1: [u8; 16],
 }
 
+/// The v0.4 header extension, bytes 192..256 of a record with two-level scales (spec ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct HeaderExtV04 {
+    /// `sections[4]`: the sub-scales section.
+    pub subscales: SectionEntry,
+    /// Sub-block size `S`: 16 or 32.
+    pub sub_block: U32,
+    /// Width of a sub-scale in bits, 1..=8.
+    pub sub_bits: u8,
+    /// Zero.
+    pub reserved2: [u8; 43],
+}
+
 const _: () = assert!(core::mem::size_of::<RecordHeader>() == crate::HEADER_LEN_V03 as usize);
+const _: () = assert!(core::mem::size_of::<HeaderExtV04>() == (crate::HEADER_LEN_V04 - crate::HEADER_LEN_V03) as usize);
 const _: () = assert!(core::mem::size_of::<SectionEntry>() == 16);
 
 /// Byte offsets of header fields, as the spec's table gives them (used in error offsets).
@@ -93,4 +108,12 @@ pub mod offsets {
     pub const SECTIONS: u64 = 112;
     /// `reserved1`.
     pub const RESERVED1: u64 = 176;
+    /// `sections[4].offset` (the sub-scales section of a v0.4 record, R-13.2); its `len` follows.
+    pub const SUBSCALES: u64 = 192;
+    /// `sub_block`.
+    pub const SUB_BLOCK: u64 = 208;
+    /// `sub_bits`.
+    pub const SUB_BITS: u64 = 212;
+    /// `reserved2`.
+    pub const RESERVED2: u64 = 213;
 }

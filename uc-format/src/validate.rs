@@ -1,12 +1,13 @@
 //! Record validation: the checks of spec, in the order that clause fixes, so that every
 //! conforming decoder reports the same error class for the same bytes.
 
-use crate::header::{RecordHeader, offsets as o};
+use crate::header::{HeaderExtV04, RecordHeader, offsets as o};
 use crate::num::{grid_value_ok, overlay_value_ok, scale_value_ok};
 use crate::{
-    Error, ErrorKind, FLAGS_KNOWN, FLAGS_MUST_UNDERSTAND, HEADER_LEN_V03, Layout, MAX_HEADER_LEN, MAX_NDIM,
-    OverlayDtype, RecordParams, SCALE_DTYPE_F16, SECTION_ALIGN, SECTION_CODES, SECTION_GRID, SECTION_OVERLAY,
-    SECTION_SCALES, VERSION_MAJOR, VERSION_MINOR,
+    BLOCK_SIZE_V04, Error, ErrorKind, FLAG_SUBSCALES, FLAGS_KNOWN, FLAGS_MUST_UNDERSTAND, HEADER_LEN_V03,
+    HEADER_LEN_V04, Layout, MAX_HEADER_LEN, MAX_NDIM, OverlayDtype, RecordParams, SCALE_DTYPE_F16, SECTION_ALIGN,
+    SECTION_CODES, SECTION_GRID, SECTION_OVERLAY, SECTION_SCALES, SECTION_SUBSCALES, SUB_BLOCKS, SectionEntry,
+    VERSION_MAJOR, VERSION_MINOR, VERSION_MINOR_V04, section_entry_offset,
 };
 use zerocopy::FromBytes;
 
@@ -26,6 +27,23 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 
 fn err(kind: ErrorKind, offset: u64) -> Error {
     Error::new(kind, offset)
+}
+
+/// Checks that the bits of the packed stream `s` (at record offset `base`) from bit position
+/// `first_unused_bit` on are zero: `nonzero_padding` at the first byte holding a
+/// set unused bit.
+fn unused_bits_zero(s: &[u8], base: u64, first_unused_bit: u64) -> Result<(), Error> {
+    let byte = (first_unused_bit / 8) as usize;
+    if byte < s.len() {
+        let partial_mask = !((1u16 << (first_unused_bit % 8)) - 1) as u8;
+        if s[byte] & partial_mask != 0 {
+            return Err(err(ErrorKind::NonZeroPadding, base + byte as u64));
+        }
+        if let Some(i) = first_nonzero(&s[byte + 1..]) {
+            return Err(err(ErrorKind::NonZeroPadding, base + (byte + 1 + i) as u64));
+        }
+    }
+    Ok(())
 }
 
 /// Index of the first non-zero byte of `b`, if any.
@@ -90,11 +108,30 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, Error> {
     if let Some(i) = first_nonzero(&h.reserved1) {
         return Err(err(ErrorKind::ReservedNonZero, o::RESERVED1 + i as u64));
     }
-    // Step 10: flags.
+    // Step 10: flags; with two-level scales also the version, the header length and the
+    // extension's reserved bytes.
     let flags = h.flags.get();
     if flags & FLAGS_MUST_UNDERSTAND & !FLAGS_KNOWN != 0 {
         return Err(err(ErrorKind::UnsupportedFlags, o::FLAGS));
     }
+    let subscaled = flags & FLAG_SUBSCALES != 0;
+    let ext = if subscaled {
+        if minor < VERSION_MINOR_V04 {
+            return Err(err(ErrorKind::UnsupportedFlags, o::FLAGS));
+        }
+        if header_len < HEADER_LEN_V04 {
+            return Err(err(ErrorKind::BadHeaderLength, o::HEADER_LEN));
+        }
+        // record_len >= header_len >= 256 (steps 5-7), so the extension lies inside `rec`.
+        let (ext, _) = HeaderExtV04::ref_from_prefix(&rec[HEADER_LEN_V03 as usize..])
+            .map_err(|_| err(ErrorKind::Truncated, len))?;
+        if let Some(i) = first_nonzero(&ext.reserved2) {
+            return Err(err(ErrorKind::ReservedNonZero, o::RESERVED2 + i as u64));
+        }
+        Some(ext)
+    } else {
+        None
+    };
     // Steps 11-15: scalar fields.
     if !(1..=8).contains(&h.bits) {
         return Err(err(ErrorKind::BadBits, o::BITS));
@@ -107,9 +144,23 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, Error> {
     }
     let overlay_dtype =
         OverlayDtype::from_u8(h.overlay_dtype).ok_or(err(ErrorKind::BadOverlayDtype, o::OVERLAY_DTYPE))?;
-    if h.block_size.get() != crate::BLOCK_SIZE {
+    let want_block = if subscaled { BLOCK_SIZE_V04 } else { crate::BLOCK_SIZE };
+    if h.block_size.get() != want_block {
         return Err(err(ErrorKind::BadBlockSize, o::BLOCK_SIZE));
     }
+    let (sub_block, sub_bits) = match ext {
+        Some(e) => {
+            let s = e.sub_block.get();
+            if !SUB_BLOCKS.contains(&s) {
+                return Err(err(ErrorKind::BadSubBlock, o::SUB_BLOCK));
+            }
+            if !(1..=8).contains(&e.sub_bits) {
+                return Err(err(ErrorKind::BadSubBlock, o::SUB_BITS));
+            }
+            (s, e.sub_bits)
+        }
+        None => (0, 0),
+    };
     // Steps 16-17: shape and overlay rank, and from them the canonical layout.
     let mut dims = [0u64; MAX_NDIM];
     for (d, s) in dims.iter_mut().zip(h.dims.iter()) {
@@ -122,12 +173,16 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, Error> {
         overlay_rank: h.overlay_rank.get(),
         overlay_dtype,
         header_len,
+        sub_block,
+        sub_bits,
     };
     let mut layout = params.layout()?;
-    // Step 18: section table against the canonical layout.
+    // Step 18: section table against the canonical layout (five entries with two-level scales).
+    let table = h.sections.iter().chain(ext.map(|e| &e.subscales));
     let mut prev_end = u64::from(header_len);
-    for (k, (want, got)) in layout.sections.iter().zip(h.sections.iter()).enumerate() {
-        let at = o::SECTIONS + 16 * k as u64;
+    for (k, (want, got)) in layout.used_sections().iter().zip(table).enumerate() {
+        let got: &SectionEntry = got;
+        let at = section_entry_offset(k);
         let (off, slen) = (got.offset.get(), got.len.get());
         if slen != want.len {
             return Err(err(ErrorKind::SectionLength, at + 8));
@@ -147,15 +202,15 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, Error> {
         }
         prev_end = end;
     }
-    // Step 19: the record ends at align64(end of the overlay section).
+    // Step 19: the record ends at align64(end of the last section).
     if record_len != layout.record_len {
         return Err(err(ErrorKind::BadRecordLength, o::RECORD_LEN));
     }
-    // Step 20: padding before each section and after the last one is zero (bytes [192, header_len)
-    // are ignored).
+    // Step 20: padding before each section and after the last one is zero (header bytes past the
+    // fixed header and its extension, [192 or 256, header_len), are ignored).
     let mut pad_start = u64::from(header_len);
     let pad_ends = layout
-        .sections
+        .used_sections()
         .iter()
         .map(|s| (s.offset, s.end()))
         .chain([(record_len, record_len)]);
@@ -191,18 +246,13 @@ pub fn validate(bytes: &[u8]) -> Result<Layout, Error> {
             return Err(err(ErrorKind::BadOverlayValue, base + 2 * j as u64));
         }
     }
-    // Step 24: unused code bits of the last block, bit positions [n*b, n_blocks*64*b).
+    // Step 24: unused code bits of the last block, bit positions [n*b, n_blocks*64*b); then, with
+    // two-level scales, the unused bits of the sub-scales section, [n_sub*sub_bits, 8*len_4).
     let (codes, base) = sec(SECTION_CODES);
-    let first_unused_bit = layout.n * u64::from(params.bits);
-    let byte = (first_unused_bit / 8) as usize;
-    if byte < codes.len() {
-        let partial_mask = !((1u16 << (first_unused_bit % 8)) - 1) as u8;
-        if codes[byte] & partial_mask != 0 {
-            return Err(err(ErrorKind::NonZeroPadding, base + byte as u64));
-        }
-        if let Some(i) = first_nonzero(&codes[byte + 1..]) {
-            return Err(err(ErrorKind::NonZeroPadding, base + (byte + 1 + i) as u64));
-        }
+    unused_bits_zero(codes, base, layout.n * u64::from(params.bits))?;
+    if subscaled {
+        let (subs, base) = sec(SECTION_SUBSCALES);
+        unused_bits_zero(subs, base, layout.n_subscales * u64::from(sub_bits))?;
     }
     layout.version_minor = minor;
     layout.flags = flags;

@@ -1,10 +1,10 @@
 //! Helpers that write records: used by the encoder, the conformance generator and tests.
 //! No allocation: the caller provides the output buffer, sized from [`RecordParams::layout`].
 
-use crate::header::{RecordHeader, SectionEntry};
+use crate::header::{HeaderExtV04, RecordHeader, SectionEntry};
 use crate::{
-    Error, ErrorKind, MAGIC, OverlayDtype, RecordParams, SCALE_DTYPE_F16, SECTION_CODES, SECTION_GRID, SECTION_OVERLAY,
-    SECTION_SCALES, VERSION_MAJOR, VERSION_MINOR,
+    Error, ErrorKind, HEADER_LEN_V03, MAGIC, OverlayDtype, RecordParams, SCALE_DTYPE_F16, SECTION_CODES, SECTION_GRID,
+    SECTION_OVERLAY, SECTION_SCALES, SECTION_SUBSCALES, VERSION_MAJOR, section_entry_offset,
 };
 use zerocopy::IntoBytes;
 use zerocopy::little_endian::{U16, U32, U64};
@@ -72,7 +72,8 @@ pub fn pack_codes(codes: &[u8], bits: u8, out: &mut [u8]) -> Result<usize, Error
     Ok(need)
 }
 
-/// Writes a complete v0.3 record into `out[..layout.record_len]` and validates it.
+/// Writes a complete v0.3 record into `out[..layout.record_len]` and validates it. For the shape
+/// fields of a record with two-level scales, use [`write_record_with_subscales`].
 ///
 /// * `grid`: `2^bits` values; `scales`: one binary16 bit pattern per block; `codes`: one code per
 ///   element (row-major), each `< 2^bits`;
@@ -93,15 +94,36 @@ pub fn write_record(
     overlay_v: &[u16],
     out: &mut [u8],
 ) -> Result<usize, Error> {
+    write_record_with_subscales(params, grid, scales, &[], codes, overlay_u, overlay_v, out)
+}
+
+/// Writes a complete record, with two-level scales when `params` has a sub-block size (v0.4,
+/// `scales` holds one binary16 pattern per block of `B` elements (`B` = 256 with two-level
+/// scales, 64 without) and `subscales` one value per sub-block of `params.sub_block` elements,
+/// each `< 2^params.sub_bits` (packed here as codes are; empty without two-level scales).
+/// Otherwise as [`write_record`].
+#[allow(clippy::too_many_arguments)]
+pub fn write_record_with_subscales(
+    params: &RecordParams,
+    grid: &[f32],
+    scales: &[u16],
+    subscales: &[u8],
+    codes: &[u8],
+    overlay_u: &[u16],
+    overlay_v: &[u16],
+    out: &mut [u8],
+) -> Result<usize, Error> {
     let layout = params.layout()?;
     let r = u64::from(params.overlay_rank);
-    let entry = |k: usize| crate::header::offsets::SECTIONS + 16 * k as u64 + 8;
-    let len_err = |k: usize| Error::new(ErrorKind::SectionLength, entry(k));
+    let len_err = |k: usize| Error::new(ErrorKind::SectionLength, section_entry_offset(k) + 8);
     if grid.len() as u64 != 1u64 << params.bits {
         return Err(len_err(SECTION_GRID));
     }
-    if scales.len() as u64 != layout.n_blocks {
+    if scales.len() as u64 != layout.n_scales {
         return Err(len_err(SECTION_SCALES));
+    }
+    if subscales.len() as u64 != layout.n_subscales {
+        return Err(len_err(SECTION_SUBSCALES));
     }
     if codes.len() as u64 != layout.n {
         return Err(len_err(SECTION_CODES));
@@ -114,14 +136,16 @@ pub fn write_record(
     }
     let rec = &mut out[..layout.record_len as usize];
     rec.fill(0);
+    let range = |k: usize| {
+        let s = layout.sections[k];
+        s.offset as usize..s.end() as usize
+    };
 
-    let mut sections = [SectionEntry::default(); 4];
-    for (e, s) in sections.iter_mut().zip(layout.sections.iter()) {
-        *e = SectionEntry {
-            offset: U64::new(s.offset),
-            len: U64::new(s.len),
-        };
-    }
+    let entry = |k: usize| SectionEntry {
+        offset: U64::new(layout.sections[k].offset),
+        len: U64::new(layout.sections[k].len),
+    };
+    let sections = [entry(0), entry(1), entry(2), entry(3)];
     let mut dims = [U64::new(0); 8];
     for (d, &v) in dims.iter_mut().zip(params.dims.iter()) {
         *d = U64::new(v);
@@ -129,16 +153,16 @@ pub fn write_record(
     let header = RecordHeader {
         magic: MAGIC,
         version_major: U16::new(VERSION_MAJOR),
-        version_minor: U16::new(VERSION_MINOR),
+        version_minor: U16::new(layout.version_minor),
         header_len: U32::new(params.header_len),
         record_len: U64::new(layout.record_len),
         crc32: U32::new(0),
-        flags: U32::new(0),
+        flags: U32::new(layout.flags),
         bits: params.bits,
         ndim: params.ndim,
         scale_dtype: SCALE_DTYPE_F16,
         overlay_dtype: params.overlay_dtype as u8,
-        block_size: U32::new(crate::BLOCK_SIZE),
+        block_size: U32::new(layout.block_size),
         overlay_rank: U32::new(params.overlay_rank),
         reserved0: [0; 4],
         dims,
@@ -146,11 +170,23 @@ pub fn write_record(
         reserved1: [0; 16],
     };
     rec[..core::mem::size_of::<RecordHeader>()].copy_from_slice(header.as_bytes());
+    if params.has_subscales() {
+        let ext = HeaderExtV04 {
+            subscales: entry(SECTION_SUBSCALES),
+            sub_block: U32::new(params.sub_block),
+            sub_bits: params.sub_bits,
+            reserved2: [0; 43],
+        };
+        let at = HEADER_LEN_V03 as usize;
+        rec[at..at + core::mem::size_of::<HeaderExtV04>()].copy_from_slice(ext.as_bytes());
+        pack_codes(subscales, params.sub_bits, &mut rec[range(SECTION_SUBSCALES)]).map_err(|e| match e.kind {
+            ErrorKind::NonZeroPadding => {
+                Error::new(ErrorKind::NonZeroPadding, layout.sections[SECTION_SUBSCALES].offset)
+            }
+            _ => e,
+        })?;
+    }
 
-    let range = |k: usize| {
-        let s = layout.sections[k];
-        s.offset as usize..s.end() as usize
-    };
     for (c, g) in rec[range(SECTION_GRID)].chunks_exact_mut(4).zip(grid) {
         c.copy_from_slice(&g.to_le_bytes());
     }

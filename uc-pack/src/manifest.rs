@@ -10,8 +10,20 @@ use std::collections::BTreeMap;
 
 /// Schema version written by this implementation.
 pub const SCHEMA_VERSION: &str = "1.1";
-/// Pack format version written by this implementation.
+/// Pack format version written for a pack whose records are all v0.3 records.
 pub const FORMAT_VERSION: &str = "0.3";
+/// Pack format version written for a pack holding a record with two-level scales.
+pub const FORMAT_VERSION_V04: &str = "0.4";
+
+/// The format version a file or pack holding records of these layouts declares:
+/// `"0.4"` when one has two-level scales, else `"0.3"`.
+pub fn format_version_of<'a>(layouts: impl IntoIterator<Item = &'a uc_format::Layout>) -> &'static str {
+    if layouts.into_iter().any(|l| l.has_subscales()) {
+        FORMAT_VERSION_V04
+    } else {
+        FORMAT_VERSION
+    }
+}
 /// File name of the manifest inside a pack.
 pub const MANIFEST_NAME: &str = "ultracompress.json";
 /// Largest manifest accepted, in bytes.
@@ -69,11 +81,15 @@ pub struct BpwAccounting {
 impl BpwAccounting {
     /// Adds one record.
     pub fn add(&mut self, layout: &uc_format::Layout) {
-        use uc_format::{SECTION_CODES, SECTION_GRID, SECTION_OVERLAY, SECTION_SCALES};
+        use uc_format::{SECTION_CODES, SECTION_GRID, SECTION_OVERLAY, SECTION_SCALES, SECTION_SUBSCALES};
         let bits = |k: usize| layout.sections[k].len.saturating_mul(8);
         self.quantized_params = self.quantized_params.saturating_add(layout.n);
         self.code_bits = self.code_bits.saturating_add(bits(SECTION_CODES));
-        self.scale_bits = self.scale_bits.saturating_add(bits(SECTION_SCALES));
+        // Two-level scales' sub-scales are scales too.
+        self.scale_bits = self
+            .scale_bits
+            .saturating_add(bits(SECTION_SCALES))
+            .saturating_add(bits(SECTION_SUBSCALES));
         self.grid_bits = self.grid_bits.saturating_add(bits(SECTION_GRID));
         self.overlay_bits = self.overlay_bits.saturating_add(bits(SECTION_OVERLAY));
         self.record_bytes = self.record_bytes.saturating_add(layout.record_len);
@@ -153,6 +169,8 @@ pub struct Manifest {
     pub bpw_accounting: BpwAccounting,
     /// Where the pack came from.
     pub provenance: Provenance,
+    /// `format_version`: see [`format_version_of`].
+    pub format_version: &'static str,
 }
 
 /// The serialised manifest (see `Manifest::serialized`); field order is key order.
@@ -309,7 +327,7 @@ impl Manifest {
                     )
                 })
                 .collect(),
-            format_version: FORMAT_VERSION,
+            format_version: self.format_version,
             license: &self.license,
             method: &self.method,
             method_version: &self.method_version,
@@ -812,6 +830,7 @@ mod tests {
             tensors,
             bpw_accounting: acc,
             provenance: Provenance::default(),
+            format_version: FORMAT_VERSION,
         }
     }
 

@@ -560,13 +560,19 @@ impl PackWriter {
         } else {
             (1..=n_shards).map(|i| shard_name(i, n_shards)).collect()
         };
-        let metadata = BTreeMap::from([
-            ("format".to_string(), "pt".to_string()),
-            (
-                uc_format::SAFETENSORS_METADATA_KEY.to_string(),
-                uc_format::SAFETENSORS_METADATA_VALUE.to_string(),
-            ),
-        ]);
+        // Each file declares the version its records need.
+        let metadata_for = |members: &[usize]| {
+            let layouts = members
+                .iter()
+                .filter_map(|&i| self.tensors[names[i]].record.as_ref().map(|r| &r.1));
+            BTreeMap::from([
+                ("format".to_string(), "pt".to_string()),
+                (
+                    uc_format::SAFETENSORS_METADATA_KEY.to_string(),
+                    crate::manifest::format_version_of(layouts).to_string(),
+                ),
+            ])
+        };
         let mut files = self.files.clone();
         let mut weight_map: BTreeMap<String, String> = BTreeMap::new();
         let mut total_size = 0u64;
@@ -585,7 +591,7 @@ impl PackWriter {
                     }
                 })
                 .collect();
-            let (plan, pads) = plan_file(&planned, &metadata, pad_index);
+            let (plan, pads) = plan_file(&planned, &metadata_for(members), pad_index);
             let path = self.tmp_dir.join(sname);
             let spool_path = self.spool_path.clone();
             let entry = write_file(&path, |w| {
@@ -665,6 +671,9 @@ impl PackWriter {
             tensors,
             bpw_accounting: accounting,
             provenance: info.provenance,
+            format_version: crate::manifest::format_version_of(
+                self.tensors.values().filter_map(|p| p.record.as_ref().map(|r| &r.1)),
+            ),
         };
         let text = manifest.to_json_string();
         let mpath = self.tmp_dir.join(MANIFEST_NAME);

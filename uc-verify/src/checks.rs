@@ -1,6 +1,6 @@
 //! The names of the checks of spec. Each check a verifier reports has a stable name (the
 //! receipts' `check` member and the text report print it) and the spec clause whose rule it enforces,
-//! both taken from the table of in `spec/uc-pack-v0.3.md`; a test holds this list and that
+//! both taken from the table of in `spec/uc-pack-v0.4.md`; a test holds this list and that
 //! table equal.
 
 use core::fmt;
@@ -23,7 +23,7 @@ macro_rules! check_names {
                 match self { $(CheckName::$variant => $name,)* }
             }
 
-            /// The spec clause (`spec/uc-pack-v0.3.md`) that the check enforces: the first clause its
+            /// The spec clause (`spec/uc-pack-v0.4.md`) that the check enforces: the first clause its
             /// row of the table cites.
             pub const fn clause(self) -> &'static str {
                 match self { $(CheckName::$variant => $clause,)* }
@@ -101,7 +101,7 @@ mod tests {
     use super::CheckName;
     use std::collections::BTreeSet;
 
-    const SPEC: &str = include_str!("../../spec/uc-pack-v0.3.md");
+    const SPEC: &str = include_str!("../../spec/uc-pack-v0.4.md");
 
     /// The rows of the table that follows the `**R-12.11**` paragraph: (first column, whole row).
     fn r12_11_rows(spec: &str) -> Vec<(&str, &str)> {

@@ -1024,10 +1024,14 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
 
     // Layout and manifest.
     let st_files = check_layout(&found, &mut checks);
+    // The declared versions, checked against the records' features once they are read.
+    let mut manifest_format: Option<String> = None;
+    let mut file_formats: BTreeMap<String, String> = BTreeMap::new();
     let mc: ManifestCheck = match found.entries.get(MANIFEST_NAME) {
         Some(Kind::File(_)) => match read_json(&path_of(dir, MANIFEST_NAME), manifest::MAX_MANIFEST_LEN)? {
             Ok(v) => {
                 checks.push(Check::pass(CheckName::ManifestJson, "parses as JSON").file(MANIFEST_NAME));
+                manifest_format = v.get("format_version").and_then(|x| x.as_str()).map(String::from);
                 let mc = manifest::check_manifest(&v);
                 if mc.issues.is_empty() {
                     checks.push(Check::pass(CheckName::ManifestSchema, "conforms to schema 1.1").file(MANIFEST_NAME));
@@ -1262,6 +1266,9 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         }
         // Metadata.
         let key = uc_format::SAFETENSORS_METADATA_KEY;
+        if let Some(v) = h.metadata.get(key) {
+            file_formats.insert(file.clone(), v.clone());
+        }
         match h.metadata.get(key) {
             Some(v) if manifest::version_at_least(v, 0, 3) => {
                 checks.push(Check::pass(CheckName::SafetensorsMetadata, format!("{key} = {v:?}")).file(file))
@@ -1311,6 +1318,40 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         })
         .collect::<Result<_, _>>()?;
     outs.sort_by(|a, b| a.0.cmp(&b.0));
+    // Files and the manifest must declare 0.4 where a record has two-level scales.
+    let file_of: BTreeMap<&str, &str> = jobs.iter().map(|j| (j.info.name.as_str(), j.file.as_str())).collect();
+    let v04_files: BTreeSet<&str> = outs
+        .iter()
+        .filter(|(_, o)| o.layout.is_some_and(|l| l.has_subscales()))
+        .filter_map(|(n, _)| file_of.get(n.as_str()).copied())
+        .collect();
+    for f in &v04_files {
+        match file_formats.get(*f) {
+            Some(v) if manifest::version_at_least(v, 0, 4) => {}
+            v => checks.push(
+                Check::fail(
+                    CheckName::SafetensorsMetadata,
+                    format!(
+                        "the file holds records with two-level scales but declares uc.format {v:?}, not 0.4 (R-13.6)"
+                    ),
+                )
+                .file(f),
+            ),
+        }
+    }
+    let manifest_below_04 = manifest_format
+        .as_deref()
+        .is_some_and(|v| !manifest::version_at_least(v, 0, 4));
+    if !v04_files.is_empty() && manifest_below_04 {
+        let v = manifest_format.as_deref().unwrap_or_default();
+        checks.push(
+            Check::fail(
+                CheckName::ManifestSchema,
+                format!("format_version is {v:?} but the pack holds records with two-level scales (0.4, R-13.6)"),
+            )
+            .file(MANIFEST_NAME),
+        );
+    }
     let mut accounting = BpwAccounting::default();
     let mut reports = Vec::new();
     let mut valid_records = BTreeSet::new();

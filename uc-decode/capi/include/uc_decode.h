@@ -1,5 +1,5 @@
 /*
- * uc_decode.h: C interface of the uc pack v0.3 record decoder (UltraCompress).
+ * uc_decode.h: C interface of the uc pack v0.3/v0.4 record decoder (UltraCompress).
  *
  * Library: libuc_decode_capi.a / libuc_decode_capi.so, built by `cargo build --release -p uc-decode-capi`.
  * The functions are implemented in Rust (crate uc-decode, module capi); this header is written by
@@ -19,7 +19,7 @@
  * writes (to its `out` handle).
  *
  * Return codes: UC_OK (0); a validation error of the record is the NEGATED stable code of spec R-9.3
- * (UC_ERR_TRUNCATED = -1 ... UC_ERR_BAD_OVERLAY_VALUE = -27); a rejected request of the caller
+ * (UC_ERR_TRUNCATED = -1 ... UC_ERR_BAD_SUB_BLOCK = -28); a rejected request of the caller
  * (R-9.4) is one of UC_ERR_OUTPUT_LENGTH, UC_ERR_OUT_OF_RANGE, UC_ERR_NULL, UC_ERR_BAD_HANDLE.
  *
  * Contract (everything else is checked and reported, never undefined behaviour):
@@ -42,8 +42,12 @@
 extern "C" {
 #endif
 
-/* 0x00MMmmAA: format major MM = 0, minor mm = 3, ABI revision AA = 0. See uc_abi_version(). */
-#define UC_ABI_VERSION 0x000300
+/*
+ * 0x00MMmmAA: format major MM = 0, minor mm = 4, ABI revision AA = 0. See uc_abi_version().
+ * (0x000300, the v0.3 library, lacked uc_record_block_size, uc_record_sub_block and
+ * UC_ERR_BAD_SUB_BLOCK; every other function is unchanged.)
+ */
+#define UC_ABI_VERSION 0x000400
 
 /* Size of a uc_record handle in 64-bit words (2048 bytes). */
 #define UC_RECORD_WORDS 256
@@ -79,6 +83,7 @@ extern "C" {
 #define UC_ERR_BAD_GRID_VALUE (-25)        /* */
 #define UC_ERR_BAD_SCALE_VALUE (-26)       /* */
 #define UC_ERR_BAD_OVERLAY_VALUE (-27)     /* */
+#define UC_ERR_BAD_SUB_BLOCK (-28)         /* */
 
 /* Caller errors (spec ): the request, not the record, is wrong. */
 #define UC_ERR_OUTPUT_LENGTH (-100) /* the output buffer does not have the length the request needs */
@@ -133,8 +138,15 @@ uint8_t uc_record_overlay_dtype(const uc_record *rec);
 /* The record's CRC-32 (stored and verified by uc_record_parse). */
 uint32_t uc_record_crc32(const uc_record *rec);
 
+/* Block size B of the binary16 scales: 64, or 256 with two-level scales (v0.4, spec ). */
+uint32_t uc_record_block_size(const uc_record *rec);
+
+/* Sub-block size S of two-level scales (16 or 32, spec ); 0 for a record without them. */
+uint32_t uc_record_sub_block(const uc_record *rec);
+
 /*
- * Decodes the whole tensor W_base (spec R-7.1, bit-exact) into out[0..out_len), row-major.
+ * Decodes the whole tensor W_base (spec R-7.1, or R-13.4 with two-level scales; bit-exact) into
+ * out[0..out_len), row-major.
  * out_len must equal uc_record_numel(rec), else UC_ERR_OUTPUT_LENGTH. Returns UC_OK or a caller error.
  */
 int32_t uc_record_decode(const uc_record *rec, float *out, size_t out_len);
@@ -185,7 +197,7 @@ const char *uc_error_name(int32_t code);
  */
 const char *uc_error_clause(int32_t code);
 
-/* UC_ABI_VERSION of the library: 0x000300 (format 0.3, ABI revision 0). */
+/* UC_ABI_VERSION of the library: 0x000400 (format 0.4, ABI revision 0). */
 uint32_t uc_abi_version(void);
 
 #ifdef __cplusplus

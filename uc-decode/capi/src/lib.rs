@@ -1,4 +1,4 @@
-//! # uc-decode-capi: the uc pack v0.3 decoder as a C library
+//! # uc-decode-capi: the uc pack v0.3/v0.4 decoder as a C library
 //!
 //! Builds `libuc_decode_capi.a` (static) and `libuc_decode_capi.so` / `.dylib` / `.dll` (shared)
 //! exporting the C ABI of [`uc_decode::capi`], declared in `include/uc_decode.h`. The functions are

@@ -53,6 +53,8 @@ fn getters_and_decodes_match_the_rust_api() {
             assert_eq!(uc_record_overlay_rank(h), rec.overlay_rank(), "{label}");
             assert_eq!(uc_record_overlay_dtype(h), rec.overlay_dtype() as u8, "{label}");
             assert_eq!(uc_record_crc32(h), rec.layout().crc32, "{label}");
+            assert_eq!(uc_record_block_size(h), rec.block_size(), "{label}");
+            assert_eq!(uc_record_sub_block(h), rec.sub_block().unwrap_or(0), "{label}");
             let mut dims = [0u64; 8];
             let nd = uc_record_shape(h, dims.as_mut_ptr(), dims.len());
             assert_eq!(&dims[..nd as usize], rec.shape(), "{label}");
@@ -281,8 +283,72 @@ fn error_names_and_clauses_come_from_uc_format() {
         assert_eq!(name(code), "unknown", "{code}");
         assert_eq!(clause(code), "unknown", "{code}");
     }
-    assert_eq!(uc_abi_version(), 0x000300);
-    assert_eq!(UC_ABI_VERSION, 0x000300);
+    assert_eq!(uc_abi_version(), 0x000400);
+    assert_eq!(UC_ABI_VERSION, 0x000400);
+    assert_eq!(name(-28), "bad_sub_block");
+    assert_eq!(clause(-28), "R-13.3");
+}
+
+/// A v0.4 record (two-level scales) decodes through the C ABI to the values of computed
+/// here from the parts written: `(f32(scale[i / 256]) * f32(sub[i / S])) * grid[code[i]]`, the
+/// inner product exact (done in f64), the outer one rounded multiply.
+#[test]
+fn a_v04_record_with_two_level_scales_decodes_by_r_13_4() {
+    for (bits, dims, sub) in [
+        (4u8, &[300u64][..], 16u32),
+        (7, &[2, 3, 45], 32),
+        (1, &[1], 16),
+        (8, &[5, 257], 32),
+    ] {
+        let v = common::record_v04(bits, dims, 0, uc_format::OverlayDtype::None, sub, u64::from(bits));
+        let n: u64 = dims.iter().product();
+        let want: Vec<f32> = (0..n as usize)
+            .map(|i| {
+                let s = f64::from(uc_format::num::f16_to_f32(v.scales[i / 256]));
+                let e = (s * f64::from(v.subscales[i / sub as usize])) as f32;
+                e * v.grid[usize::from(v.codes[i])]
+            })
+            .collect();
+        let (h, rc, _) = parse(&v.bytes);
+        assert_eq!(rc, UC_OK);
+        let h = &*h;
+        // SAFETY: `h` holds a record parsed from `v.bytes`, which is alive; every output pointer
+        // comes with the length of its buffer.
+        unsafe {
+            assert_eq!((uc_record_block_size(h), uc_record_sub_block(h)), (256, sub));
+            assert_eq!(uc_record_numel(h), n);
+            let mut got = vec![f32::NAN; n as usize];
+            assert_eq!(uc_record_decode(h, got.as_mut_ptr(), got.len()), UC_OK);
+            assert_eq!(bits_of(&got), bits_of(&want), "bits {bits} S {sub}: decode");
+            // Ranges starting and ending inside sub-blocks and blocks.
+            for (s, c) in [
+                (1usize, 40usize),
+                (15, 18),
+                (31, 2),
+                (250, 10),
+                (3, (n as usize).saturating_sub(3)),
+            ] {
+                if c == 0 || s + c > n as usize {
+                    continue;
+                }
+                let mut part = vec![f32::NAN; c];
+                assert_eq!(uc_record_decode_range(h, s as u64, part.as_mut_ptr(), c), UC_OK);
+                assert_eq!(bits_of(&part), bits_of(&want[s..s + c]), "bits {bits} S {sub}: {s}+{c}");
+            }
+        }
+    }
+    // A v0.3 handle and an invalid one.
+    let v03 = common::record(4, &[3, 37], 0, uc_format::OverlayDtype::None, 1);
+    let (h, rc, _) = parse(&v03);
+    assert_eq!(rc, UC_OK);
+    let zero = uc_record::new();
+    // SAFETY: a handle parsed from `v03`, which is alive, a zero-filled one, and null.
+    unsafe {
+        assert_eq!((uc_record_block_size(&*h), uc_record_sub_block(&*h)), (64, 0));
+        assert_eq!((uc_record_block_size(&zero), uc_record_sub_block(&zero)), (0, 0));
+        assert_eq!(uc_record_block_size(ptr::null()), 0);
+        assert_eq!(uc_record_sub_block(ptr::null()), 0);
+    }
 }
 
 #[test]

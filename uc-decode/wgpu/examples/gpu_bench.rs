@@ -2,6 +2,10 @@
 //! the same run.
 //!
 //! cargo run --release -p uc-decode-wgpu --example gpu_bench -- --bits 4 --n 16777216 [--json] [--runs R]
+//!     [--sub-block S --sub-bits Q]
+//!
+//! With `--sub-block S` (16 or 32) the record has v0.4 two-level scales (spec section 13) with
+//! `Q`-bit sub-scales (`--sub-bits`, 1..=8, default 6); without it, a v0.3 record.
 //!
 //! decode_gbps = f32 output bytes per second of the best of R decodes; copy_gbps = bytes copied per
 //! second by the best of R copies of an equally sized buffer; ratio = decode / copy. Times come
@@ -16,13 +20,16 @@ use std::time::Instant;
 use uc_decode::Record;
 use uc_decode_wgpu::GpuDecoder;
 use uc_format::num::f32_to_f16_bits;
-use uc_format::{OverlayDtype, RecordParams, write_record};
+use uc_format::{OverlayDtype, RecordParams, write_record, write_record_with_subscales};
 
 struct Args {
     bits: u8,
     n: u64,
     json: bool,
     runs: usize,
+    /// Sub-block size S (two-level scales), or None for a v0.3 record.
+    sub_block: Option<u32>,
+    sub_bits: u8,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +38,8 @@ fn parse_args() -> Result<Args, String> {
         n: 1 << 24,
         json: false,
         runs: 7,
+        sub_block: None,
+        sub_bits: 6,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -39,12 +48,17 @@ fn parse_args() -> Result<Args, String> {
             "--bits" => a.bits = val("--bits")?.parse().map_err(|e| format!("--bits: {e}"))?,
             "--n" => a.n = val("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
             "--runs" => a.runs = val("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--sub-block" => a.sub_block = Some(val("--sub-block")?.parse().map_err(|e| format!("--sub-block: {e}"))?),
+            "--sub-bits" => a.sub_bits = val("--sub-bits")?.parse().map_err(|e| format!("--sub-bits: {e}"))?,
             "--json" => a.json = true,
             "-h" | "--help" => {
                 println!(
                     "gpu_bench: uc record decode throughput on the GPU (wgpu) vs a buffer copy\n\n\
                      Options:\n  --bits B     code width 1..=8 (default 4)\n  --n N        weights (default 16777216)\n  \
-                     --runs R     repetitions, best is kept (default 7)\n  --json       one JSON line"
+                     --runs R     repetitions, best is kept (default 7)\n  \
+                     --sub-block S  two-level scales (v0.4) with sub-blocks of S = 16 or 32\n  \
+                     --sub-bits Q   sub-scale width 1..=8 with --sub-block (default 6)\n  \
+                     --json       one JSON line"
                 );
                 std::process::exit(0);
             }
@@ -53,6 +67,12 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(1..=8).contains(&a.bits) {
         return Err("--bits must be in 1..=8".into());
+    }
+    if !(1..=8).contains(&a.sub_bits) {
+        return Err("--sub-bits must be in 1..=8".into());
+    }
+    if a.sub_block.is_some_and(|s| s != 16 && s != 32) {
+        return Err("--sub-block must be 16 or 32".into());
     }
     if a.n == 0 || a.runs == 0 {
         return Err("--n and --runs must be positive".into());
@@ -158,18 +178,29 @@ fn run(a: &Args) -> Result<(), String> {
         .map(|i| format!("{} ({:?})", i.name, i.backend))
         .unwrap_or_default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(a.bits));
-    let params = RecordParams::new(a.bits, &[a.n], 0, OverlayDtype::None).map_err(|e| e.to_string())?;
+    let params = match a.sub_block {
+        None => RecordParams::new(a.bits, &[a.n], 0, OverlayDtype::None),
+        Some(s) => RecordParams::with_subscales_bits(a.bits, &[a.n], 0, OverlayDtype::None, s, a.sub_bits),
+    }
+    .map_err(|e| e.to_string())?;
     let layout = params.layout().map_err(|e| e.to_string())?;
     let k = 1usize << a.bits;
     let grid: Vec<f32> = (0..k).map(|i| (i as f32 + 0.5) / k as f32 * 2.0 - 1.0).collect();
-    let scales: Vec<u16> = (0..layout.n_blocks)
+    let scales: Vec<u16> = (0..layout.n_scales)
         .map(|_| f32_to_f16_bits(0.001 + rng.unit() * 0.1))
         .collect();
     let codes: Vec<u8> = (0..a.n)
         .map(|_| (rng.next() >> 56) as u8 & (k as u8).wrapping_sub(1))
         .collect();
     let mut buf = vec![0u8; layout.record_len as usize];
-    write_record(&params, &grid, &scales, &codes, &[], &[], &mut buf).map_err(|e| e.to_string())?;
+    if a.sub_block.is_some() {
+        let max = (1u64 << a.sub_bits) - 1;
+        let subs: Vec<u8> = (0..layout.n_subscales).map(|_| (1 + rng.next() % max) as u8).collect();
+        write_record_with_subscales(&params, &grid, &scales, &subs, &codes, &[], &[], &mut buf)
+    } else {
+        write_record(&params, &grid, &scales, &codes, &[], &[], &mut buf)
+    }
+    .map_err(|e| e.to_string())?;
     drop(codes);
     let rec = Record::parse(&buf).map_err(|e| e.to_string())?;
 
@@ -216,9 +247,11 @@ fn run(a: &Args) -> Result<(), String> {
     let ratio = decode_gbps / copy_gbps;
     if a.json {
         println!(
-            "{{\"bits\":{},\"n\":{},\"adapter\":{:?},\"decode_gbps\":{:.3},\"copy_gbps\":{:.3},\"ratio\":{:.3},\"timing\":\"{}\"}}",
+            "{{\"bits\":{},\"n\":{},\"sub_block\":{},\"sub_bits\":{},\"adapter\":{:?},\"decode_gbps\":{:.3},\"copy_gbps\":{:.3},\"ratio\":{:.3},\"timing\":\"{}\"}}",
             a.bits,
             a.n,
+            a.sub_block.unwrap_or(0),
+            if a.sub_block.is_some() { a.sub_bits } else { 0 },
             adapter,
             decode_gbps,
             copy_gbps,
@@ -227,9 +260,11 @@ fn run(a: &Args) -> Result<(), String> {
         );
     } else {
         println!(
-            "bits {}  n {}  adapter {}  decode {:8.3} GB/s ({:.3} Gweights/s)  copy {:8.3} GB/s  ratio {:.3}  ({})",
+            "bits {}  n {}{}  adapter {}  decode {:8.3} GB/s ({:.3} Gweights/s)  copy {:8.3} GB/s  ratio {:.3}  ({})",
             a.bits,
             a.n,
+            a.sub_block
+                .map_or(String::new(), |s| format!("  S {s} q {}", a.sub_bits)),
             adapter,
             decode_gbps,
             decode_gbps / 4.0,

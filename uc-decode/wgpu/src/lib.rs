@@ -1,10 +1,10 @@
-//! # uc-decode-wgpu: portable GPU dequantization of uc pack v0.3 records
+//! # uc-decode-wgpu: portable GPU dequantization of uc pack v0.3 and v0.4 records
 //!
 //! Decodes [`uc_decode::Record`]s on any GPU that [wgpu] drives through Vulkan (compiled with the
 //! Vulkan backend and the WGSL front end only), with the same bits as the CPU decoder:
 //!
 //! * [`GpuDecoder::decode`], [`GpuDecoder::decode_rows`], [`GpuDecoder::decode_range`]: `W_base`
-//!   (spec) as an f32 storage buffer, **bit-identical** to [`uc_decode::Record::decode_into`]
+//!   (spec for a record with two-level scales) as an f32 storage buffer, **bit-identical** to [`uc_decode::Record::decode_into`]
 //!   (sign of zero included) on every conforming device;
 //! * [`GpuDecoder::overlay`]: the overlay factors `U` then `V` as f32, bit-identical;
 //! * [`GpuDecoder::matvec`]: `y = W_base·x (+ U·(V·x))` straight from the packed record, without
@@ -23,7 +23,9 @@
 //!   a subnormal binary16 scale becomes its exact, normal binary32 value;
 //! * compute `W_base` with ONE binary32 multiply, which WGSL requires to be correctly rounded
 //!   (round to nearest even); its operands and result are zero or normal, so devices that flush
-//!   subnormals agree;
+//!   subnormals agree. With two-level scales (spec section 13) the effective scale
+//!   `f32(scale) × f32(sub)` is first computed in binary32, where it is exact (at most 19
+//!   significant bits, zero or normal, R-13.4 and ), then multiplied by the grid value;
 //! * take the sign of the product from the grid value's sign bit (scales are never negative, R-7.2),
 //!   so `+0 × negative = -0` holds even on an implementation careless with signed zeros.
 //!
@@ -189,6 +191,7 @@ impl From<uc_decode::DecodeError> for Error {
 #[derive(Debug)]
 pub struct GpuRecord {
     grid: wgpu::Buffer,
+    /// The scales section, then (two-level scales) the sub-scales section from word `sub_word`.
     scales: wgpu::Buffer,
     codes: wgpu::Buffer,
     overlay: wgpu::Buffer,
@@ -198,6 +201,14 @@ pub struct GpuRecord {
     bits: u8,
     rank: u32,
     overlay_dtype: OverlayDtype,
+    /// `log2(B)`: 6, or 8 with two-level scales.
+    block_shift: u32,
+    /// `log2(S)` (4 or 5) with two-level scales, 0 without.
+    sub_shift: u32,
+    /// Width `q` of a sub-scale in bits (1..=8) with two-level scales, 0 without.
+    sub_bits: u32,
+    /// Word index of the first sub-scale in `scales` (0 without two-level scales).
+    sub_word: u32,
 }
 
 impl GpuRecord {
@@ -236,12 +247,38 @@ impl GpuRecord {
         self.overlay_dtype
     }
 
+    /// Block size `B` of the binary16 scales: 64, or 256 with two-level scales (spec ).
+    pub fn block_size(&self) -> u32 {
+        1 << self.block_shift
+    }
+
+    /// Sub-block size `S` of two-level scales (16 or 32), or `None` for a record without.
+    pub fn sub_block(&self) -> Option<u32> {
+        (self.sub_shift != 0).then(|| 1 << self.sub_shift)
+    }
+
+    /// Width `q` in bits (1..=8) of a sub-scale of two-level scales (spec ), or `None` for a
+    /// record without.
+    pub fn sub_bits(&self) -> Option<u32> {
+        (self.sub_shift != 0).then_some(self.sub_bits)
+    }
+
+    /// Index of the `u32` word of [`GpuRecord::scales_buffer`] where the sub-scales start (0 for a
+    /// record without two-level scales).
+    pub fn subscales_word_offset(&self) -> u32 {
+        self.sub_word
+    }
+
     /// The grid: `2^bits` binary32 values.
     pub fn grid_buffer(&self) -> &wgpu::Buffer {
         &self.grid
     }
 
-    /// The scales section, zero-padded to a multiple of 4 bytes.
+    /// The scales section, zero-padded to a multiple of 4 bytes; for a record with two-level scales,
+    /// followed by the sub-scales section (`ceil(n / S)` integers of [`GpuRecord::sub_bits`] bits,
+    /// packed LSB first as codes are, spec ), zero-padded to a multiple of 4
+    /// bytes, from word [`GpuRecord::subscales_word_offset`] on (one binding holds both, so that
+    /// decoding still binds 4 storage buffers).
     pub fn scales_buffer(&self) -> &wgpu::Buffer {
         &self.scales
     }
@@ -589,9 +626,23 @@ impl GpuDecoder {
             });
         }
         let grid: Vec<u8> = rec.grid().iter().flat_map(|g| g.to_bits().to_le_bytes()).collect();
+        // The scales, then (two-level scales) the sub-scales from the next whole word.
+        let sub_word = if rec.sub_block().is_some() {
+            pad4(rec.scales_bytes().len() as u64) / 4
+        } else {
+            0
+        };
+        let scales: std::borrow::Cow<'_, [u8]> = if rec.sub_block().is_some() {
+            let mut v = rec.scales_bytes().to_vec();
+            v.resize(sub_word as usize * 4, 0);
+            v.extend_from_slice(rec.subscales_bytes());
+            v.into()
+        } else {
+            rec.scales_bytes().into()
+        };
         let sections: [(&'static str, &[u8]); 4] = [
             ("grid section", &grid),
-            ("scales section", rec.scales_bytes()),
+            ("scales section", &scales),
             ("codes section", rec.codes_bytes()),
             ("overlay section", rec.overlay_bytes()),
         ];
@@ -601,7 +652,7 @@ impl GpuDecoder {
         self.scoped("uploading the record", || {
             Ok(GpuRecord {
                 grid: self.storage_with("uc grid", &grid)?,
-                scales: self.storage_with("uc scales", rec.scales_bytes())?,
+                scales: self.storage_with("uc scales", &scales)?,
                 codes: self.storage_with("uc codes", rec.codes_bytes())?,
                 overlay: self.storage_with("uc overlay", rec.overlay_bytes())?,
                 n,
@@ -610,6 +661,14 @@ impl GpuDecoder {
                 bits: rec.bits(),
                 rank: rec.overlay_rank(),
                 overlay_dtype: rec.overlay_dtype(),
+                block_shift: rec.block_size().trailing_zeros(),
+                sub_shift: rec.sub_block().map_or(0, u32::trailing_zeros),
+                sub_bits: if rec.sub_block().is_some() {
+                    u32::from(rec.layout().params.sub_bits)
+                } else {
+                    0
+                },
+                sub_word: sub_word as u32,
             })
         })
     }
@@ -640,7 +699,16 @@ impl GpuDecoder {
             }));
         }
         let (gx, gy) = self.grid_for(count.div_ceil(u64::from(WORKGROUP_SIZE)))?;
-        let params = self.uniform(&[start as u32, count as u32, u32::from(rec.bits), 0]);
+        let params = self.uniform(&[
+            start as u32,
+            count as u32,
+            u32::from(rec.bits),
+            rec.block_shift,
+            rec.sub_shift,
+            rec.sub_bits,
+            rec.sub_word,
+            0,
+        ]);
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("uc dequant"),
             layout: &self.dequant_layout,
@@ -685,7 +753,7 @@ impl GpuDecoder {
         })
     }
 
-    /// Decodes the whole tensor (`W_base`, spec) into a new f32 storage buffer of
+    /// Decodes the whole tensor (`W_base`, spec) into a new f32 storage buffer of
     /// [`GpuRecord::len`] values, bit-identical to the CPU decoder.
     pub fn decode(&self, rec: &GpuRecord) -> Result<wgpu::Buffer, Error> {
         self.decode_range(rec, 0, rec.n)
@@ -774,6 +842,10 @@ impl GpuDecoder {
                 u32::from(rec.bits),
                 rank,
                 dtype,
+                rec.block_shift,
+                rec.sub_shift,
+                rec.sub_word,
+                rec.sub_bits,
                 0,
                 0,
                 0,

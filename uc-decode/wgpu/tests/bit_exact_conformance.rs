@@ -1,16 +1,17 @@
 //! GPU decoding is bit-identical to the CPU decoder (uc_decode), sign of zero included: every
 //! positive conformance vector (W_base, overlay factors, row ranges), every bit width 1..=8 on
 //! random records (codes straddling 32-bit words, partial last blocks, 2-D dispatches), and one
-//! tensor larger than one dispatch dimension. Also the matrix-vector kernel within its documented
-//! bound, and the typed errors.
+//! tensor larger than one dispatch dimension; records with two-level scales (v0.4, spec section 13)
+//! for both sub-block sizes and every bit width, against the CPU's scalar reference path. Also the
+//! matrix-vector kernel within its documented bound (v0.3 and v0.4 records), and the typed errors.
 //!
 //! Without a GPU adapter every test prints `SKIPPED: no GPU adapter (...)` to stderr and passes,
 //! unless the environment sets `UC_REQUIRE_GPU=1` (CI installs Mesa's lavapipe and sets it): then a
 //! missing adapter fails the test.
 
-use uc_decode::Record;
+use uc_decode::{Path, Record};
 use uc_decode_wgpu::{Error, GpuDecoder, GpuRecord, matvec_error_bound};
-use uc_format::{OverlayDtype, RecordParams, write_record};
+use uc_format::{OverlayDtype, RecordParams, write_record, write_record_with_subscales};
 
 fn gpu() -> Option<GpuDecoder> {
     match GpuDecoder::new_default() {
@@ -286,6 +287,153 @@ fn a_tensor_larger_than_one_dispatch_dimension_is_bit_exact() {
     assert_same_bits(&format!("{n} elements"), &got, &want);
 }
 
+/// A `q`-bit sub-scale: often the extremes 0 and `2^q - 1` (and 1), otherwise any value.
+fn subscale(rng: &mut Rng, q: u8) -> u8 {
+    let max = ((1u32 << q) - 1) as u8;
+    match rng.below(8) {
+        0 => 0,
+        1 => max,
+        2 => 1,
+        _ => rng.next() as u8 & max,
+    }
+}
+
+/// A random record with two-level scales of sub-block `sub` (16 or 32) and `q`-bit sub-scales:
+/// scales include 0, subnormals and 65504, sub-scales include 0 and `2^q - 1`. With `moderate`,
+/// overlay values and scales are small (matvec tests).
+#[allow(clippy::too_many_arguments)]
+fn random_subscaled_record(
+    rng: &mut Rng,
+    bits: u8,
+    dims: &[u64],
+    rank: u32,
+    dtype: OverlayDtype,
+    sub: u32,
+    q: u8,
+    moderate: bool,
+) -> Vec<u8> {
+    let params = RecordParams::with_subscales_bits(bits, dims, rank, dtype, sub, q).unwrap();
+    let layout = params.layout().unwrap();
+    assert_eq!((layout.block_size, layout.n_scales), (256, layout.n.div_ceil(256)));
+    assert_eq!(layout.n_subscales, layout.n.div_ceil(u64::from(sub)));
+    let n = layout.n as usize;
+    let grid: Vec<f32> = (0..1usize << bits).map(|_| grid_value(rng)).collect();
+    let scales: Vec<u16> = (0..layout.n_scales)
+        .map(|_| {
+            let h = scale_bits(rng);
+            // Moderate: below 2^4 (so that W x stays far from overflow).
+            if moderate { h.min(0x4bff) } else { h }
+        })
+        .collect();
+    let subs: Vec<u8> = (0..layout.n_subscales).map(|_| subscale(rng, q)).collect();
+    let codes: Vec<u8> = (0..n).map(|_| rng.below(1 << bits) as u8).collect();
+    let r = u64::from(rank);
+    let factor = |rng: &mut Rng| loop {
+        let h = overlay_bits(rng, dtype);
+        let small = match dtype {
+            OverlayDtype::Bf16 => f32::from_bits(u32::from(h) << 16).abs() < 256.0,
+            _ => (h >> 10) & 0x1f < 15 + 8,
+        };
+        if !moderate || small {
+            return h;
+        }
+    };
+    let u: Vec<u16> = (0..layout.rows * r).map(|_| factor(rng)).collect();
+    let v: Vec<u16> = (0..r * layout.cols).map(|_| factor(rng)).collect();
+    let mut buf = vec![0u8; layout.record_len as usize];
+    write_record_with_subscales(&params, &grid, &scales, &subs, &codes, &u, &v, &mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn two_level_scales_on_random_records_are_bit_exact() {
+    let Some(gpu) = gpu() else { return };
+    let Some(gpu_2d) = self::gpu() else { return };
+    let gpu_2d = gpu_2d.with_max_workgroups_per_dimension(3);
+    let mut rng = Rng(0x5eed_0004_0000_0001);
+    // n = 1, 17, 255, 257, 1000, 3367, 1155, 8320 (= 130·64: a multiple of 64, not of 256); none
+    // but the last a multiple of 64, none a multiple of 256, none but 8320 a multiple of 16 or 32.
+    let shapes: [&[u64]; 8] = [
+        &[1],
+        &[17],
+        &[255],
+        &[257],
+        &[1000],
+        &[37, 91],
+        &[3, 5, 7, 11],
+        &[130, 64],
+    ];
+    let mut checked = 0;
+    // Every (S, q) pair meets every shape and every code width (b = 1 + (i + q) mod 8), so every
+    // (S, b) pair meets every q too; q in 3, 5, 6, 7 makes sub-scales straddle 32-bit words.
+    for sub in [16u32, 32] {
+        for q in 1..=8u8 {
+            for (i, dims) in shapes.iter().enumerate() {
+                let bits = 1 + (i as u8 + q) % 8;
+                let (rank, dtype) = match (dims.len(), i % 2) {
+                    (1, _) => (0, OverlayDtype::None),
+                    (_, 0) => (2, OverlayDtype::F16),
+                    _ => (3, OverlayDtype::Bf16),
+                };
+                let bytes = random_subscaled_record(&mut rng, bits, dims, rank, dtype, sub, q, false);
+                let rec = Record::parse(&bytes).unwrap();
+                assert_eq!((rec.block_size(), rec.sub_block()), (256, Some(sub)));
+                let n_sub = rec.len().div_ceil(u64::from(sub));
+                assert_eq!(rec.subscales_bytes().len() as u64, (n_sub * u64::from(q)).div_ceil(8));
+                let what = format!("S {sub} q {q} bits {bits} dims {dims:?}");
+                // Against the CPU's scalar reference path explicitly.
+                let mut want = vec![0f32; rec.len() as usize];
+                rec.decode_with(Path::Scalar, &mut want).unwrap();
+                let g = gpu.upload(&rec).unwrap();
+                assert_eq!(
+                    (g.block_size(), g.sub_block(), g.sub_bits()),
+                    (256, Some(sub), Some(u32::from(q)))
+                );
+                let got = gpu.read_f32(&gpu.decode(&g).unwrap(), g.len()).unwrap();
+                assert_same_bits(&format!("{what}: W_base vs scalar"), &got, &want);
+                // Ranges starting and ending inside sub-blocks, code groups and blocks.
+                let n = rec.len();
+                for (s, c) in [
+                    (1u64, n - 1),
+                    (n / 2, n - n / 2),
+                    (13, n.saturating_sub(13 + 7)),
+                    (255, 40),
+                ] {
+                    if s + c > n || c == 0 {
+                        continue;
+                    }
+                    let got = gpu.read_f32(&gpu.decode_range(&g, s, c).unwrap(), c).unwrap();
+                    assert_same_bits(
+                        &format!("{what}: range {s}+{c}"),
+                        &got,
+                        &want[s as usize..(s + c) as usize],
+                    );
+                }
+                check_record(&gpu, &what, &rec);
+                let g2 = gpu_2d.upload(&rec).unwrap();
+                let got = gpu_2d.read_f32(&gpu_2d.decode(&g2).unwrap(), g2.len()).unwrap();
+                assert_same_bits(&format!("{what} (2-D dispatch)"), &got, &want);
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("bit-exact on {checked} random records with two-level scales");
+}
+
+#[test]
+fn v03_records_report_no_subscales() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng(11);
+    let bytes = random_record(&mut rng, 3, &[100], 0, OverlayDtype::None);
+    let g = gpu.upload(&Record::parse(&bytes).unwrap()).unwrap();
+    assert_eq!(
+        (g.block_size(), g.sub_block(), g.sub_bits(), g.subscales_word_offset()),
+        (64, None, None, 0)
+    );
+    // 100 elements: 2 scales, 4 bytes, the buffer as before (no sub-scales appended).
+    assert_eq!(g.scales_buffer().size(), 4);
+}
+
 /// `y = W_base x (+ U (V x))` in f64 from the CPU's exact values, with the bound's M_i and F_i.
 fn matvec_reference(rec: &Record<'_>, x: &[f32], merge: bool) -> Vec<(f64, f64, f64)> {
     let w = cpu_decode(rec);
@@ -377,6 +525,30 @@ fn matvec_is_within_the_documented_bound() {
         let g = gpu.upload(&rec).unwrap();
         let x = x_for(&mut rng, rec.cols());
         check_matvec(&gpu, &format!("bits {bits} dims {dims:?} rank {rank}"), &rec, &g, &x);
+    }
+    // Records with two-level scales.
+    // (bits, dims, rank, overlay dtype, S, q)
+    type Case = (u8, &'static [u64], u32, OverlayDtype, u32, u8);
+    let cases: [Case; 6] = [
+        (4, &[33, 700], 5, OverlayDtype::F16, 16, 6),
+        (3, &[17, 3, 100], 3, OverlayDtype::Bf16, 32, 3),
+        (8, &[300, 300], 260, OverlayDtype::Bf16, 16, 8),
+        (2, &[5, 4097], 0, OverlayDtype::None, 32, 1),
+        (4, &[40, 1000], 0, OverlayDtype::None, 16, 5),
+        (5, &[7, 999], 2, OverlayDtype::F16, 32, 7),
+    ];
+    for (bits, dims, rank, dtype, sub, q) in cases {
+        let bytes = random_subscaled_record(&mut rng, bits, dims, rank, dtype, sub, q, true);
+        let rec = Record::parse(&bytes).unwrap();
+        let g = gpu.upload(&rec).unwrap();
+        let x = x_for(&mut rng, rec.cols());
+        check_matvec(
+            &gpu,
+            &format!("S {sub} q {q} bits {bits} dims {dims:?} rank {rank}"),
+            &rec,
+            &g,
+            &x,
+        );
     }
     // Every positive conformance vector.
     for v in conformance::files::load(&conformance::default_vectors_dir()).unwrap() {

@@ -1,7 +1,8 @@
-//! Records for the tests of the C ABI, built with `uc_format::write_record`.
+//! Records for the tests of the C ABI, built with `uc_format::write_record` (v0.3) and
+//! `uc_format::write_record_with_subscales` (v0.4, two-level scales).
 #![allow(dead_code)]
 
-use uc_format::{OverlayDtype, RecordParams, write_record};
+use uc_format::{OverlayDtype, RecordParams, write_record, write_record_with_subscales};
 
 /// Small deterministic generator (64-bit LCG, high bits).
 pub struct Lcg(u64);
@@ -53,8 +54,65 @@ pub fn record(bits: u8, dims: &[u64], r: u32, dtype: OverlayDtype, seed: u64) ->
     buf
 }
 
+/// The parts of a v0.4 record with two-level scales of sub-block `sub` (16 or 32), as written:
+/// grid, binary16 scales (one per 256 elements, 0, subnormals and 65504 included), sub-scales
+/// (0 and 255 included), codes, and the record bytes. No overlay.
+pub struct V04 {
+    pub grid: Vec<f32>,
+    pub scales: Vec<u16>,
+    pub subscales: Vec<u8>,
+    pub codes: Vec<u8>,
+    pub bytes: Vec<u8>,
+}
+
+pub fn record_v04(bits: u8, dims: &[u64], r: u32, dtype: OverlayDtype, sub: u32, seed: u64) -> V04 {
+    let params = RecordParams::with_subscales(bits, dims, r, dtype, sub).expect("valid params");
+    let layout = params.layout().expect("layout");
+    let mut g = Lcg::new(seed);
+    let k = 1usize << bits;
+    let grid: Vec<f32> = (0..k)
+        .map(|i| match i {
+            0 => -0.0,
+            1 if k > 2 => 0.0,
+            _ => (2.0 * i as f32 + 1.0 - k as f32) / k as f32 * (1.0 + (g.next() % 1000) as f32 / 997.0),
+        })
+        .collect();
+    let scales: Vec<u16> = (0..layout.n_scales)
+        .map(|j| match j % 5 {
+            1 => 0,
+            2 => 0x7BFF,
+            3 => 1 + (g.next() % 0x3FF) as u16,
+            _ => (g.next() % 0x7C00) as u16,
+        })
+        .collect();
+    let subscales: Vec<u8> = (0..layout.n_subscales)
+        .map(|t| match t % 6 {
+            0 => 255,
+            1 => 0,
+            _ => g.next() as u8,
+        })
+        .collect();
+    let codes: Vec<u8> = (0..layout.n).map(|_| (g.next() as usize % k) as u8).collect();
+    let nu = (layout.rows * u64::from(r)) as usize;
+    let nv = (u64::from(r) * layout.cols) as usize;
+    // Small finite overlay values (f16 0x3C00 = 1, bf16 0x3F80 = 1, with random low bits).
+    let base = if dtype == OverlayDtype::Bf16 { 0x3F00 } else { 0x3800 };
+    let u: Vec<u16> = (0..nu).map(|_| base | (g.next() as u16 & 0xFF)).collect();
+    let v: Vec<u16> = (0..nv).map(|_| base | 0x8000 | (g.next() as u16 & 0xFF)).collect();
+    let mut bytes = vec![0u8; layout.record_len as usize];
+    write_record_with_subscales(&params, &grid, &scales, &subscales, &codes, &u, &v, &mut bytes)
+        .expect("write_record_with_subscales");
+    V04 {
+        grid,
+        scales,
+        subscales,
+        codes,
+        bytes,
+    }
+}
+
 /// The records the tests run through every interface: bits 1..=8 over full and partial blocks,
-/// 1-D to 3-D shapes, and overlays in f16 and bf16.
+/// 1-D to 3-D shapes, overlays in f16 and bf16, and v0.4 records with two-level scales.
 pub fn valid_records() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let shapes: [&[u64]; 4] = [&[64], &[3, 37], &[5], &[2, 3, 45]];
@@ -72,6 +130,19 @@ pub fn valid_records() -> Vec<(String, Vec<u8>)> {
     out.push((
         "overlay_f16_rank_full".into(),
         record(8, &[7, 3], 3, OverlayDtype::F16, 9),
+    ));
+    // Two-level scales: n = 300 and 2 * 3 * 45 = 270 (partial blocks of 256, partial sub-blocks).
+    out.push((
+        "v04_s16_b4".into(),
+        record_v04(4, &[300], 0, OverlayDtype::None, 16, 10).bytes,
+    ));
+    out.push((
+        "v04_s32_b7".into(),
+        record_v04(7, &[2, 3, 45], 0, OverlayDtype::None, 32, 11).bytes,
+    ));
+    out.push((
+        "v04_s32_b3_overlay_f16".into(),
+        record_v04(3, &[9, 70], 2, OverlayDtype::F16, 32, 12).bytes,
     ));
     out
 }

@@ -1,4 +1,4 @@
-// Shared helpers of every uc-decode-wgpu kernel (spec uc-pack-v0.3 sections 6 and 7).
+// Shared helpers of every uc-decode-wgpu kernel (spec uc-pack-v0.4 sections 6 and 7).
 // The library prepends this file to each kernel file before it creates a shader module.
 //
 // Arithmetic rules (spec R-7.1, R-7.5, DESIGN.md section 4):

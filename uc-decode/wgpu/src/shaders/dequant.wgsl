@@ -1,4 +1,5 @@
-// Dequantization kernel: W_base[e] = f32(scale[e / 64]) * grid[code(e)] (spec R-7.1) for the
+// Dequantization kernel: W_base[e] = f32(scale[e / 64]) * grid[code(e)] (spec R-7.1), or with
+// two-level scales (f32(scale[e / 256]) * f32(sub[e / S])) * grid[code(e)] (spec R-13.4), for the
 // elements e in [start, start + count), one invocation per element, written as raw binary32 bits to
 // out[e - start]. Prepended by common.wgsl and record.wgsl.
 
@@ -9,7 +10,15 @@ struct DequantParams {
     count: u32,
     // Code width b, 1..=8.
     bits: u32,
-    _pad: u32,
+    // log2 of the block size of the binary16 scales: 6, or 8 with two-level scales.
+    block_shift: u32,
+    // log2 of the sub-block size S (4 or 5), or 0 without two-level scales.
+    sub_shift: u32,
+    // Width q of a sub-scale in bits, 1..=8 (0 without two-level scales).
+    sub_bits: u32,
+    // Word index in `scales` of the first sub-scale (0 without two-level scales).
+    sub_word: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DequantParams;
@@ -25,5 +34,5 @@ fn dequant(
     if (i >= params.count) {
         return;
     }
-    out[i] = dequant_bits(params.start + i, params.bits);
+    out[i] = dequant_bits(params.start + i, params.bits, params.block_shift, params.sub_shift, params.sub_bits, params.sub_word);
 }

@@ -16,6 +16,14 @@ struct MatvecParams {
     rank: u32,
     // 1 = f16, 2 = bf16.
     dtype: u32,
+    // log2 of the block size of the binary16 scales: 6, or 8 with two-level scales.
+    block_shift: u32,
+    // log2 of the sub-block size S (4 or 5), or 0 without two-level scales.
+    sub_shift: u32,
+    // Word index in `scales` of the first sub-scale (0 without two-level scales).
+    sub_word: u32,
+    // Width q of a sub-scale in bits, 1..=8 (0 without two-level scales).
+    sub_bits: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -90,7 +98,7 @@ fn matvec(
     let base = row * cols;
     var acc = 0.0;
     for (var c = li; c < cols; c = c + 256u) {
-        acc = acc + bitcast<f32>(dequant_bits(base + c, params.bits)) * x[c];
+        acc = acc + bitcast<f32>(dequant_bits(base + c, params.bits, params.block_shift, params.sub_shift, params.sub_bits, params.sub_word)) * x[c];
     }
     let wx = workgroup_sum(li, acc);
     var ux = 0.0;
