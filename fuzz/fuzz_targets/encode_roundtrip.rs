@@ -1,17 +1,20 @@
 //! Encoder round trip: a small arbitrary finite f32 tensor (at most 4096 elements, 1-D or 2-D) and
-//! options (bits 1..=8, rank 0..=4) go through `uc_encode::encode_tensor`; the record must validate,
-//! say what was asked, decode (every path) to `f32(scale[block]) * grid[code[i]]` bit for bit, and
-//! its codes must be nearest grid values (the bound is explained at `nearest`). The reported error
-//! (`err2`, `norm2`) must be the error of the record. The same input encodes to the same bytes on a
+//! options (bits 1..=8, rank 0..=4, v0.3 scales or two-level scales with `S` 16 or 32 and `q`
+//! 1..=8) go through `uc_encode::encode_tensor`; the record must validate, say what was asked,
+//! decode (every path) to `f32(scale[block]) * grid[code[i]]` (v0.3) or
+//! `(f32(scale[i / 256]) * f32(sub[i / S])) * grid[code[i]]` (R-13.4) bit for bit, and its codes
+//! must be nearest grid values for the effective scale (the bound is explained at `nearest`). The
+//! reported error (`err2`, `norm2`) must be the error of the record. The same input encodes to the same bytes on a
 //! 2-thread pool (DESIGN §6). NaN or infinite weights give `EncodeError::NonFinite` at the first
-//! such index; invalid bits or a zero dimension give `EncodeError::Format`, never a panic.
+//! such index; invalid bits, a zero dimension or invalid sub-scales (`S` not 16/32, `q` not 1..=8)
+//! give `EncodeError::Format`, never a panic.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use uc_decode::Record;
 use uc_encode::gsq::EncodeError;
-use uc_encode::{TensorOptions, encode_tensor};
+use uc_encode::{SubScales, TensorOptions, encode_tensor};
 use uc_format::ErrorKind;
 use uc_fuzz::check;
 
@@ -19,6 +22,7 @@ use uc_fuzz::check;
 struct Input {
     bits: u8,
     rank: u8,
+    sub: u8,
     rows: u8,
     two_d: bool,
     mode: u8,
@@ -50,7 +54,8 @@ fn value(mode: u8, exp: i8, v: u32) -> f32 {
 
 /// The code of every element is a nearest grid value, up to the rounding of the decision rule.
 ///
-/// The encoder (DESIGN §6) sorts the grid and gives weight `w` of a block with scale `s` the
+/// The encoder (DESIGN §6) sorts the grid and gives weight `w` of a block (a sub-block with
+/// two-level scales) with effective scale `s` (R-13.4: exact, +0 or in `[2^-24, 2^24)`) the
 /// smallest `k` with `w <= t_k`, `t_k = fl(s * fl(0.5*g_k + 0.5*g_{k+1}))`, else the last index.
 /// With exact thresholds `m_k = s * (g_k + g_{k+1}) / 2` this is exactly "nearest, ties to the lower
 /// index". Each rounding is relative 2^-24 (halving a valid grid value is exact; by R-7.3/R-7.2 the
@@ -66,7 +71,7 @@ fn nearest(rec: &Record<'_>, data: &[f32]) {
     let g: Vec<f64> = rec.grid().iter().map(|&v| f64::from(v)).collect();
     let gmax = g.iter().fold(0f64, |m, v| m.max(v.abs()));
     for (i, &w) in data.iter().enumerate() {
-        let s = f64::from(rec.scale(i as u64 / 64).unwrap());
+        let s = f64::from(rec.effective_scale(i as u64).unwrap());
         let c = usize::from(rec.code(i as u64).unwrap());
         let w = f64::from(w);
         let err = |j: usize| (w - s * g[j]).abs();
@@ -109,12 +114,42 @@ fuzz_target!(|inp: Input| {
     } else {
         [0, 9, 16, 63, 64, 65, 128, 255][usize::from(inp.bits - 248)]
     };
+    // Sub-scales: None (v0.3) for 3/8 of the inputs, valid two-level scales for 9/16, invalid for
+    // 1/16 (`S` = 0 included: it must be refused, not read as "no two-level scales").
+    let (subscales, sub_ok) = match inp.sub {
+        0..=95 => (None, true),
+        96..=239 => {
+            let block = if inp.sub & 1 == 0 { 16 } else { 32 };
+            (
+                Some(SubScales {
+                    block,
+                    bits: 1 + (inp.sub >> 1) % 8,
+                }),
+                true,
+            )
+        }
+        _ => {
+            let (block, bits) = [
+                (16, 0),
+                (32, 9),
+                (16, 255),
+                (8, 4),
+                (64, 6),
+                (256, 1),
+                (48, 8),
+                (u32::MAX, 3),
+                (0, 6),
+            ][usize::from(inp.sub - 240) % 9];
+            (Some(SubScales { block, bits }), false)
+        }
+    };
     let opts = TensorOptions {
         bits,
         rank: u32::from(inp.rank % 5),
         seed: inp.seed,
+        subscales,
     };
-    if let (Some((at, kind)), false, true) = (inp.bad, data.is_empty(), bits_ok) {
+    if let (Some((at, kind)), false, true, true) = (inp.bad, data.is_empty(), bits_ok, sub_ok) {
         let at = usize::from(at) % data.len();
         data[at] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][usize::from(kind % 3)];
         match encode_tensor(&data, &dims, &opts) {
@@ -124,12 +159,13 @@ fuzz_target!(|inp: Input| {
         return;
     }
     let enc = encode_tensor(&data, &dims, &opts);
-    if data.is_empty() || !bits_ok {
+    if data.is_empty() || !bits_ok || !sub_ok {
         match enc {
-            Err(EncodeError::Format(e)) => {
-                assert!(matches!(e.kind, ErrorKind::BadDim | ErrorKind::BadBits), "{e:?}")
-            }
-            other => panic!("bits {bits}, dims {dims:?}: {other:?}"),
+            Err(EncodeError::Format(e)) => assert!(
+                matches!(e.kind, ErrorKind::BadDim | ErrorKind::BadBits | ErrorKind::BadSubBlock),
+                "{e:?}"
+            ),
+            other => panic!("bits {bits}, dims {dims:?}, {subscales:?}: {other:?}"),
         }
         return;
     }
@@ -137,6 +173,11 @@ fuzz_target!(|inp: Input| {
     let rec = check::validate_checked(&enc.record).unwrap_or_else(|e| panic!("invalid record: {e:?}"));
     assert_eq!(rec.shape(), &dims[..]);
     assert_eq!((rec.bits(), enc.bits), (bits, bits));
+    assert_eq!(rec.sub_block(), subscales.map(|s| s.block));
+    assert_eq!(rec.block_size(), if subscales.is_some() { 256 } else { 64 });
+    if let Some(s) = subscales {
+        assert_eq!(rec.layout().params.sub_bits, s.bits);
+    }
     let want_rank = if dims.len() == 2 {
         opts.rank.min(dims[0] as u32).min(dims[1] as u32)
     } else {
@@ -144,10 +185,25 @@ fuzz_target!(|inp: Input| {
     };
     assert_eq!((rec.overlay_rank(), enc.rank), (want_rank, want_rank));
     let w = check::exercise(&rec, inp.seed).unwrap();
+    let sub_at = |t: usize, q: u8| -> u8 {
+        // R-13.2: sub[t] is bits [t*q, t*q + q) of the little-endian stream of section 4.
+        let b = rec.subscales_bytes();
+        (0..usize::from(q)).fold(0u8, |acc, u| {
+            acc | (((b[(t * usize::from(q) + u) / 8] >> ((t * usize::from(q) + u) % 8)) & 1) << u)
+        })
+    };
     for (i, v) in w.iter().enumerate() {
-        let s = rec.scale(i as u64 / 64).unwrap();
         let g = rec.grid()[usize::from(rec.code(i as u64).unwrap())];
-        assert_eq!(v.to_bits(), (s * g).to_bits(), "element {i}");
+        let want = match subscales {
+            None => rec.scale(i as u64 / 64).unwrap() * g,
+            Some(s) => {
+                let sub = sub_at(i / s.block as usize, s.bits);
+                let e = rec.scale(i as u64 / 256).unwrap() * f32::from(sub);
+                assert_eq!(rec.effective_scale(i as u64), Some(e), "element {i}: effective scale");
+                e * g
+            }
+        };
+        assert_eq!(v.to_bits(), want.to_bits(), "element {i}");
     }
     nearest(&rec, &data);
 

@@ -26,6 +26,20 @@ pub struct Opts {
     /// Use this overlay rank for every tensor (0 = no overlay) instead of letting the budget choose.
     #[arg(long)]
     pub rank: Option<u32>,
+    /// Scales: 16 or 32 writes v0.4 records with two-level scales (a binary16 scale per 256
+    /// weights times a --sub-bits integer per 16 or 32 weights, spec section 13), which v0.3
+    /// decoders refuse; 0 writes v0.3 records (one binary16 scale per 64 weights).
+    #[arg(long, default_value_t = 16, value_parser = parse_sub_block)]
+    pub sub_block: u32,
+    /// Code width of the embeddings and the output head (1..=8), quantized outside the --bpw
+    /// budget as llama.cpp's _M mixes keep them at Q6_K; 0 keeps them verbatim. A tied embedding
+    /// is one record, used both ways.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub embed_bits: u8,
+    /// Width of a two-level sub-scale in bits (1..=8; with --sub-block 16, 6 bits cost 0.4375
+    /// bits per weight of scales in all).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub sub_bits: u8,
     /// Output directory [default: ./models/<source-name>-uc<bpw>].
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
@@ -74,6 +88,16 @@ pub struct Opts {
     pub distill_lr: f64,
 }
 
+/// `--sub-block`: 0, 16 or 32.
+fn parse_sub_block(s: &str) -> Result<u32, String> {
+    match s {
+        "0" => Ok(0),
+        "16" => Ok(16),
+        "32" => Ok(32),
+        _ => Err(format!("expected 0, 16 or 32, got {s:?}")),
+    }
+}
+
 /// Runs `uc compress`.
 pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     let Opts {
@@ -82,6 +106,9 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         bpw,
         bits,
         rank,
+        sub_block,
+        sub_bits,
+        embed_bits,
         output_dir,
         device,
         threads,
@@ -121,6 +148,11 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         bpw,
         bits,
         rank,
+        outer_bits: (embed_bits != 0).then_some(embed_bits),
+        subscales: (sub_block != 0).then_some(uc_encode::SubScales {
+            block: sub_block,
+            bits: sub_bits,
+        }),
         seed,
         method_version,
         license,

@@ -389,9 +389,13 @@ fn calibrated_compress_verifies_and_records_the_text_and_layer_losses() {
     let r = uc_verify::verify_pack(&out, &uc_verify::PackOptions::default()).unwrap();
     assert!(r.verified, "{:?}", r.failures().collect::<Vec<_>>());
     assert_eq!(names_in(out.parent().unwrap()), ["pack"], "no work directory left");
-    assert_eq!(v["tensors_quantized"], LAYERS * QUANTIZED_PER_LAYER, "{v}");
+    // The layers' tensors at the forced width and rank; the tied embedding (the outer tensor) at
+    // --embed-bits' default of 6, without overlay, outside the layers.
+    assert_eq!(v["tensors_quantized"], LAYERS * QUANTIZED_PER_LAYER + 1, "{v}");
     for t in v["tensors"].as_array().unwrap() {
-        if !t["bits"].is_null() {
+        if t["name"] == "model.embed_tokens.weight" {
+            assert_eq!((t["bits"].as_u64(), t["rank"].as_u64()), (Some(6), Some(0)), "{t}");
+        } else if !t["bits"].is_null() {
             assert_eq!((t["bits"].as_u64(), t["rank"].as_u64()), (Some(3), Some(8)), "{t}");
         }
     }
@@ -485,7 +489,10 @@ fn a_calibrated_run_aborted_at_any_journal_event_resumes_to_the_same_bytes() {
     let s = Scratch::new("resume");
     let (src, text) = tiny_model(&s);
     let base = s.out("base");
-    let vb = json_of(&ok(uc(&calibrated_args(&src, &base, &text, &[]))));
+    // The embedding stays verbatim so that the journal holds exactly the layers' events counted
+    // below (a quantized embedding is one more data-free record, journaled as any other).
+    const VERBATIM_EMBED: [&str; 2] = ["--embed-bits", "0"];
+    let vb = json_of(&ok(uc(&calibrated_args(&src, &base, &text, &VERBATIM_EMBED))));
     assert_eq!(vb["resumed_steps"], 0);
 
     // Journal events (2 per atomic write): job.json; per layer its records and their metas, then
@@ -510,7 +517,7 @@ fn a_calibrated_run_aborted_at_any_journal_event_resumes_to_the_same_bytes() {
     ] {
         let out = s.out(&format!("k{k}"));
         let parent = out.parent().unwrap();
-        let args = calibrated_args(&src, &out, &text, &[]);
+        let args = calibrated_args(&src, &out, &text, &VERBATIM_EMBED);
         let crashed = compress_crashing_at(k, &args);
         assert_eq!(crashed, k <= last, "k={k}: the run has {last} journal events");
         if !crashed {
@@ -533,6 +540,17 @@ fn a_calibrated_run_aborted_at_any_journal_event_resumes_to_the_same_bytes() {
         assert_same_pack(&base, &out);
         assert_eq!(names_in(parent), ["pack"], "k={k}: stray files beside the pack");
         assert_eq!(v["calibration"], vb["calibration"], "k={k}");
+    }
+
+    // With the embedding quantized (the default), aborted runs resume to the same bytes too.
+    let base_q = s.out("base-q");
+    ok(uc(&calibrated_args(&src, &base_q, &text, &[])));
+    for k in [3, 15, 40] {
+        let out = s.out(&format!("q{k}"));
+        let args = calibrated_args(&src, &out, &text, &[]);
+        assert!(compress_crashing_at(k, &args), "k={k}");
+        ok(uc(&args));
+        assert_same_pack(&base_q, &out);
     }
 }
 
@@ -618,7 +636,7 @@ fn calibration_changes_the_pack_and_brings_it_closer_to_the_source() {
             .collect()
     };
     assert_eq!(bits_ranks(&vf), bits_ranks(&vc));
-    assert_eq!(vc["tensors_quantized"], LAYERS * QUANTIZED_PER_LAYER);
+    assert_eq!(vc["tensors_quantized"], LAYERS * QUANTIZED_PER_LAYER + 1);
 
     // Every layer: the activation-aware overlay beats the plain SVD one, which beats none, and
     // distillation lowers the loss further (and is kept).

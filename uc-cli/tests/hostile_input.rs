@@ -195,10 +195,18 @@ fn packs_that_uc_verify_rejects_are_refused_by_every_reader() {
     copy_pack(&good, &p);
     let mut b = std::fs::read(p.join(st)).unwrap();
     let text = String::from_utf8_lossy(&b[8..8 + u64::from_le_bytes(b[..8].try_into().unwrap()) as usize]).into_owned();
-    let at = 8 + text.find("\"0.3\"").expect("uc.format in the header") + 1;
+    let at = 8 + text.find("\"0.4\"").expect("uc.format in the header") + 1;
     b[at..at + 3].copy_from_slice(b"9.0");
     std::fs::write(p.join(st), b).unwrap();
     refused_pack(&sc, &p, "uc.format 9.0");
+
+    // uc.format "0.3" over records with two-level scales (spec ).
+    let p = sc.join("format03");
+    copy_pack(&good, &p);
+    let mut b = std::fs::read(p.join(st)).unwrap();
+    b[at..at + 3].copy_from_slice(b"0.3");
+    std::fs::write(p.join(st), b).unwrap();
+    refused_pack(&sc, &p, "uc.format 0.3 over v0.4 records");
 
     // A manifest that is a JSON array (no digest would be checked).
     let p = sc.join("array");
@@ -212,8 +220,8 @@ fn packs_that_uc_verify_rejects_are_refused_by_every_reader() {
     let m = std::fs::read_to_string(p.join("ultracompress.json")).unwrap();
     std::fs::write(
         p.join("ultracompress.json"),
-        m.replacen("\"format_version\":\"0.3\"", "\"format_version\":\"9.0\"", 1)
-            .replacen("\"format_version\": \"0.3\"", "\"format_version\": \"9.0\"", 1),
+        m.replacen("\"format_version\":\"0.4\"", "\"format_version\":\"9.0\"", 1)
+            .replacen("\"format_version\": \"0.4\"", "\"format_version\": \"9.0\"", 1),
     )
     .unwrap();
     refused_pack(&sc, &p, "format_version 9.0");

@@ -99,6 +99,8 @@ pub struct CalibJob<'a> {
     pub plan: &'a [(usize, Candidate)],
     /// The job's seed.
     pub seed: u64,
+    /// Two-level scales of every quantized tensor (`None`: v0.3 scales).
+    pub subscales: Option<crate::gsq::SubScales>,
     /// Steps found in the journal (add to it when resuming).
     pub resumed: &'a mut usize,
     /// Progress: (layers done, layers, current layer prefix).

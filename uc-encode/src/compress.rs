@@ -113,11 +113,17 @@ impl Job<'_> {
         }
         let data = self.src.read_f32(t)?;
         let (bits, ranks) = self.allowed();
-        let cands = candidates(&data, &t.shape, &bits, &ranks, seed_for(self.opts.seed, &t.name)).map_err(|err| {
-            CompressError::Encode {
-                tensor: t.name.clone(),
-                err,
-            }
+        let cands = candidates(
+            &data,
+            &t.shape,
+            &bits,
+            &ranks,
+            seed_for(self.opts.seed, &t.name),
+            self.opts.subscales,
+        )
+        .map_err(|err| CompressError::Encode {
+            tensor: t.name.clone(),
+            err,
         })?;
         let tc = TensorCandidates {
             n: t.numel(),
@@ -155,6 +161,7 @@ impl Job<'_> {
             bits: c.bits,
             rank: c.rank,
             seed: seed_for(self.opts.seed, &t.name),
+            subscales: self.opts.subscales,
         };
         let enc = encode_tensor(&data, &t.shape, &topts).map_err(|err| CompressError::Encode {
             tensor: t.name.clone(),
@@ -178,6 +185,8 @@ fn fingerprint(
         "bpw_bits": opts.bpw.to_bits(),
         "bits": opts.bits,
         "rank": opts.rank,
+        "subscales": opts.subscales,
+        "outer_bits": opts.outer_bits,
         "seed": opts.seed,
         "skip": opts.skip,
         "method_version": opts.method_version,
@@ -211,26 +220,41 @@ fn run_job(
     let (opts, src) = (job.opts, job.src);
     let mut resumed = 0usize;
 
-    // Phases 1-2: choose (bits, rank) per tensor.
-    let choices: Vec<Candidate> = if let (Some(b), Some(r)) = (opts.bits, opts.rank) {
-        quantized
-            .iter()
-            .map(|_| Candidate {
-                bits: b,
-                rank: r,
-                cost_bits: 0,
-                err2: 0.0,
-            })
-            .collect()
+    // Phases 1-2: choose (bits, rank) per tensor: the outer tensors (embeddings, head) at their
+    // fixed width, the others within the budget.
+    let fixed = |bits: u8, rank: u32| Candidate {
+        bits,
+        rank,
+        cost_bits: 0,
+        err2: 0.0,
+    };
+    let outer_bits = opts.outer_bits.unwrap_or(crate::policy::DEFAULT_OUTER_BITS);
+    let is_outer = |i: usize| opts.outer_bits.is_some() && crate::policy::is_outer(&src.tensors[i].name);
+    let budgeted: Vec<usize> = quantized.iter().copied().filter(|&i| !is_outer(i)).collect();
+    let mut picked: Vec<Candidate> = if let (Some(b), Some(r)) = (opts.bits, opts.rank) {
+        budgeted.iter().map(|_| fixed(b, r)).collect()
     } else {
-        let mut tcs = Vec::with_capacity(quantized.len());
-        for (k, &i) in quantized.iter().enumerate() {
-            job.progress("analyse", k, quantized.len(), &src.tensors[i].name);
+        let mut tcs = Vec::with_capacity(budgeted.len());
+        for (k, &i) in budgeted.iter().enumerate() {
+            job.progress("analyse", k, budgeted.len(), &src.tensors[i].name);
             tcs.push(job.analyse(i, &src.tensors[i], &mut resumed)?);
         }
         let pick = allocate(&tcs, opts.bpw).map_err(CompressError::Budget)?;
         tcs.iter().zip(pick).map(|(t, p)| t.candidates[p]).collect()
     };
+    // `picked` follows `budgeted`, which keeps `quantized`'s order.
+    picked.reverse();
+    let mut choices: Vec<Candidate> = Vec::with_capacity(quantized.len());
+    for &i in quantized {
+        let c = if is_outer(i) {
+            Some(fixed(outer_bits, 0))
+        } else {
+            picked.pop()
+        };
+        choices.push(c.ok_or_else(|| CompressError::Internal {
+            msg: "the allocation has fewer choices than tensors".into(),
+        })?);
+    }
 
     // Phase 3: encode (data-free, or layer by layer against calibration data).
     let mut records: Vec<(usize, Encoded)> = Vec::with_capacity(quantized.len());
@@ -244,6 +268,7 @@ fn run_job(
             work: &job.work,
             plan: &plan,
             seed: opts.seed,
+            subscales: opts.subscales,
             resumed: &mut resumed,
             progress: &progress,
             encode_free: &free,
@@ -304,6 +329,19 @@ fn check_options(opts: &CompressOptions) -> Result<(), CompressError> {
         && !(1..=8).contains(&b)
     {
         return Err(opt("bits", format!("must be in 1..=8, got {b}")));
+    }
+    if let Some(s) = opts.subscales {
+        if !uc_format::SUB_BLOCKS.contains(&s.block) {
+            return Err(opt("sub_block", format!("must be 16 or 32, got {}", s.block)));
+        }
+        if !(1..=8).contains(&s.bits) {
+            return Err(opt("sub_bits", format!("must be in 1..=8, got {}", s.bits)));
+        }
+    }
+    if let Some(b) = opts.outer_bits
+        && !(1..=8).contains(&b)
+    {
+        return Err(opt("outer_bits", format!("must be in 1..=8, got {b}")));
     }
     if let Some(r) = opts.rank
         && r > uc_format::MAX_OVERLAY_RANK
@@ -428,7 +466,7 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
     let src = SourceModel::open(&opts.source)?;
     let work = work_dir(&opts.output_dir);
     let quantized: Vec<usize> = (0..src.tensors.len())
-        .filter(|&i| is_quantized(&src.tensors[i], &opts.skip))
+        .filter(|&i| is_quantized(&src.tensors[i], &opts.skip, opts.outer_bits.is_some()))
         .collect();
     if let Some(h) = src.hidden_size() {
         for &i in &quantized {

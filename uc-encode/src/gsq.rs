@@ -24,7 +24,7 @@
 use core::fmt;
 use rayon::prelude::*;
 use uc_format::num::{f16_to_f32, f32_to_f16_bits};
-use uc_format::{OverlayDtype, RecordParams, write_record};
+use uc_format::{OverlayDtype, RecordParams, write_record_with_subscales};
 
 /// Options of [`quantize`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,55 @@ pub struct GsqOptions {
     /// Rounds of per-block scale refinement, each followed by a grid refit (0: the absmax scales
     /// are kept).
     pub scale_rounds: u32,
+    /// Two-level scales (spec section 13), or `None` for v0.3 blocks of 64 weights with one
+    /// binary16 scale each.
+    pub subscales: Option<SubScales>,
+}
+
+/// The shape of two-level scales (spec section 13): a binary16 scale per 256 weights times a
+/// `bits`-bit sub-scale per sub-block of `block` weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SubScales {
+    /// Sub-block size `S`: 16 or 32.
+    pub block: u32,
+    /// Sub-scale width `q` in bits: 1..=8.
+    pub bits: u8,
+}
+
+impl SubScales {
+    /// The default of `uc compress`: 6-bit sub-scales per 16 weights (0.4375 bits per weight of
+    /// scales), the choice of the quality table in BENCHMARKS.md.
+    pub const DEFAULT: SubScales = SubScales { block: 16, bits: 6 };
+
+    /// The largest sub-scale, `2^bits - 1`.
+    fn max(self) -> f32 {
+        f32::from(((1u16 << self.bits) - 1) as u8)
+    }
+
+    /// Record parameters with these two-level scales.
+    pub fn params(
+        self,
+        bits: u8,
+        dims: &[u64],
+        rank: u32,
+        dtype: OverlayDtype,
+    ) -> Result<RecordParams, uc_format::Error> {
+        RecordParams::with_subscales_bits(bits, dims, rank, dtype, self.block, self.bits)
+    }
+}
+
+/// Record parameters for `subscales` (v0.3 when `None`).
+pub fn record_params(
+    bits: u8,
+    dims: &[u64],
+    rank: u32,
+    dtype: OverlayDtype,
+    subscales: Option<SubScales>,
+) -> Result<RecordParams, uc_format::Error> {
+    match subscales {
+        None => RecordParams::new(bits, dims, rank, dtype),
+        Some(s) => s.params(bits, dims, rank, dtype),
+    }
 }
 
 impl GsqOptions {
@@ -49,7 +98,19 @@ impl GsqOptions {
             max_iters: 100,
             max_train: 1 << 22,
             scale_rounds: 1,
+            subscales: None,
         }
+    }
+
+    /// The same with two-level scales (`None`: v0.3 scales).
+    pub fn with_subscales(mut self, subscales: Option<SubScales>) -> Self {
+        self.subscales = subscales;
+        self
+    }
+
+    /// Elements that share one effective scale: 64, or the sub-block size.
+    fn unit(&self) -> usize {
+        self.subscales.map_or(64, |s| s.block as usize)
     }
 }
 
@@ -111,8 +172,13 @@ const F16_MAX: f32 = 65504.0;
 pub struct GsqParts {
     /// Grid, sorted ascending, `2^bits` values.
     pub grid: Vec<f32>,
-    /// One binary16 scale per block.
+    /// One binary16 scale per block (64 elements, or 256 with two-level scales).
     pub scales: Vec<u16>,
+    /// Two-level scales: one sub-scale per sub-block (`< 2^bits` of [`GsqParts::layout`]); empty
+    /// without.
+    pub subscales: Vec<u8>,
+    /// The two-level scales' shape, or `None` for a v0.3 record.
+    pub layout: Option<SubScales>,
     /// One code per element.
     pub codes: Vec<u8>,
     /// Lloyd iterations run (all grid fits together).
@@ -120,19 +186,85 @@ pub struct GsqParts {
 }
 
 impl GsqParts {
-    /// `W_base` by spec through the decoder's [`uc_decode::w_base_value`] (the same bits every
+    /// `W_base` by spec R-7.1 (R-13.4 with two-level scales) through the decoder's
+    /// [`uc_decode::w_base_value`] / [`uc_decode::w_base_value_subscaled`] (the same bits every
     /// conforming decoder returns).
     pub fn w_base(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.codes.len()];
-        out.par_chunks_mut(64)
-            .zip(self.codes.par_chunks(64))
+        let unit = self.layout.map_or(64, |s| s.block as usize);
+        out.par_chunks_mut(unit)
+            .zip(self.codes.par_chunks(unit))
             .enumerate()
-            .for_each(|(b, (o, c))| {
+            .for_each(|(t, (o, c))| {
                 for (o, &c) in o.iter_mut().zip(c) {
-                    *o = uc_decode::w_base_value(self.scales[b], self.grid[usize::from(c)]);
+                    let g = self.grid[usize::from(c)];
+                    *o = if self.layout.is_none() {
+                        uc_decode::w_base_value(self.scales[t], g)
+                    } else {
+                        uc_decode::w_base_value_subscaled(self.scales[t * unit / 256], self.subscales[t], g)
+                    };
                 }
             });
         out
+    }
+
+    /// Elements that share one effective scale: 64 (v0.3), or the sub-block size.
+    pub fn unit(&self) -> usize {
+        self.layout.map_or(64, |s| s.block as usize)
+    }
+
+    /// The effective scale of each unit (R-7.1, R-13.4; exact binary32 values).
+    pub fn effective_scales(&self) -> Vec<f32> {
+        match self.layout {
+            None => Scales::v03(self.scales.clone()).eff,
+            Some(s) => Scales::two_level(self.scales.clone(), self.subscales.clone(), s.block as usize).eff,
+        }
+    }
+
+    /// Replaces the scales by the representable ones nearest to `eff` (one wanted effective scale
+    /// per unit, non-negative): binary16 values rounded to nearest even for v0.3; for two-level
+    /// scales, per 256-element block the binary16 scale that lets the largest wanted scale fit
+    /// and the nearest sub-scales. Codes and grid are kept.
+    pub fn set_effective_scales(&mut self, eff: &[f32]) {
+        let s = represent_scales(self.layout, eff);
+        self.scales = s.f16;
+        self.subscales = s.sub;
+    }
+
+    /// The record parameters of these parts for shape `dims` and an overlay of `rank` in `dtype`.
+    pub fn params(&self, bits: u8, dims: &[u64], rank: u32, dtype: OverlayDtype) -> Result<RecordParams, EncodeError> {
+        Ok(record_params(bits, dims, rank, dtype, self.layout)?)
+    }
+}
+
+/// The scales of one GSQ state: binary16 block scales, the sub-scales of two-level scales, and
+/// the effective scale (R-7.1 / R-13.4, exact) of each unit of elements that shares one.
+#[derive(Debug, Clone)]
+struct Scales {
+    f16: Vec<u16>,
+    sub: Vec<u8>,
+    /// Per unit (64 elements, or one sub-block).
+    eff: Vec<f32>,
+}
+
+impl Scales {
+    fn v03(f16: Vec<u16>) -> Self {
+        let eff = f16.iter().map(|&h| f16_to_f32(h)).collect();
+        Scales {
+            f16,
+            sub: Vec::new(),
+            eff,
+        }
+    }
+
+    fn two_level(f16: Vec<u16>, sub: Vec<u8>, unit: usize) -> Self {
+        let per = 256 / unit;
+        let eff = sub
+            .iter()
+            .enumerate()
+            .map(|(t, &a)| f16_to_f32(f16[t / per]) * f32::from(a))
+            .collect();
+        Scales { f16, sub, eff }
     }
 }
 
@@ -153,35 +285,125 @@ pub(crate) fn check_input(data: &[f32], n: u64) -> Result<(), EncodeError> {
 /// GSQ of `data` (any shape; blocks of 64 over the flat order): scales, grid and codes.
 /// The caller has checked the input with [`check_input`] (finite values).
 pub fn quantize_parts(data: &[f32], opts: &GsqOptions) -> GsqParts {
+    let unit = opts.unit();
     let absmax: Vec<f32> = data
-        .par_chunks(64)
+        .par_chunks(unit)
         .map(|b| b.iter().fold(0f32, |m, w| m.max(w.abs())))
         .collect();
-    let mut scales: Vec<u16> = absmax.iter().map(|a| f32_to_f16_bits(a.min(F16_MAX))).collect();
-    let (mut grid, mut iters) = fit_grid(data, &scales, opts, None);
+    let mut scales = match opts.subscales {
+        None => Scales::v03(absmax.iter().map(|a| f32_to_f16_bits(a.min(F16_MAX))).collect()),
+        // Before a grid exists, the grid's largest magnitude is taken as 1.
+        Some(sub) => two_level_start(&absmax, 1.0, sub),
+    };
+    let (mut grid, mut iters) = fit_grid(data, &scales.eff, unit, opts, None);
     for _ in 0..opts.scale_rounds {
-        scales = refine_scales(data, &absmax, &scales, &grid);
-        let (g, it) = fit_grid(data, &scales, opts, Some(&grid));
+        scales = match opts.subscales {
+            None => Scales::v03(refine_scales(data, &absmax, &scales.f16, &grid)),
+            Some(sub) => refine_two_level(data, &absmax, &grid, sub),
+        };
+        let (g, it) = fit_grid(data, &scales.eff, unit, opts, Some(&grid));
         grid = g;
         iters += it;
     }
-    let codes = assign_codes(data, &scales, &grid);
+    let codes = assign_codes(data, &scales.eff, unit, &grid);
     GsqParts {
         grid,
-        scales,
+        scales: scales.f16,
+        subscales: scales.sub,
+        layout: opts.subscales,
         codes,
         iters,
     }
 }
 
+/// The representable scales nearest to the wanted effective scales `eff` (one per unit; negative
+/// or NaN values count as 0), and the effective scales they give: see
+/// [`GsqParts::set_effective_scales`].
+pub fn represent_scales(layout: Option<SubScales>, eff: &[f32]) -> ScalesOut {
+    let clean: Vec<f32> = eff
+        .iter()
+        .map(|&x| if x > 0.0 { x.min(F16_MAX * 255.0) } else { 0.0 })
+        .collect();
+    let s = match layout {
+        None => Scales::v03(clean.iter().map(|&x| f32_to_f16_bits(x.min(F16_MAX))).collect()),
+        Some(sub) => two_level_start(&clean, 1.0, sub),
+    };
+    ScalesOut {
+        f16: s.f16,
+        sub: s.sub,
+        eff: s.eff,
+    }
+}
+
+/// The result of [`represent_scales`].
+#[derive(Debug, Clone)]
+pub struct ScalesOut {
+    /// Binary16 block scales.
+    pub f16: Vec<u16>,
+    /// Sub-scales (empty for v0.3).
+    pub sub: Vec<u8>,
+    /// The effective scale of each unit.
+    pub eff: Vec<f32>,
+}
+
+/// Binary16 block scale of a 256-element block whose largest sub-block wants the scale
+/// `want_max`: the least binary16 value `d` with `sub_max · d ≥ want_max` (so that every
+/// sub-scale fits), within binary16's range; 0 for an all-zero block.
+fn block_scale_for(want_max: f32, sub_max: f32) -> u16 {
+    if want_max <= 0.0 {
+        return 0;
+    }
+    let target = (want_max / sub_max).min(F16_MAX);
+    let mut h = f32_to_f16_bits(target).max(1);
+    while f16_to_f32(h) * sub_max < want_max && f16_to_f32(h) < F16_MAX {
+        h += 1;
+    }
+    h
+}
+
+/// Nearest sub-scale to the scale `want` under block scale `d` (0..=sub_max).
+fn sub_for(want: f32, d: f32, sub_max: f32) -> u8 {
+    if d <= 0.0 {
+        return 0;
+    }
+    (want / d).round().clamp(0.0, sub_max) as u8
+}
+
+/// Two-level scales from each sub-block's absmax: sub-block `t` wants `absmax[t] / gmax`.
+fn two_level_start(absmax: &[f32], gmax: f32, sub: SubScales) -> Scales {
+    let unit = sub.block as usize;
+    let sub_max = sub.max();
+    let per = 256 / unit;
+    let inv = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
+    let f16: Vec<u16> = absmax
+        .chunks(per)
+        .map(|c| block_scale_for(c.iter().fold(0f32, |m, &a| m.max(a * inv)), sub_max))
+        .collect();
+    let sub = absmax
+        .iter()
+        .enumerate()
+        .map(|(t, &a)| sub_for(a * inv, f16_to_f32(f16[t / per]), sub_max))
+        .collect();
+    Scales::two_level(f16, sub, unit)
+}
+
 /// Quantizes `data` (row-major, shape `dims`) into a v0.3 record without overlay.
 pub fn quantize(data: &[f32], dims: &[u64], opts: &GsqOptions) -> Result<QuantizedTensor, EncodeError> {
-    let params = RecordParams::new(opts.bits, dims, 0, OverlayDtype::None)?;
+    let params = record_params(opts.bits, dims, 0, OverlayDtype::None, opts.subscales)?;
     let layout = params.layout()?;
     check_input(data, layout.n)?;
     let parts = quantize_parts(data, opts);
     let mut record = vec![0u8; layout.record_len as usize];
-    write_record(&params, &parts.grid, &parts.scales, &parts.codes, &[], &[], &mut record)?;
+    write_record_with_subscales(
+        &params,
+        &parts.grid,
+        &parts.scales,
+        &parts.subscales,
+        &parts.codes,
+        &[],
+        &[],
+        &mut record,
+    )?;
     Ok(QuantizedTensor {
         record,
         grid: parts.grid,
@@ -189,9 +411,9 @@ pub fn quantize(data: &[f32], dims: &[u64], opts: &GsqOptions) -> Result<Quantiz
     })
 }
 
-/// Weight normalised by its block's stored scale (0 where the scale is 0).
-fn normalised(data: &[f32], scales: &[u16], i: usize) -> f32 {
-    let s = f16_to_f32(scales[i / 64]);
+/// Weight normalised by its unit's effective scale (0 where the scale is 0).
+fn normalised(data: &[f32], eff: &[f32], unit: usize, i: usize) -> f32 {
+    let s = eff[i / unit];
     if s == 0.0 { 0.0 } else { data[i] / s }
 }
 
@@ -207,23 +429,23 @@ fn to_grid_value(c: f64) -> f32 {
 }
 
 /// Weighted 1-D k-means over (a deterministic subsample of) the normalised weights, each with
-/// weight `f32(s)²` of its block. Starts from `warm` (a previous grid) when given, else from the
-/// cube-root-density quantiles.
-fn fit_grid(data: &[f32], scales: &[u16], opts: &GsqOptions, warm: Option<&[f32]>) -> (Vec<f32>, u32) {
+/// weight `s²` of its unit's effective scale `s`. Starts from `warm` (a previous grid) when given,
+/// else from the cube-root-density quantiles.
+fn fit_grid(data: &[f32], eff: &[f32], unit: usize, opts: &GsqOptions, warm: Option<&[f32]>) -> (Vec<f32>, u32) {
     let k = 1usize << opts.bits;
     let n = data.len();
     let m = n.min(opts.max_train.max(1));
     // (value, weight) packed in one u64 whose integer order is the order of f32::total_cmp on
-    // the value, then on the weight (non-negative, so its bits order it). The weight f32(s)² is
-    // exact in binary32 for every finite binary16 s. Keys that compare equal are identical, so
+    // the value, then on the weight (non-negative, so its bits order it). The weight s² is
+    // one rounded binary32 product of the unit's scale. Keys that compare equal are identical, so
     // the sorted sequence, and the prefix sums over it, depend on neither the sort nor the
     // thread count.
     let mut keys: Vec<u64> = (0..m)
         .into_par_iter()
         .map(|t| {
             let i = (t as u128 * n as u128 / m as u128) as usize;
-            let s = f16_to_f32(scales[i / 64]);
-            let x = normalised(data, scales, i).to_bits();
+            let s = eff[i / unit];
+            let x = normalised(data, eff, unit, i).to_bits();
             let x = if x & 0x8000_0000 != 0 { !x } else { x | 0x8000_0000 };
             (u64::from(x) << 32) | u64::from((s * s).to_bits())
         })
@@ -464,21 +686,101 @@ fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32]) -> 
         .collect()
 }
 
+/// Two-level scales for `grid` (spec section 13): per 256-element block the binary16 scale that
+/// lets the largest sub-block reach `absmax / max|grid|` (see [`block_scale_for`]), then per
+/// sub-block the sub-scale with the lowest squared error among the nearest ones to
+/// `absmax / max|grid|` times [`SCALE_MULTS`] and [`LS_STEPS`] least-squares steps (strict
+/// improvements only, in that order). Each block is decided from its own weights: the result does
+/// not depend on threads.
+fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales) -> Scales {
+    let unit = sub.block as usize;
+    let sub_max = sub.max();
+    let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
+    let finder = CodeFinder::new(&mids);
+    let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
+    let inv_gmax = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
+    let per = 256 / unit;
+    let blocks: Vec<(u16, Vec<u8>)> = data
+        .par_chunks(256)
+        .zip(absmax.par_chunks(per))
+        .map(|(wb, ab)| {
+            let h = block_scale_for(ab.iter().fold(0f32, |m, &a| m.max(a * inv_gmax)), sub_max);
+            let d = f16_to_f32(h);
+            let subs = wb
+                .chunks(unit)
+                .zip(ab)
+                .map(|(w, &a)| {
+                    let base = a * inv_gmax;
+                    if base == 0.0 || d == 0.0 {
+                        return 0u8;
+                    }
+                    let mut codes = [0u8; 32];
+                    let codes = &mut codes[..w.len()];
+                    let mut best_codes = [0u8; 32];
+                    let best_codes = &mut best_codes[..w.len()];
+                    let mut best = sub_for(base, d, sub_max);
+                    let mut best_err = finder.block_error(w, d * f32::from(best), grid, best_codes, f64::INFINITY);
+                    let mut consider = |c: u8, best: &mut u8, best_err: &mut f64, best_codes: &mut [u8]| {
+                        if c == *best {
+                            return;
+                        }
+                        let e = finder.block_error(w, d * f32::from(c), grid, codes, *best_err);
+                        if e < *best_err {
+                            *best = c;
+                            *best_err = e;
+                            best_codes.copy_from_slice(codes);
+                        }
+                    };
+                    for m in SCALE_MULTS {
+                        consider(sub_for(base * m, d, sub_max), &mut best, &mut best_err, best_codes);
+                    }
+                    for _ in 0..LS_STEPS {
+                        let (mut num, mut den) = (0f64, 0f64);
+                        for (&x, &c) in w.iter().zip(best_codes.iter()) {
+                            let g = f64::from(grid[usize::from(c)]);
+                            num += f64::from(x) * g;
+                            den += g * g;
+                        }
+                        if den <= 0.0 || num <= 0.0 {
+                            break;
+                        }
+                        let before = best;
+                        consider(
+                            sub_for((num / den) as f32, d, sub_max),
+                            &mut best,
+                            &mut best_err,
+                            best_codes,
+                        );
+                        if best == before {
+                            break;
+                        }
+                    }
+                    best
+                })
+                .collect();
+            (h, subs)
+        })
+        .collect();
+    let f16 = blocks.iter().map(|b| b.0).collect();
+    let sub = blocks.into_iter().flat_map(|b| b.1).collect();
+    Scales::two_level(f16, sub, unit)
+}
+
 /// Nearest grid index for every weight, ties to the lower index, without division: with the grid
 /// sorted and `mid[j] = (grid[j] + grid[j+1]) / 2` (binary32), weight `w` in a block of scale `s`
 /// gets the smallest `j` with `w <= s * mid[j]`, or the last index.
-fn assign_codes(data: &[f32], scales: &[u16], grid: &[f32]) -> Vec<u8> {
+fn assign_codes(data: &[f32], eff: &[f32], unit: usize, grid: &[f32]) -> Vec<u8> {
     let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
     let mut codes = vec![0u8; data.len()];
-    // Fixed chunks of 64 blocks per task; each element's code depends only on its own inputs.
+    // Fixed chunks of 64 units per task; each element's code depends only on its own inputs.
     codes
-        .par_chunks_mut(64 * 64)
-        .zip(data.par_chunks(64 * 64))
+        .par_chunks_mut(64 * unit)
+        .zip(data.par_chunks(64 * unit))
         .enumerate()
         .for_each(|(chunk, (cc, dc))| {
             let mut thresholds = vec![0f32; mids.len()];
-            for (j, (cb, wb)) in cc.chunks_mut(64).zip(dc.chunks(64)).enumerate() {
-                let s = f16_to_f32(scales[chunk * 64 + j]);
+            for (j, (cb, wb)) in cc.chunks_mut(unit).zip(dc.chunks(unit)).enumerate() {
+                let s = eff[chunk * 64 + j];
                 for (t, &mid) in thresholds.iter_mut().zip(&mids) {
                     *t = s * mid;
                 }

@@ -39,5 +39,5 @@ mod write;
 
 pub use compress::{CompressOptions, CompressSummary, TensorSummary, compress};
 pub use error::CompressError;
-pub use gsq::{EncodeError, GsqOptions, GsqParts, QuantizedTensor, quantize, quantize_parts};
+pub use gsq::{EncodeError, GsqOptions, GsqParts, QuantizedTensor, SubScales, quantize, quantize_parts};
 pub use tensor::{Candidate, EncodedTensor, TensorOptions, candidates, encode_tensor};

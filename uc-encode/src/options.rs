@@ -15,6 +15,12 @@ pub struct CompressOptions {
     pub bits: Option<u8>,
     /// Force this overlay rank for every tensor.
     pub rank: Option<u32>,
+    /// Code width of the embeddings and the output head ([`crate::policy::OUTER`]), quantized
+    /// outside the bpw budget; `None` keeps them verbatim.
+    pub outer_bits: Option<u8>,
+    /// Two-level scales for every quantized tensor (spec section 13; v0.4 records), or `None`
+    /// for v0.3 records (one binary16 scale per 64 weights).
+    pub subscales: Option<crate::gsq::SubScales>,
     /// Seed (randomized SVD).
     pub seed: u64,
     /// Method version recorded in the manifest.

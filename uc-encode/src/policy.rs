@@ -7,8 +7,14 @@ use uc_pack::Dtype;
 pub const DEFAULT_BITS: [u8; 7] = [2, 3, 4, 5, 6, 7, 8];
 /// Overlay ranks the allocator may choose from.
 pub const DEFAULT_RANKS: [u32; 5] = [0, 8, 16, 32, 64];
-/// Name patterns kept verbatim by default (embeddings, output head, norms).
-pub const DEFAULT_SKIP: [&str; 6] = ["*embed*", "*lm_head*", "*norm*", "*wte*", "*wpe*", "*position*"];
+/// Name patterns kept verbatim (norms).
+pub const DEFAULT_SKIP: [&str; 1] = ["*norm*"];
+/// Name patterns of the *outer* tensors: embeddings and the output head. They are quantized at a
+/// fixed width outside the bpw budget ([`DEFAULT_OUTER_BITS`], as llama.cpp's `_M` mixes keep
+/// them at Q6_K), or kept verbatim; a tied embedding is one tensor, one record, used both ways.
+pub const OUTER: [&str; 5] = ["*embed*", "*lm_head*", "*wte*", "*wpe*", "*position*"];
+/// Code width of the outer tensors by default.
+pub const DEFAULT_OUTER_BITS: u8 = 6;
 /// Tensors with fewer weights than this stay verbatim (a record's fixed overhead would dominate).
 pub const MIN_QUANTIZED_WEIGHTS: u64 = 4096;
 
@@ -36,10 +42,15 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|&c| c == '*')
 }
 
+/// Whether `name` is an outer tensor (embedding or output head, [`OUTER`]).
+pub fn is_outer(name: &str) -> bool {
+    OUTER.iter().any(|p| glob_match(p, name))
+}
+
 /// Whether a tensor of this name, dtype and shape is quantized under the default policy plus
 /// `skip`: 2-D F32/F16/BF16 weights with at least [`MIN_QUANTIZED_WEIGHTS`] elements whose names
-/// match no skip pattern.
-pub fn is_quantized_parts(name: &str, dtype: Dtype, shape: &[u64], skip: &[String]) -> bool {
+/// match no skip pattern, and that are not outer tensors unless `outer` ([`is_outer`]).
+pub fn is_quantized_parts(name: &str, dtype: Dtype, shape: &[u64], skip: &[String], outer: bool) -> bool {
     let numel = shape
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d))
@@ -48,12 +59,13 @@ pub fn is_quantized_parts(name: &str, dtype: Dtype, shape: &[u64], skip: &[Strin
         && matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::Bf16)
         && numel >= MIN_QUANTIZED_WEIGHTS
         && !DEFAULT_SKIP.iter().any(|p| glob_match(p, name))
+        && (outer || !is_outer(name))
         && !skip.iter().any(|p| glob_match(p, name))
 }
 
 /// [`is_quantized_parts`] of a source tensor.
-pub fn is_quantized(t: &SourceTensor, skip: &[String]) -> bool {
-    is_quantized_parts(&t.name, t.dtype, &t.shape, skip)
+pub fn is_quantized(t: &SourceTensor, skip: &[String], outer: bool) -> bool {
+    is_quantized_parts(&t.name, t.dtype, &t.shape, skip, outer)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! One tensor → one record: GSQ, then optionally a low-rank overlay fitted to the residual
 //! `W − W_base` by randomized SVD and stored in bfloat16 (spec section 8).
 
-use crate::gsq::{EncodeError, GsqOptions, GsqParts, check_input, quantize_parts};
+use crate::gsq::{EncodeError, GsqOptions, GsqParts, SubScales, check_input, quantize_parts, record_params};
 use crate::svd::low_rank;
 use rayon::prelude::*;
 use uc_format::num::{bf16_to_f32, f32_to_bf16_bits};
-use uc_format::{OverlayDtype, RecordParams, write_record};
+use uc_format::{OverlayDtype, RecordParams, write_record_with_subscales};
 
 /// Options for one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub struct TensorOptions {
     pub rank: u32,
     /// Seed of the randomized SVD.
     pub seed: u64,
+    /// Two-level scales (spec section 13), or `None` for v0.3 scales.
+    pub subscales: Option<SubScales>,
 }
 
 /// A finished tensor.
@@ -51,6 +53,11 @@ pub fn sum_sq(v: &[f32]) -> f64 {
         .sum()
 }
 
+/// The record parameters without overlay, checking bits, shape and sub-scales.
+fn shape_params(bits: u8, dims: &[u64], subscales: Option<SubScales>) -> Result<RecordParams, EncodeError> {
+    Ok(record_params(bits, dims, 0, OverlayDtype::None, subscales)?)
+}
+
 fn rows_cols(dims: &[u64], n: usize) -> (usize, usize) {
     let rows = dims.first().copied().unwrap_or(1) as usize;
     (rows, n / rows.max(1))
@@ -59,7 +66,7 @@ fn rows_cols(dims: &[u64], n: usize) -> (usize, usize) {
 /// Encodes one tensor (row-major `data` of shape `dims`).
 pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result<EncodedTensor, EncodeError> {
     // Bits and shape first: the quantizer needs bits in 1..=8 and at least one element.
-    let n = RecordParams::new(opts.bits, dims, 0, OverlayDtype::None)?.layout()?.n;
+    let n = shape_params(opts.bits, dims, opts.subscales)?.layout()?.n;
     check_input(data, n)?;
     let (rows, cols) = rows_cols(dims, data.len());
     let rank = if dims.len() < 2 {
@@ -67,7 +74,7 @@ pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result
     } else {
         (opts.rank as usize).min(rows).min(cols)
     };
-    let parts = quantize_parts(data, &GsqOptions::new(opts.bits));
+    let parts = quantize_parts(data, &GsqOptions::new(opts.bits).with_subscales(opts.subscales));
     let (u, v) = if rank == 0 {
         (Vec::new(), Vec::new())
     } else {
@@ -125,10 +132,19 @@ pub fn assemble(
         (OverlayDtype::Bf16, err2)
     };
     debug_assert_eq!(rows * rank, u.len());
-    let params = RecordParams::new(bits, dims, rank as u32, dtype)?;
+    let params = parts.params(bits, dims, rank as u32, dtype)?;
     let layout = params.layout()?;
     let mut record = vec![0u8; layout.record_len as usize];
-    write_record(&params, &parts.grid, &parts.scales, &parts.codes, u, v, &mut record)?;
+    write_record_with_subscales(
+        &params,
+        &parts.grid,
+        &parts.scales,
+        &parts.subscales,
+        &parts.codes,
+        u,
+        v,
+        &mut record,
+    )?;
     Ok(EncodedTensor {
         record,
         bits,
@@ -153,18 +169,19 @@ pub struct Candidate {
 }
 
 /// Evaluates every (bits, rank) pair for one tensor: one GSQ per bit width and one SVD (at the
-/// largest rank) per bit width.
+/// largest rank) per bit width; `subscales` as in [`TensorOptions`].
 pub fn candidates(
     data: &[f32],
     dims: &[u64],
     bits: &[u8],
     ranks: &[u32],
     seed: u64,
+    subscales: Option<SubScales>,
 ) -> Result<Vec<Candidate>, EncodeError> {
     let mut n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
     for &b in bits {
         // Every width and the shape first: the quantizer needs bits in 1..=8 and an element.
-        n = RecordParams::new(b, dims, 0, OverlayDtype::None)?.layout()?.n;
+        n = shape_params(b, dims, subscales)?.layout()?.n;
     }
     check_input(data, n)?;
     let (rows, cols) = rows_cols(dims, data.len());
@@ -181,7 +198,7 @@ pub fn candidates(
     };
     let mut out = Vec::new();
     for &b in bits {
-        let parts = quantize_parts(data, &GsqOptions::new(b));
+        let parts = quantize_parts(data, &GsqOptions::new(b).with_subscales(subscales));
         let w_base = parts.w_base();
         let resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
         let e0 = sum_sq(&resid);
@@ -198,7 +215,7 @@ pub fn candidates(
             }
             seen.push(r);
             let dtype = if r == 0 { OverlayDtype::None } else { OverlayDtype::Bf16 };
-            let layout = RecordParams::new(b, dims, r, dtype)?.layout()?;
+            let layout = parts.params(b, dims, r, dtype)?.layout()?;
             let captured: f64 = sigma.iter().take(r as usize).map(|s| s * s).sum();
             out.push(Candidate {
                 bits: b,
@@ -247,6 +264,7 @@ mod tests {
                 bits: 3,
                 rank: 0,
                 seed: 1,
+                subscales: None,
             },
         )
         .unwrap();
@@ -257,6 +275,7 @@ mod tests {
                 bits: 3,
                 rank: 8,
                 seed: 1,
+                subscales: None,
             },
         )
         .unwrap();
@@ -279,7 +298,7 @@ mod tests {
             .sum();
         assert!((e - ov.err2).abs() <= 1e-6 * ov.norm2, "{e} vs {}", ov.err2);
         // Candidate estimates agree with the real encodings.
-        let cands = candidates(&w, &dims, &[3], &[0, 8], 1).unwrap();
+        let cands = candidates(&w, &dims, &[3], &[0, 8], 1, None).unwrap();
         assert_eq!(cands.len(), 2);
         assert_eq!(cands[0].cost_bits, base.record.len() as u64 * 8);
         assert_eq!(cands[0].err2, base.err2);
@@ -302,6 +321,7 @@ mod tests {
                 bits: 4,
                 rank: 16,
                 seed: 0,
+                subscales: None,
             },
         )
         .unwrap();

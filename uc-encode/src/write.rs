@@ -101,6 +101,14 @@ pub(crate) fn write_pack(
     o.insert("rank".into(), json!(opts.rank));
     o.insert("skip".into(), json!(opts.skip));
     o.insert("default_skip".into(), json!(crate::policy::DEFAULT_SKIP));
+    o.insert("outer_bits".into(), json!(opts.outer_bits));
+    o.insert(
+        "subscales".into(),
+        json!(
+            opts.subscales
+                .map(|s| json!({"sub_block": s.block, "sub_bits": s.bits}))
+        ),
+    );
     o.insert("allowed_bits".into(), json!(crate::policy::DEFAULT_BITS));
     o.insert("allowed_ranks".into(), json!(crate::policy::DEFAULT_RANKS));
     o.insert("overlay_dtype".into(), json!("bf16"));

@@ -13,7 +13,12 @@ fn format_kind(r: Result<impl std::fmt::Debug, EncodeError>) -> ErrorKind {
 }
 
 fn opts(bits: u8, rank: u32) -> TensorOptions {
-    TensorOptions { bits, rank, seed: 0 }
+    TensorOptions {
+        bits,
+        rank,
+        seed: 0,
+        subscales: None,
+    }
 }
 
 #[test]
@@ -23,7 +28,7 @@ fn empty_tensors_are_a_format_error_not_a_panic() {
         assert_eq!(format_kind(encode_tensor(&[], dims, &opts(1, 0))), ErrorKind::BadDim);
         assert_eq!(format_kind(encode_tensor(&[], dims, &opts(4, 3))), ErrorKind::BadDim);
         assert_eq!(
-            format_kind(candidates(&[], dims, &[2, 4], &[0, 2], 0)),
+            format_kind(candidates(&[], dims, &[2, 4], &[0, 2], 0, None)),
             ErrorKind::BadDim
         );
     }
@@ -41,7 +46,7 @@ fn invalid_bit_widths_are_a_format_error_not_a_panic() {
             "{bits}"
         );
         assert_eq!(
-            format_kind(candidates(&w, &[10, 10], &[4, bits], &[0], 0)),
+            format_kind(candidates(&w, &[10, 10], &[4, bits], &[0], 0, None)),
             ErrorKind::BadBits
         );
     }
@@ -57,5 +62,24 @@ fn non_finite_weights_are_reported_at_their_index() {
             EncodeError::NonFinite { index: at }
         );
         w[at] = 1.0;
+    }
+}
+
+#[test]
+fn a_zero_or_odd_sub_block_is_a_format_error_not_a_panic() {
+    let w: Vec<f32> = (0..300).map(|i| (i as f32 * 0.37).sin()).collect();
+    for (block, bits) in [(0u32, 6u8), (8, 6), (16, 0), (32, 9)] {
+        let o = TensorOptions {
+            bits: 4,
+            rank: 0,
+            seed: 0,
+            subscales: Some(uc_encode::SubScales { block, bits }),
+        };
+        match encode_tensor(&w, &[300], &o) {
+            Err(uc_encode::EncodeError::Format(e)) => {
+                assert_eq!(e.kind, uc_format::ErrorKind::BadSubBlock, "S {block} q {bits}")
+            }
+            other => panic!("S {block} q {bits}: {other:?}"),
+        }
     }
 }

@@ -38,12 +38,14 @@ use std::path::Path;
 use uc_encode::calibrate::{CalibJob, CalibOptions, CalibReport, Calibrator, LayerReport, Objective};
 use uc_encode::compress::seed_for;
 use uc_encode::error::{CompressError, io};
-use uc_encode::gsq::{GsqOptions, quantize_parts};
+use uc_encode::gsq::{GsqOptions, SubScales, quantize_parts};
 use uc_encode::journal::{Encoded, journal_record, journaled_record, read_json, write_atomic, write_json};
 use uc_encode::source::SourceModel;
 use uc_encode::svd::low_rank;
 use uc_encode::tensor::{Candidate, assemble};
-use uc_format::num::{bf16_to_f32, f16_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
+#[cfg(test)]
+use uc_format::num::f32_to_f16_bits;
+use uc_format::num::{bf16_to_f32, f32_to_bf16_bits};
 
 /// A candle error during the run: a numeric step failed (the journal is kept for the rerun).
 fn cerr(dir: &Path, what: &str) -> impl Fn(candle_core::Error) -> CompressError + use<> {
@@ -464,6 +466,7 @@ fn encode_calibrated(
         work,
         plan,
         seed,
+        subscales,
         resumed,
         progress,
         encode_free,
@@ -539,8 +542,18 @@ fn encode_calibrated(
                 msg: format!("layer {li}: {FAIL_LAYER_VAR} (test hook)"),
             });
         }
-        let (recs, rep, nxs, nxt) =
-            calibrate_layer(src, &arch, li, prefix, &mine, seed, opts, &xs, &xt, head.as_ref())?;
+        let (recs, rep, nxs, nxt) = calibrate_layer(
+            src,
+            &arch,
+            li,
+            prefix,
+            &mine,
+            (seed, subscales),
+            opts,
+            &xs,
+            &xt,
+            head.as_ref(),
+        )?;
         drop(head);
         let mut encoded = Vec::with_capacity(recs.len());
         for ((i, c), enc) in mine.iter().zip(&recs) {
@@ -598,7 +611,7 @@ fn calibrate_layer(
     li: usize,
     prefix: &str,
     mine: &[(usize, Candidate)],
-    seed: u64,
+    (seed, subscales): (u64, Option<SubScales>),
     opts: &CalibOptions,
     xs: &Tensor,
     xt: &Tensor,
@@ -677,7 +690,7 @@ fn calibrate_layer(
     for (i, c) in mine {
         let t = &src.tensors[*i];
         let w = &data[&t.name];
-        let p = quantize_parts(w, &GsqOptions::new(c.bits));
+        let p = quantize_parts(w, &GsqOptions::new(c.bits).with_subscales(subscales));
         let base = p.w_base();
         let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
         let rank = (c.rank as usize).min(rows).min(cols);
@@ -821,7 +834,7 @@ fn calibrate_layer(
         }
         for n in &qnames {
             let q = student.base.get_mut(n).ok_or_else(|| model_err(dir, "lost a tensor"))?;
-            q.s0 = round_f16_scales(&q.base_scales().map_err(e("scales"))?).map_err(e("f16"))?;
+            q.s0 = round_scales(subscales, &q.base_scales().map_err(e("scales"))?).map_err(e("f16"))?;
             if let Some(d) = &q.delta {
                 d.set(&d.as_tensor().zeros_like().map_err(e("scales"))?)
                     .map_err(e("scales"))?;
@@ -850,13 +863,12 @@ fn calibrate_layer(
         let t = &src.tensors[*i];
         let mut p = p.clone();
         if let Some(q) = student.base.get(&t.name).filter(|q| q.delta.is_some()) {
-            p.scales =
+            // s0 holds representable effective scales (round_scales), so this is exact.
+            let eff =
                 q.s0.flatten_all()
                     .and_then(|x| x.to_vec1::<f32>())
-                    .map_err(e("scales"))?
-                    .iter()
-                    .map(|&x| f32_to_f16_bits(x))
-                    .collect();
+                    .map_err(e("scales"))?;
+            p.set_effective_scales(&eff);
         }
         let p = &p;
         let (u, v) = match student.factors.get(&t.name) {
@@ -890,7 +902,7 @@ fn calibrate_layer(
 }
 
 impl Quant {
-    /// `s0 ⊙ (1 + δ)`, `[blocks, 1]`.
+    /// `s0 ⊙ (1 + δ)`, `[units, 1]` (a unit: 64 weights, or one sub-block of two-level scales).
     fn base_scales(&self) -> candle_core::Result<Tensor> {
         match &self.delta {
             Some(d) => self.s0.broadcast_mul(&(d.as_tensor() + 1.0)?),
@@ -899,13 +911,15 @@ impl Quant {
     }
 }
 
-/// The student form of GSQ parts.
+/// The student form of GSQ parts: one trainable scale per unit of weights sharing an effective
+/// scale (64 weights, or a sub-block of two-level scales).
 fn quant_of(p: &uc_encode::gsq::GsqParts, rows: usize, cols: usize) -> candle_core::Result<Quant> {
     let n = p.codes.len();
+    let unit = p.unit();
     let g: Vec<f32> = p.codes.iter().map(|&c| p.grid[usize::from(c)]).collect();
-    let s0: Vec<f32> = p.scales.iter().map(|&h| f16_to_f32(h)).collect();
-    if !n.is_multiple_of(64) {
-        // A partial last block: the scales stay as fitted (the [blocks, 64] view needs whole blocks).
+    let s0: Vec<f32> = p.effective_scales();
+    if !n.is_multiple_of(unit) {
+        // A partial last unit: the scales stay as fitted (the [units, unit] view needs whole units).
         let full: Vec<f32> = p.w_base();
         return Ok(Quant {
             g: Tensor::from_vec(full, (n, 1), &Device::Cpu)?,
@@ -915,9 +929,9 @@ fn quant_of(p: &uc_encode::gsq::GsqParts, rows: usize, cols: usize) -> candle_co
             cols,
         });
     }
-    let nb = n / 64;
+    let nb = n / unit;
     Ok(Quant {
-        g: Tensor::from_vec(g, (nb, 64), &Device::Cpu)?,
+        g: Tensor::from_vec(g, (nb, unit), &Device::Cpu)?,
         s0: Tensor::from_vec(s0, (nb, 1), &Device::Cpu)?,
         delta: Some(Var::zeros((nb, 1), DType::F32, &Device::Cpu)?),
         rows,
@@ -925,13 +939,11 @@ fn quant_of(p: &uc_encode::gsq::GsqParts, rows: usize, cols: usize) -> candle_co
     })
 }
 
-/// Scales rounded to binary16 as a record stores them: finite and non-negative (spec ).
-fn round_f16_scales(s: &Tensor) -> candle_core::Result<Tensor> {
+/// Effective scales rounded to what a record stores (binary16, finite and non-negative, spec
+/// or two-level scales, R-13.4), per unit in flat order.
+fn round_scales(subscales: Option<SubScales>, s: &Tensor) -> candle_core::Result<Tensor> {
     let v: Vec<f32> = s.flatten_all()?.to_vec1()?;
-    let r: Vec<f32> = v
-        .iter()
-        .map(|&x| f16_to_f32(f32_to_f16_bits(if x > 0.0 { x.min(65504.0) } else { 0.0 })))
-        .collect();
+    let r = uc_encode::gsq::represent_scales(subscales, &v).eff;
     Tensor::from_vec(r, s.dims(), &Device::Cpu)
 }
 
@@ -1125,7 +1137,12 @@ mod tests {
     #[test]
     fn f16_scale_rounding_never_yields_a_negative_zero_or_an_infinity() {
         let t = Tensor::from_vec(vec![-0.0f32, -1.0, 1e9, f32::NAN, 0.5], (5, 1), &Device::Cpu).unwrap();
-        let r: Vec<f32> = round_f16_scales(&t).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let r: Vec<f32> = round_scales(None, &t)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let bits: Vec<u16> = r.iter().map(|&x| f32_to_f16_bits(x)).collect();
         assert_eq!(bits, vec![0, 0, f32_to_f16_bits(65504.0), 0, f32_to_f16_bits(0.5)]);
     }

@@ -28,6 +28,8 @@ pub struct EvalOptions {
 /// A k-quant of ggml (candle's port) applied to the same tensors `uc compress` quantizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KQuant {
+    /// Q2_K (2.625 bpw).
+    Q2K,
     /// Q3_K (3.4375 bpw).
     Q3K,
     /// Q4_K (4.5 bpw).
@@ -44,16 +46,18 @@ impl KQuant {
     /// Parses `q3k`, `q4_k`, `Q5_K`, `q8_0`, ….
     pub fn parse(s: &str) -> Result<KQuant, String> {
         match s.to_ascii_lowercase().replace('_', "").as_str() {
+            "q2k" => Ok(KQuant::Q2K),
             "q3k" => Ok(KQuant::Q3K),
             "q4k" => Ok(KQuant::Q4K),
             "q5k" => Ok(KQuant::Q5K),
             "q6k" => Ok(KQuant::Q6K),
             "q80" => Ok(KQuant::Q8_0),
-            _ => Err(format!("unknown k-quant {s:?} (q3k, q4k, q5k, q6k, q8_0)")),
+            _ => Err(format!("unknown k-quant {s:?} (q2k, q3k, q4k, q5k, q6k, q8_0)")),
         }
     }
     fn dtype(self) -> GgmlDType {
         match self {
+            KQuant::Q2K => GgmlDType::Q2K,
             KQuant::Q3K => GgmlDType::Q3K,
             KQuant::Q4K => GgmlDType::Q4K,
             KQuant::Q5K => GgmlDType::Q5K,
@@ -64,6 +68,7 @@ impl KQuant {
     /// Name as ggml writes it.
     pub fn name(self) -> &'static str {
         match self {
+            KQuant::Q2K => "Q2_K",
             KQuant::Q3K => "Q3_K",
             KQuant::Q4K => "Q4_K",
             KQuant::Q5K => "Q5_K",
@@ -80,7 +85,9 @@ impl KQuant {
 
 /// Replaces every tensor that `uc compress` would quantize by default (2-D, at least
 /// [`MIN_QUANTIZED_WEIGHTS`] weights, name matching no default skip pattern) with its k-quant,
-/// dequantized. The tensor is quantized flattened into rows of the k-quant's block size (256 for the
+/// dequantized: the outer tensors (embeddings, head, [`uc_encode::policy::OUTER`]) with Q6_K (or `k`
+/// where it is finer) as
+/// llama.cpp's `_M` mixes quantize the output head, the others with `k`. The tensor is quantized flattened into rows of the k-quant's block size (256 for the
 /// K types), so that row lengths that are not a multiple of 256 (576 in SmolLM2) are still
 /// quantized with that type instead of llama.cpp's fallback to a legacy type. Returns the number of
 /// tensors and weights replaced.
@@ -96,12 +103,18 @@ pub fn apply_kquant(dir: &Path, w: &mut Weights, k: KQuant) -> Result<(usize, u6
         .map(|(n, _)| n.clone())
         .collect();
     names.sort();
-    let bs = k.dtype().block_size();
     let mut weights = 0u64;
     for n in &names {
         let t = &w.map[n];
         let shape = t.dims().to_vec();
         let count = t.elem_count();
+        // Outer tensors at Q6_K, or at the tier's type where that is finer (Q8_0).
+        let dtype = if uc_encode::policy::is_outer(n) && k.bpw() < KQuant::Q6K.bpw() {
+            GgmlDType::Q6K
+        } else {
+            k.dtype()
+        };
+        let bs = dtype.block_size();
         if !count.is_multiple_of(bs) {
             return Err(model_err(
                 dir,
@@ -110,7 +123,7 @@ pub fn apply_kquant(dir: &Path, w: &mut Weights, k: KQuant) -> Result<(usize, u6
         }
         let err = |e: candle_core::Error| model_err(dir, format!("tensor {n}: {}: {e}", k.name()));
         let flat = t.reshape((count / bs, bs)).map_err(err)?;
-        let q = QTensor::quantize(&flat, k.dtype()).map_err(err)?;
+        let q = QTensor::quantize(&flat, dtype).map_err(err)?;
         let back = q.dequantize(&Device::Cpu).map_err(err)?.reshape(shape).map_err(err)?;
         w.map.insert(n.clone(), back);
         weights += count as u64;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use uc_decode::Record;
-use uc_encode::{TensorOptions, candidates, encode_tensor};
+use uc_encode::{SubScales, TensorOptions, candidates, encode_tensor};
 
 /// Seed of the randomized SVD (the same for candidate evaluation and the final encode).
 const SVD_SEED: u64 = 0;
@@ -325,7 +325,24 @@ fn uc_reconstruct(record: &[u8]) -> Vec<f32> {
     out
 }
 
-fn uc_encode(t: &Tensor2, bits: u8, rank: u32) -> TensorResult {
+fn sub_name(s: Option<SubScales>) -> String {
+    s.map_or(String::new(), |s| format!("s{}q{}", s.block, s.bits))
+}
+
+fn parse_sub(v: &str) -> Result<Option<SubScales>, String> {
+    if v == "0" || v == "v03" {
+        return Ok(None);
+    }
+    let (b, q) = v
+        .split_once('q')
+        .ok_or_else(|| format!("--sub-blocks: {v:?} is not 0 or <S>q<bits> (e.g. 16q6)"))?;
+    Ok(Some(SubScales {
+        block: b.parse().map_err(|e| format!("--sub-blocks {v:?}: {e}"))?,
+        bits: q.parse().map_err(|e| format!("--sub-blocks {v:?}: {e}"))?,
+    }))
+}
+
+fn uc_encode(t: &Tensor2, bits: u8, rank: u32, sub_block: Option<SubScales>) -> TensorResult {
     let enc = encode_tensor(
         &t.data,
         &t.dims,
@@ -333,6 +350,7 @@ fn uc_encode(t: &Tensor2, bits: u8, rank: u32) -> TensorResult {
             bits,
             rank,
             seed: SVD_SEED,
+            subscales: sub_block,
         },
     )
     .unwrap_or_else(|e| panic!("{}: encode b{bits} r{rank}: {e}", t.name));
@@ -348,19 +366,28 @@ fn uc_encode(t: &Tensor2, bits: u8, rank: u32) -> TensorResult {
     TensorResult {
         stored_bits: enc.record.len() as u64 * 8,
         err2: e,
-        detail: format!("b{}r{}", enc.bits, enc.rank),
+        detail: format!("b{}r{}{}", enc.bits, enc.rank, sub_name(sub_block)),
     }
 }
 
-fn uc_uniform(set: &InputSet, bits: u8, rank: u32) -> MethodRow {
+fn uc_uniform(set: &InputSet, bits: u8, rank: u32, sub_block: Option<SubScales>) -> MethodRow {
     let t0 = Instant::now();
-    let results = set.tensors.iter().map(|t| uc_encode(t, bits, rank)).collect();
+    let results = set
+        .tensors
+        .iter()
+        .map(|t| uc_encode(t, bits, rank, sub_block))
+        .collect();
+    let sub = if sub_block.is_none() {
+        String::new()
+    } else {
+        format!(" {}", sub_name(sub_block))
+    };
     MethodRow {
         group: "uc uniform".into(),
         method: if rank == 0 {
-            format!("uc b{bits}")
+            format!("uc b{bits}{sub}")
         } else {
-            format!("uc b{bits} + r{rank} bf16")
+            format!("uc b{bits}{sub} + r{rank} bf16")
         },
         results,
         seconds: t0.elapsed().as_secs_f64(),
@@ -551,6 +578,8 @@ struct Args {
     synthetic_size: u64,
     sets: Vec<String>,
     json: Option<PathBuf>,
+    sub_blocks: Vec<Option<SubScales>>,
+    ranks: Vec<u32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -559,6 +588,12 @@ fn parse_args() -> Result<Args, String> {
         synthetic_size: 4096,
         sets: vec!["minilm".into(), "gaussian".into(), "student-t".into()],
         json: None,
+        sub_blocks: vec![
+            None,
+            Some(SubScales { block: 16, bits: 6 }),
+            Some(SubScales { block: 32, bits: 6 }),
+        ],
+        ranks: BUDGET_RANKS.to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -568,14 +603,29 @@ fn parse_args() -> Result<Args, String> {
             "--synthetic-size" => {
                 a.synthetic_size = val()?.parse().map_err(|e| format!("--synthetic-size: {e}"))?;
                 if a.synthetic_size == 0 || !a.synthetic_size.is_multiple_of(16) {
-                    return Err("--synthetic-size must be a positive multiple of 16 (k-quant blocks hold 256 weights)".into());
+                    return Err(
+                        "--synthetic-size must be a positive multiple of 16 (k-quant blocks hold 256 weights)".into(),
+                    );
                 }
             }
             "--sets" => a.sets = val()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--json" => a.json = Some(val()?.into()),
+            "--sub-blocks" => {
+                a.sub_blocks = val()?
+                    .split(',')
+                    .map(|s| parse_sub(s.trim()))
+                    .collect::<Result<_, _>>()?
+            }
+            "--ranks" => {
+                a.ranks = val()?
+                    .split(',')
+                    .map(|s| s.trim().parse().map_err(|e| format!("--ranks: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
             "-h" | "--help" => {
                 return Err("usage: uc-quality-bench [--model DIR|FILE] [--synthetic-size N] \
-                            [--sets minilm,gaussian,student-t] [--json FILE]"
+                            [--sets minilm,gaussian,student-t] [--json FILE] [--sub-blocks 0,16q6,32q6] \
+                            [--ranks 0,8,16,32,64]"
                     .into());
             }
             _ => return Err(format!("unknown argument {k:?} (see --help)")),
@@ -642,28 +692,44 @@ fn main() -> ExitCode {
         let mut notes = set.notes.clone();
 
         // uc uniform.
-        for rank in [0u32, 16, 32] {
-            for bits in UC_BITS {
-                let r = uc_uniform(&set, bits, rank);
-                eprintln!("  {} {:.1}s", r.method, r.seconds);
-                rows.push(r);
+        for rank in [0u32, 16, 32].into_iter().filter(|r| args.ranks.contains(r)) {
+            for &sub in &args.sub_blocks {
+                if rank > 0 && sub.is_some() {
+                    continue;
+                }
+                for bits in UC_BITS {
+                    let r = uc_uniform(&set, bits, rank, sub);
+                    eprintln!("  {} {:.1}s", r.method, r.seconds);
+                    rows.push(r);
+                }
             }
         }
 
         // Candidates for the budgeted uc, once per tensor.
         let t0 = Instant::now();
         let bits: Vec<u8> = UC_BITS.collect();
-        let cands: Vec<Vec<uc_encode::Candidate>> = set
+        let cands: Vec<Vec<(Option<SubScales>, uc_encode::Candidate)>> = set
             .tensors
             .iter()
-            .map(|t| candidates(&t.data, &t.dims, &bits, &BUDGET_RANKS, SVD_SEED).expect("candidates"))
+            .map(|t| {
+                args.sub_blocks
+                    .iter()
+                    .flat_map(|&sub| {
+                        candidates(&t.data, &t.dims, &bits, &args.ranks, SVD_SEED, sub)
+                            .expect("candidates")
+                            .into_iter()
+                            .map(move |c| (sub, c))
+                    })
+                    .collect()
+            })
             .collect();
         let cand_secs = t0.elapsed().as_secs_f64();
         eprintln!("  candidates {cand_secs:.1}s");
         notes.push(format!(
-            "uc @ budget: per tensor, the candidate (bits 2..=8 x overlay rank {{0, 8, 16, 32, 64}}) with the lowest \
+            "uc @ budget: per tensor, the candidate (bits 2..=8 x overlay rank {:?} x sub-block {:?}, 0 = v0.3 scales) with the lowest \
              estimated error whose record size <= the k-quant's stored bits for that tensor, then encoded and measured; \
-             evaluating all candidates took {cand_secs:.2} s (not included in the per-tier times)"
+             evaluating all candidates took {cand_secs:.2} s (not included in the per-tier times)",
+            args.ranks, args.sub_blocks
         ));
 
         let mut tier_rows: Vec<(GgmlDType, usize, Option<usize>, usize)> = Vec::new();
@@ -695,16 +761,16 @@ fn main() -> ExitCode {
                 let budget = rows[plain_idx].results[ti].stored_bits;
                 let best = cands[ti]
                     .iter()
-                    .filter(|c| c.cost_bits <= budget)
-                    .min_by(|a, b| a.err2.total_cmp(&b.err2).then(a.cost_bits.cmp(&b.cost_bits)));
-                let pick = match best {
+                    .filter(|c| c.1.cost_bits <= budget)
+                    .min_by(|a, b| a.1.err2.total_cmp(&b.1.err2).then(a.1.cost_bits.cmp(&b.1.cost_bits)));
+                let (sub, pick) = match best {
                     Some(c) => *c,
                     None => {
                         over += 1;
-                        *cands[ti].iter().min_by_key(|c| c.cost_bits).unwrap()
+                        *cands[ti].iter().min_by_key(|c| c.1.cost_bits).unwrap()
                     }
                 };
-                results.push(uc_encode(t, pick.bits, pick.rank));
+                results.push(uc_encode(t, pick.bits, pick.rank, sub));
             }
             let mut rnotes = Vec::new();
             if over > 0 {
