@@ -110,19 +110,35 @@ fn v04_scales(rec: &Record<'_>, blk: u64) -> [f32; 8] {
     let first = blk * BLOCK as u64;
     let d = f16_to_f32(scale_bits_at(rec, first));
     let sh = rec.sub_shift;
-    let last = rec.layout.n_subscales - 1;
-    let mut out = [0f32; 8];
-    let mut prev = u64::MAX;
-    let mut s = 0f32;
-    for (g, o) in out.iter_mut().enumerate() {
-        let t = ((first + 8 * g as u64) >> sh).min(last);
-        if t != prev {
-            s = d * f32::from(sub_at(rec, t));
-            prev = t;
+    let q = u32::from(rec.layout.params.sub_bits);
+    // A group of 64 holds 4 sub-blocks of 16 or 2 of 32 (each covering 2 or 4 groups of 8); their
+    // sub-scales are at most 32 consecutive bits of the stream, read with one 64-bit load. Bits
+    // past the last sub-scale are zero or past the section (read as zero here); they
+    // only reach elements past `n`, which the caller drops.
+    let bit = (first >> sh) * u64::from(q);
+    let at = (bit / 8) as usize;
+    let word = match rec.subscales.get(at..at + 8) {
+        Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        None => {
+            let mut w = [0u8; 8];
+            let avail = rec.subscales.len().saturating_sub(at).min(8);
+            w[..avail].copy_from_slice(&rec.subscales[at..at + avail]);
+            u64::from_le_bytes(w)
         }
-        *o = s;
+    } >> (bit % 8);
+    if sh == 4 {
+        spread::<2>(d, word, q)
+    } else {
+        spread::<4>(d, word, q)
     }
-    out
+}
+
+/// The 8 group scales from `word`, whose `q`-bit fields are the sub-scales of consecutive
+/// sub-blocks of `PER` groups each.
+#[inline(always)]
+fn spread<const PER: usize>(d: f32, word: u64, q: u32) -> [f32; 8] {
+    let mask = (1u64 << q) - 1;
+    core::array::from_fn(|g| d * ((word >> ((g / PER) as u32 * q)) & mask) as u32 as f32)
 }
 
 /// Walks the 64-element code groups that overlap `[start, start + out.len())`, decoding whole
