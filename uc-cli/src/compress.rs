@@ -83,9 +83,22 @@ pub struct Opts {
     /// Distillation steps per layer (0: activation-aware initialisation only).
     #[arg(long, default_value_t = 200)]
     pub distill_steps: usize,
+    /// How calibration chooses the codes: gptq (error feedback against each layer's input
+    /// statistics, GPTQ) or nearest (the nearest grid value, as without calibration).
+    #[arg(long, value_enum, default_value_t = Rounding::Gptq)]
+    pub rounding: Rounding,
     /// Distillation step size (Adam), relative to each overlay factor's RMS.
     #[arg(long, default_value_t = 0.01)]
     pub distill_lr: f64,
+}
+
+/// `--rounding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rounding {
+    /// Error-feedback rounding (GPTQ).
+    Gptq,
+    /// The nearest grid value.
+    Nearest,
 }
 
 /// `--sub-block`: 0, 16 or 32.
@@ -123,6 +136,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         calib_ctx,
         distill_steps,
         distill_lr,
+        rounding,
     } = opts;
     if list_devices {
         print_devices(out, json);
@@ -166,6 +180,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
                 ctx: calib_ctx,
                 steps: distill_steps,
                 lr: distill_lr,
+                gptq: rounding == Rounding::Gptq,
             })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
         }),
         progress: crate::output::progress_if_terminal(),

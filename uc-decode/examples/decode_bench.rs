@@ -1,10 +1,11 @@
 //! Decode throughput benchmark (single thread), against a same-sized f32 memcpy in the same run.
 //!
 //! cargo run --release -p uc-decode --example decode_bench -- --bits 4 --n 16777216 [--json]
-//!     [--path auto|scalar|portable|avx2] [--runs R] [--sub-block 16|32]
+//!     [--path auto|scalar|portable|avx2] [--runs R] [--sub-block 16|32] [--sub-bits Q]
 //!
 //! `--sub-block S` benchmarks a v0.4 record with two-level scales (spec section 13: one binary16
-//! scale per 256 weights times one u8 sub-scale per S weights) instead of a v0.3 record.
+//! scale per 256 weights times one Q-bit sub-scale per S weights, Q = 6 by default) instead of a v0.3
+//! record.
 //!
 //! decode_gbps = f32 output bytes per second of the best of R runs; memcpy_gbps = bytes copied
 //! per second by the best of R copies of an equally sized f32 buffer; ratio = decode / memcpy.
@@ -24,6 +25,7 @@ struct Args {
     runs: usize,
     /// 0: a v0.3 record; 16 or 32: a v0.4 record with two-level scales.
     sub_block: u32,
+    sub_bits: u8,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
         path: Path::Auto,
         runs: 7,
         sub_block: 0,
+        sub_bits: 6,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -43,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
             "--n" => a.n = val("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
             "--runs" => a.runs = val("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--sub-block" => a.sub_block = val("--sub-block")?.parse().map_err(|e| format!("--sub-block: {e}"))?,
+            "--sub-bits" => a.sub_bits = val("--sub-bits")?.parse().map_err(|e| format!("--sub-bits: {e}"))?,
             "--path" => {
                 a.path = match val("--path")?.as_str() {
                     "auto" => Path::Auto,
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
                      Options:\n  --bits B     code width 1..=8 (default 4)\n  --n N        weights (default 16777216)\n  \
                      --path P     auto|scalar|portable|avx2 (default auto)\n  --runs R     repetitions, best is kept (default 7)\n  \
                      --sub-block S  16|32: a v0.4 record with two-level scales (default: v0.3)\n  \
+                     --sub-bits Q   1..=8: its sub-scale width (default 6)\n  \
                      --json       one JSON line"
                 );
                 std::process::exit(0);
@@ -113,7 +118,7 @@ fn main() -> ExitCode {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(a.bits));
     let params = match a.sub_block {
         0 => RecordParams::new(a.bits, &[a.n], 0, OverlayDtype::None),
-        s => RecordParams::with_subscales(a.bits, &[a.n], 0, OverlayDtype::None, s),
+        s => RecordParams::with_subscales_bits(a.bits, &[a.n], 0, OverlayDtype::None, s, a.sub_bits),
     };
     let params = match params {
         Ok(p) => p,
@@ -128,7 +133,10 @@ fn main() -> ExitCode {
     let scales: Vec<u16> = (0..layout.n_scales)
         .map(|_| f32_to_f16_bits(0.001 + rng.unit() * 0.1))
         .collect();
-    let subscales: Vec<u8> = (0..layout.n_subscales).map(|_| (rng.next() >> 56) as u8).collect();
+    let q = layout.params.sub_bits;
+    let subscales: Vec<u8> = (0..layout.n_subscales)
+        .map(|_| ((rng.next() >> 56) as u16 & ((1u16 << q) - 1)) as u8)
+        .collect();
     let codes: Vec<u8> = (0..a.n)
         .map(|_| (rng.next() >> 56) as u8 & (k as u8).wrapping_sub(1))
         .collect();

@@ -23,6 +23,9 @@ pub struct CalibOptions {
     pub steps: usize,
     /// Adam step size, relative to each factor's RMS.
     pub lr: f64,
+    /// Choose each layer's codes by error-feedback rounding against its input statistics
+    /// ([`crate::gptq`]) instead of rounding to the nearest grid value.
+    pub gptq: bool,
 }
 
 /// What calibration did to one layer: losses on the calibration tokens, by [`LayerReport::objective`].

@@ -26,6 +26,7 @@
 pub mod calibrate;
 pub mod compress;
 pub mod error;
+pub mod gptq;
 pub mod gsq;
 pub mod journal;
 mod options;

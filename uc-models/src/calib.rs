@@ -690,9 +690,15 @@ fn calibrate_layer(
     for (i, c) in mine {
         let t = &src.tensors[*i];
         let w = &data[&t.name];
-        let p = quantize_parts(w, &GsqOptions::new(c.bits).with_subscales(subscales));
-        let base = p.w_base();
+        let mut p = quantize_parts(w, &GsqOptions::new(c.bits).with_subscales(subscales));
         let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
+        if opts.gptq
+            && let Some(g) = grams.get(&t.name)
+        {
+            // Where H is not positive definite even damped, the nearest codes stay.
+            uc_encode::gptq::requantize(w, rows, cols, &mut p, g);
+        }
+        let base = p.w_base();
         let rank = (c.rank as usize).min(rows).min(cols);
         student
             .base
