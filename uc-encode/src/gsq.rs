@@ -555,6 +555,18 @@ const SCALE_MULTS: [f32; 17] = [
 /// Least-squares steps taken from the best multiplier by [`refine_scales`].
 const LS_STEPS: usize = 2;
 
+/// The least-squares scale `Σ w·g / Σ g²` of weights `w` with codes `codes` on `grid` (f64 in a
+/// fixed order), or `None` when it is not positive.
+fn ls_scale(w: &[f32], codes: &[u8], grid: &[f32]) -> Option<f32> {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &c) in w.iter().zip(codes) {
+        let g = f64::from(grid[usize::from(c)]);
+        num += f64::from(x) * g;
+        den += g * g;
+    }
+    (den > 0.0 && num > 0.0).then(|| (num / den) as f32)
+}
+
 /// Finds codes by the rule of [`assign_codes`] (smallest `j` with `w <= s * mid[j]`) fast: a
 /// table over the normalised value gives a starting index, then a walk over the exact thresholds
 /// `s * mid[j]` (computed as in `assign_codes`) settles it, so the result is always exact.
@@ -665,16 +677,10 @@ fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32]) -> 
                 }
             }
             for _ in 0..LS_STEPS {
-                let (mut num, mut den) = (0f64, 0f64);
-                for (&x, &c) in w.iter().zip(best_codes.iter()) {
-                    let g = f64::from(grid[usize::from(c)]);
-                    num += f64::from(x) * g;
-                    den += g * g;
-                }
-                if den <= 0.0 || num <= 0.0 {
+                let Some(s) = ls_scale(w, best_codes, grid) else {
                     break;
-                }
-                let s = ((num / den) as f32).min(F16_MAX);
+                };
+                let s = s.min(F16_MAX);
                 let before = best;
                 consider(f32_to_f16_bits(s), &mut best, &mut best_err, best_codes);
                 if best == before {
@@ -735,22 +741,11 @@ fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales) 
                         consider(sub_for(base * m, d, sub_max), &mut best, &mut best_err, best_codes);
                     }
                     for _ in 0..LS_STEPS {
-                        let (mut num, mut den) = (0f64, 0f64);
-                        for (&x, &c) in w.iter().zip(best_codes.iter()) {
-                            let g = f64::from(grid[usize::from(c)]);
-                            num += f64::from(x) * g;
-                            den += g * g;
-                        }
-                        if den <= 0.0 || num <= 0.0 {
+                        let Some(ls) = ls_scale(w, best_codes, grid) else {
                             break;
-                        }
+                        };
                         let before = best;
-                        consider(
-                            sub_for((num / den) as f32, d, sub_max),
-                            &mut best,
-                            &mut best_err,
-                            best_codes,
-                        );
+                        consider(sub_for(ls, d, sub_max), &mut best, &mut best_err, best_codes);
                         if best == before {
                             break;
                         }
