@@ -542,12 +542,22 @@ fn a_calibrated_run_aborted_at_any_journal_event_resumes_to_the_same_bytes() {
         assert_eq!(v["calibration"], vb["calibration"], "k={k}");
     }
 
-    // With the embedding quantized (the default), aborted runs resume to the same bytes too.
+    // With the embedding quantized (the default) and GPTQ codes, aborted runs resume to the same
+    // bytes too.
+    const GPTQ: [&str; 2] = ["--rounding", "gptq"];
     let base_q = s.out("base-q");
-    ok(uc(&calibrated_args(&src, &base_q, &text, &[])));
+    let vq = json_of(&ok(uc(&calibrated_args(&src, &base_q, &text, &GPTQ))));
+    let base_n = s.out("base-n");
+    ok(uc(&calibrated_args(&src, &base_n, &text, &[])));
+    assert_ne!(
+        std::fs::read(base_q.join("model.safetensors")).unwrap(),
+        std::fs::read(base_n.join("model.safetensors")).unwrap(),
+        "GPTQ codes differ from the nearest ones"
+    );
+    assert!(vq["verification_checks_passed"].as_u64().unwrap() > 0);
     for k in [3, 15, 40] {
         let out = s.out(&format!("q{k}"));
-        let args = calibrated_args(&src, &out, &text, &[]);
+        let args = calibrated_args(&src, &out, &text, &GPTQ);
         assert!(compress_crashing_at(k, &args), "k={k}");
         ok(uc(&args));
         assert_same_pack(&base_q, &out);
