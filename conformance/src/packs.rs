@@ -8,7 +8,8 @@
 //! computed here from the files as written.
 
 use crate::sha256_hex;
-use crate::vectors::{RecordSpec, Rng, assemble, random_spec};
+use crate::vectors::v04::sub_spec_q;
+use crate::vectors::{Rng, assemble, random_spec};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use uc_pack::{Dtype, PackWriter, WriterOptions};
@@ -261,37 +262,6 @@ pub fn write_sharded(parent: &Path) -> Result<(), String> {
     write_meta(parent, SHARDED, meta)
 }
 
-/// A random valid record with two-level scales (R-13.1..R-13.3): version 0.4, header_len 256, flag
-/// bit 0, block_size 256, one random normal binary16 scale per 256 elements and random `q`-bit
-/// sub-scales per `s` elements (0 and `2^q - 1` frequent), the rest as [`random_spec`].
-fn two_level_spec(rng: &mut Rng, bits: u8, dims: &[u64], overlay_dtype: u8, rank: u32, s: u32, q: u8) -> RecordSpec {
-    let mut spec = random_spec(rng, bits, dims, overlay_dtype, rank);
-    // The generator's xorshift64* state, drawn here from the same stream.
-    let mut below = |n: u64| {
-        rng.0 ^= rng.0 >> 12;
-        rng.0 ^= rng.0 << 25;
-        rng.0 ^= rng.0 >> 27;
-        rng.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    };
-    let n: u64 = dims.iter().product();
-    spec.scales = (0..n.div_ceil(256))
-        .map(|_| ((below(14) + 1) << 10 | below(1024)) as u16)
-        .collect();
-    spec.subscales = (0..n.div_ceil(u64::from(s)))
-        .map(|_| match below(8) {
-            0 => 0,
-            1 => ((1u32 << q) - 1) as u8,
-            _ => below(1 << q) as u8,
-        })
-        .collect();
-    spec.sub_block = s;
-    spec.sub_bits = q;
-    spec.minor = 4;
-    spec.header_len = 256;
-    spec.flags = 1;
-    spec
-}
-
 /// Writes `parent/two_level/` and `parent/two_level.json`: a v0.4 pack with two records
 /// with two-level scales (S = 16 with 6-bit sub-scales, the default of `uc compress`, and S = 32
 /// with 3-bit sub-scales and a bf16 overlay; partial last 256-block and sub-block) beside a v0.3
@@ -306,12 +276,12 @@ pub fn write_two_level(parent: &Path) -> Result<(), String> {
         // 2400 elements: 9 full 256-blocks and a partial one; 150 sub-blocks of 16.
         (
             "model.layers.0.mlp.down_proj.weight",
-            two_level_spec(&mut rng, 4, &[24, 100], 0, 0, 16, 6),
+            sub_spec_q(&mut rng, 4, &[24, 100], 0, 0, 16, 6),
         ),
         // 595 elements: partial last code group, 256-block and sub-block of 32; rank-2 bf16 overlay.
         (
             "model.layers.0.self_attn.o_proj.weight",
-            two_level_spec(&mut rng, 3, &[5, 119], 2, 2, 32, 3),
+            sub_spec_q(&mut rng, 3, &[5, 119], 2, 2, 32, 3),
         ),
         // A v0.3 record in the same file.
         (

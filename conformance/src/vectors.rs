@@ -7,7 +7,7 @@
 
 use uc_format::ErrorKind;
 
-mod v04;
+pub(crate) mod v04;
 
 /// One vector: a record and what a conforming decoder must do with it.
 #[derive(Debug, Clone)]

@@ -18,7 +18,15 @@ fn sub_spec(rng: &mut Rng, bits: u8, dims: &[u64], overlay_dtype: u8, rank: u32,
 }
 
 /// As [`sub_spec`] with `q`-bit sub-scales (0 and `2^q - 1` frequent).
-fn sub_spec_q(rng: &mut Rng, bits: u8, dims: &[u64], overlay_dtype: u8, rank: u32, s: u32, q: u8) -> RecordSpec {
+pub(crate) fn sub_spec_q(
+    rng: &mut Rng,
+    bits: u8,
+    dims: &[u64],
+    overlay_dtype: u8,
+    rank: u32,
+    s: u32,
+    q: u8,
+) -> RecordSpec {
     let mut spec = random_spec(rng, bits, dims, overlay_dtype, rank);
     let n: u64 = dims.iter().product();
     spec.scales = (0..n.div_ceil(256))
