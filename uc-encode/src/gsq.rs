@@ -231,6 +231,32 @@ impl GsqParts {
         self.subscales = s.sub;
     }
 
+    /// The record of these parts for shape `dims`, with the overlay factors `u` `[rows, rank]` and
+    /// `v` `[rank, cols]` as 16-bit patterns of `dtype` (empty for rank 0).
+    pub fn record(
+        &self,
+        bits: u8,
+        dims: &[u64],
+        rank: u32,
+        dtype: OverlayDtype,
+        u: &[u16],
+        v: &[u16],
+    ) -> Result<Vec<u8>, EncodeError> {
+        let params = self.params(bits, dims, rank, dtype)?;
+        let mut record = vec![0u8; params.layout()?.record_len as usize];
+        write_record_with_subscales(
+            &params,
+            &self.grid,
+            &self.scales,
+            &self.subscales,
+            &self.codes,
+            u,
+            v,
+            &mut record,
+        )?;
+        Ok(record)
+    }
+
     /// The record parameters of these parts for shape `dims` and an overlay of `rank` in `dtype`.
     pub fn params(&self, bits: u8, dims: &[u64], rank: u32, dtype: OverlayDtype) -> Result<RecordParams, EncodeError> {
         Ok(record_params(bits, dims, rank, dtype, self.layout)?)
@@ -387,23 +413,14 @@ fn two_level_start(absmax: &[f32], gmax: f32, sub: SubScales) -> Scales {
     Scales::two_level(f16, sub, unit)
 }
 
-/// Quantizes `data` (row-major, shape `dims`) into a v0.3 record without overlay.
+/// Quantizes `data` (row-major, shape `dims`) into a record without overlay (v0.3, or v0.4 with
+/// `opts.subscales`).
 pub fn quantize(data: &[f32], dims: &[u64], opts: &GsqOptions) -> Result<QuantizedTensor, EncodeError> {
     let params = record_params(opts.bits, dims, 0, OverlayDtype::None, opts.subscales)?;
     let layout = params.layout()?;
     check_input(data, layout.n)?;
     let parts = quantize_parts(data, opts);
-    let mut record = vec![0u8; layout.record_len as usize];
-    write_record_with_subscales(
-        &params,
-        &parts.grid,
-        &parts.scales,
-        &parts.subscales,
-        &parts.codes,
-        &[],
-        &[],
-        &mut record,
-    )?;
+    let record = parts.record(opts.bits, dims, 0, OverlayDtype::None, &[], &[])?;
     Ok(QuantizedTensor {
         record,
         grid: parts.grid,

@@ -5,7 +5,7 @@ use crate::gsq::{EncodeError, GsqOptions, GsqParts, SubScales, check_input, quan
 use crate::svd::low_rank;
 use rayon::prelude::*;
 use uc_format::num::{bf16_to_f32, f32_to_bf16_bits};
-use uc_format::{OverlayDtype, RecordParams, write_record_with_subscales};
+use uc_format::{OverlayDtype, RecordParams};
 
 /// Options for one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,19 +132,7 @@ pub fn assemble(
         (OverlayDtype::Bf16, err2)
     };
     debug_assert_eq!(rows * rank, u.len());
-    let params = parts.params(bits, dims, rank as u32, dtype)?;
-    let layout = params.layout()?;
-    let mut record = vec![0u8; layout.record_len as usize];
-    write_record_with_subscales(
-        &params,
-        &parts.grid,
-        &parts.scales,
-        &parts.subscales,
-        &parts.codes,
-        u,
-        v,
-        &mut record,
-    )?;
+    let record = parts.record(bits, dims, rank as u32, dtype, u, v)?;
     Ok(EncodedTensor {
         record,
         bits,
