@@ -34,7 +34,7 @@ pub struct Opts {
     /// Code width of the embeddings and the output head (1..=8), quantized outside the --bpw
     /// budget as llama.cpp's _M mixes keep them at Q6_K; 0 keeps them verbatim. A tied embedding
     /// is one record, used both ways.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(0..=8))]
+    #[arg(long, default_value_t = uc_encode::policy::DEFAULT_OUTER_BITS, value_parser = clap::value_parser!(u8).range(0..=8))]
     pub embed_bits: u8,
     /// Width of a two-level sub-scale in bits (1..=8; with --sub-block 16, 6 bits cost 0.4375
     /// bits per weight of scales in all).

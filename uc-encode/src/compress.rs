@@ -228,10 +228,14 @@ fn run_job(
         cost_bits: 0,
         err2: 0.0,
     };
-    let outer_bits = opts.outer_bits.unwrap_or(crate::policy::DEFAULT_OUTER_BITS);
-    let is_outer = |i: usize| opts.outer_bits.is_some() && crate::policy::is_outer(&src.tensors[i].name);
-    let budgeted: Vec<usize> = quantized.iter().copied().filter(|&i| !is_outer(i)).collect();
-    let mut picked: Vec<Candidate> = if let (Some(b), Some(r)) = (opts.bits, opts.rank) {
+    // The fixed choice of an outer tensor, when outer tensors are quantized.
+    let outer = |i: usize| {
+        opts.outer_bits
+            .filter(|_| crate::policy::is_outer(&src.tensors[i].name))
+            .map(|b| fixed(b, 0))
+    };
+    let budgeted: Vec<usize> = quantized.iter().copied().filter(|&i| outer(i).is_none()).collect();
+    let picked: Vec<Candidate> = if let (Some(b), Some(r)) = (opts.bits, opts.rank) {
         budgeted.iter().map(|_| fixed(b, r)).collect()
     } else {
         let mut tcs = Vec::with_capacity(budgeted.len());
@@ -243,14 +247,10 @@ fn run_job(
         tcs.iter().zip(pick).map(|(t, p)| t.candidates[p]).collect()
     };
     // `picked` follows `budgeted`, which keeps `quantized`'s order.
-    picked.reverse();
+    let mut picked = picked.into_iter();
     let mut choices: Vec<Candidate> = Vec::with_capacity(quantized.len());
     for &i in quantized {
-        let c = if is_outer(i) {
-            Some(fixed(outer_bits, 0))
-        } else {
-            picked.pop()
-        };
+        let c = outer(i).or_else(|| picked.next());
         choices.push(c.ok_or_else(|| CompressError::Internal {
             msg: "the allocation has fewer choices than tensors".into(),
         })?);
