@@ -20,8 +20,12 @@ pub const TINY: &str = "tiny";
 pub const SHARDED: &str = "sharded";
 /// Name of the v0.4 pack directory (records with two-level scales) under `vectors/packs/`.
 pub const TWO_LEVEL: &str = "two_level";
+/// Name of the signed pack directory under `vectors/packs/`: the tiny pack with `model.sig`.
+pub const SIGNED: &str = "signed";
+/// The signed pack's public key, beside it under `vectors/packs/`.
+pub const SIGNED_KEY: &str = "signed.pub.pem";
 /// Every pack vector.
-pub const ALL: &[&str] = &[TINY, SHARDED, TWO_LEVEL];
+pub const ALL: &[&str] = &[TINY, SHARDED, TWO_LEVEL, SIGNED];
 /// Shard size of the sharded pack, in bytes of data area (R-12.9): small enough that the pack has
 /// several shards, one of them holding a single tensor larger than this.
 pub const SHARD_SIZE: u64 = 2048;
@@ -39,7 +43,8 @@ pub const SHARDED_CLAUSES: &[&str] = &["R-12.9"];
 pub const TWO_LEVEL_CLAUSES: &[&str] = &["R-13.1", "R-13.2", "R-13.3", "R-13.4", "R-13.6"];
 
 /// The fingerprint of R-12.10 of the pack in `dir`, from the files themselves: the SHA-256 of the
-/// lines `<name>:<sha256>\n`, in byte order of the names, of every regular file but the manifest.
+/// lines `<name>:<sha256>\n`, in byte order of the names, of every regular file, the manifest
+/// included, but the signature file `model.sig` at the root.
 pub fn fingerprint(dir: &Path) -> Result<String, String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
         for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
@@ -53,7 +58,7 @@ pub fn fingerprint(dir: &Path) -> Result<String, String> {
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .collect::<Vec<_>>()
                     .join("/");
-                if name != uc_pack::manifest::MANIFEST_NAME {
+                if name != uc_pack::manifest::SIGNATURE_NAME {
                     let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
                     out.push((name, sha256_hex(&bytes)));
                 }
@@ -133,7 +138,90 @@ fn write_meta(parent: &Path, name: &str, mut meta: Value) -> Result<(), String> 
 pub fn write_all(parent: &Path) -> Result<(), String> {
     write_tiny(parent)?;
     write_sharded(parent)?;
-    write_two_level(parent)
+    write_two_level(parent)?;
+    write_signed(parent)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes `parent/signed/` (the files of `parent/tiny/`, which must exist, and `model.sig`),
+/// `parent/signed.pub.pem` and `parent/signed.json`. The bundle follows R-12.13's text: the in-toto
+/// statement listing every file's SHA-256 in byte order of the names, the subject digest over the
+/// concatenated digests, the DSSE PAE signed with ECDSA P-256 SHA-256 (RFC 6979, so the bytes are
+/// reproducible) by a fixed key, and the key method's hint.
+pub fn write_signed(parent: &Path) -> Result<(), String> {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+    use sha2::{Digest, Sha256};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (src, dir) = (parent.join(TINY), parent.join(SIGNED));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(dir.join(&name), &bytes).map_err(|e| format!("{name}: {e}"))?;
+        files.push((name, Sha256::digest(&bytes)));
+    }
+    files.sort();
+    let mut root = Sha256::new();
+    for (_, d) in &files {
+        root.update(d);
+    }
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": SIGNED, "digest": {"sha256": hex(&root.finalize())}}],
+        "predicateType": "https://model_signing/signature/v1.0",
+        "predicate": {
+            "serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": false,
+                              "ignore_paths": ["model.sig"]},
+            "resources": files.iter().map(|(n, d)| json!({"name": n, "algorithm": "sha256", "digest": hex(d)}))
+                .collect::<Vec<_>>()
+        }
+    });
+    let payload = serde_json::to_vec_pretty(&statement).map_err(|e| e.to_string())?;
+    let payload_type = "application/vnd.in-toto+json";
+    let mut pae = format!("DSSEv1 {} {payload_type} {} ", payload_type.len(), payload.len()).into_bytes();
+    pae.extend_from_slice(&payload);
+    let seed = Sha256::digest(b"uc conformance vector signing key: public test key, never trust it");
+    let key = p256::ecdsa::SigningKey::from_slice(&seed).map_err(|e| e.to_string())?;
+    let sig: p256::ecdsa::Signature = key.sign(&pae);
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    let bundle = json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": hex(&Sha256::digest(pem.as_bytes()))}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": b64.encode(&payload),
+            "payloadType": payload_type,
+            "signatures": [{"sig": b64.encode(sig.to_der().as_bytes()), "keyid": ""}]
+        }
+    });
+    let text = serde_json::to_vec(&bundle).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("model.sig"), text).map_err(|e| format!("model.sig: {e}"))?;
+    std::fs::write(parent.join(SIGNED_KEY), pem).map_err(|e| format!("{SIGNED_KEY}: {e}"))?;
+    let meta = json!({
+        "name": SIGNED,
+        "description": "the tiny pack signed (R-12.13): model.sig is an OMS v1.0 bundle, key method, ECDSA P-256 \
+                        SHA-256, over every file of the pack, manifest included. `uc-verify packs/signed \
+                        --public-key packs/signed.pub.pem` must report it verified (exit 0), with the tiny \
+                        pack's fingerprint (model.sig is not part of it, R-12.10); any changed byte in any \
+                        file, model.sig included, must fail.",
+        "clauses": ["R-12.4", "R-12.10", "R-12.13"],
+        "public_key": SIGNED_KEY,
+        "expect": "verified",
+    });
+    write_meta(parent, SIGNED, meta)
 }
 
 /// Writes `parent/tiny/` (the pack) and `parent/tiny.json` (what it is and what it cites).

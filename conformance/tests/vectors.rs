@@ -163,14 +163,26 @@ fn the_pack_vectors_verify_with_their_fingerprints_and_a_flipped_byte_does_not()
     for name in conformance::packs::ALL {
         let dir = conformance::default_vectors_dir().join("packs").join(name);
         let meta = conformance::packs::meta(&conformance::default_vectors_dir(), name).unwrap();
-        let report = uc_verify::verify_pack(&dir, &uc_verify::PackOptions::default()).unwrap();
+        // The signed pack is verified with its signature.
+        let sig = meta["public_key"].as_str().map(|k| {
+            let pem = std::fs::read_to_string(conformance::default_vectors_dir().join("packs").join(k)).unwrap();
+            uc_verify::SignatureOptions {
+                path: dir.join("model.sig"),
+                trust: uc_sign::Trust::PublicKey(uc_sign::PublicKey::from_pem(&pem).unwrap()),
+            }
+        });
+        let opts = uc_verify::PackOptions {
+            signature: sig.as_ref(),
+            ..uc_verify::PackOptions::default()
+        };
+        let report = uc_verify::verify_pack(&dir, &opts).unwrap();
         let failures: Vec<_> = report
             .failures()
             .map(|c| format!("{}: {}", c.name, c.message))
             .collect();
         assert!(report.verified, "{name}: {failures:?}");
         let records = match *name {
-            conformance::packs::TINY | conformance::packs::TWO_LEVEL => 3,
+            conformance::packs::TINY | conformance::packs::TWO_LEVEL | conformance::packs::SIGNED => 3,
             _ => 4,
         };
         assert_eq!(report.tensors.len(), records, "{name}");
@@ -201,8 +213,47 @@ fn the_pack_vectors_verify_with_their_fingerprints_and_a_flipped_byte_does_not()
         bytes[n - 100] ^= 0x04;
         std::fs::write(&st, bytes).unwrap();
         let report = uc_verify::verify_pack(&tmp, &uc_verify::PackOptions::default()).unwrap();
-        let _ = std::fs::remove_dir_all(&tmp);
         assert!(!report.verified, "{name}");
+        if let Some(s) = &sig {
+            assert!(report.signature.is_none());
+            // Signed: the flipped record also fails the signature; with the record restored and the
+            // manifest's notes changed (a byte no other check covers), only the signature fails.
+            let s2 = uc_verify::SignatureOptions {
+                path: tmp.join("model.sig"),
+                trust: s.trust.clone(),
+            };
+            let with_sig = uc_verify::PackOptions {
+                signature: Some(&s2),
+                ..uc_verify::PackOptions::default()
+            };
+            let r = uc_verify::verify_pack(&tmp, &with_sig).unwrap();
+            assert!(
+                r.failures().any(|c| c.name == uc_verify::CheckName::SignatureFiles),
+                "{name}"
+            );
+            std::fs::copy(dir.join(st.file_name().unwrap()), &st).unwrap();
+            let m = tmp.join("ultracompress.json");
+            let text = std::fs::read_to_string(&m)
+                .unwrap()
+                .replacen("Conformance vector", "Conformance vectoR", 1);
+            std::fs::write(&m, text).unwrap();
+            assert!(
+                uc_verify::verify_pack(&tmp, &uc_verify::PackOptions::default())
+                    .unwrap()
+                    .verified
+            );
+            let r = uc_verify::verify_pack(&tmp, &with_sig).unwrap();
+            let failed: Vec<_> = r.failures().map(|c| (c.name, c.file.clone())).collect();
+            assert_eq!(
+                failed,
+                vec![(
+                    uc_verify::CheckName::SignatureFiles,
+                    Some("ultracompress.json".to_string())
+                )],
+                "{name}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }
 

@@ -68,6 +68,15 @@ pub struct Opts {
     /// Replace an existing output directory and discard an unfinished run's journal.
     #[arg(long)]
     pub fresh: bool,
+    /// Sign the pack with this private key (PEM: PKCS#8 or SEC1; ECDSA P-256 or Ed25519): an
+    /// OpenSSF Model Signing v1.0 bundle `model.sig` over every file, written before the pack is
+    /// installed so that both appear together (`uc-verify PACK --public-key PUB.pem` checks it).
+    #[arg(long, value_name = "KEY.pem")]
+    pub sign_key: Option<PathBuf>,
+    /// With --sign-key: the signing certificate (first) and its chain, PEM; the certificate method
+    /// instead of the key method.
+    #[arg(long, value_name = "CERT.pem", num_args = 1.., requires = "sign_key")]
+    pub sign_certificate_chain: Vec<PathBuf>,
     /// Calibrate on this text (.txt, or .jsonl with a "text" member per line): overlays are
     /// initialised from an activation-aware SVD and distilled layer by layer against the source
     /// model (on each layer's output; a causal LM's last layer on the KL of its logits)
@@ -133,6 +142,8 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         skip,
         json,
         fresh,
+        sign_key,
+        sign_certificate_chain,
         calibration,
         calib_tokens,
         calib_ctx,
@@ -151,6 +162,11 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     if let Some(t) = threads {
         crate::output::set_threads(t)?;
     }
+    // The key is read first: a missing or unusable key fails before any work.
+    let sign = match &sign_key {
+        Some(k) => Some(uc_encode::sign::SignSpec::load(k, &sign_certificate_chain)?),
+        None => None,
+    };
     let output_dir = output_dir.unwrap_or_else(|| {
         let name = source
             .file_name()
@@ -186,6 +202,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
             })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
         }),
         progress: crate::output::progress_if_terminal(),
+        sign,
     };
     let s = compress(&opts);
     crate::output::finish_progress();
@@ -217,6 +234,7 @@ struct SummaryJson<'a> {
     ratio: f64,
     resumed_steps: usize,
     seconds: f64,
+    signature: Option<&'a uc_encode::sign::SignSummary>,
     tensors: &'a [uc_encode::TensorSummary],
     tensors_quantized: usize,
     tensors_verbatim: usize,
@@ -246,6 +264,7 @@ fn summary_json(s: &CompressSummary) -> SummaryJson<'_> {
         ratio: s.bytes_in as f64 / s.bytes_out.max(1) as f64,
         resumed_steps: s.resumed,
         seconds: s.seconds,
+        signature: s.signature.as_ref(),
         tensors: &s.tensors,
         tensors_quantized: quantized,
         tensors_verbatim: s.tensors.len() - quantized,
@@ -296,6 +315,17 @@ fn summary_text(s: &CompressSummary, out: &mut String) {
         outln!(out, "peak memory {}", human(m));
     }
     outln!(out, "verified    {} checks passed (uc-verify)", s.checks_passed);
+    if let Some(g) = &s.signature {
+        outln!(
+            out,
+            "signed      {} ({} method, {}, key id {}), {} files",
+            g.signature.display(),
+            g.method,
+            g.algorithm,
+            g.key_id,
+            g.files
+        );
+    }
     if let Some(c) = &s.calibration {
         outln!(out, "calibration {} tokens, text sha256 {}", c.tokens, c.text_sha256);
         outln!(

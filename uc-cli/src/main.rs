@@ -11,6 +11,7 @@ mod eval;
 mod import_gguf;
 mod inspect;
 mod output;
+mod sign;
 mod unpack;
 
 use output::write_stdout;
@@ -71,6 +72,15 @@ enum Cmd {
     ImportGguf(import_gguf::Opts),
     /// List a pack's tensors (shape, bits, rank, bytes, rel_l2) and its manifest summary.
     Inspect(inspect::Opts),
+    /// Sign a pack: an OpenSSF Model Signing (OMS) v1.0 bundle over every file, manifest included.
+    ///
+    /// Verifies the pack first (every uc-verify check) and signs only a pack that verifies. The
+    /// bundle is the one `model_signing` (sigstore/model-transparency) writes and reads: a Sigstore
+    /// bundle holding a DSSE envelope around an in-toto statement that lists each file's SHA-256.
+    /// Key method by default; the certificate method with --certificate-chain. Deterministic:
+    /// signing the same pack with the same key gives the same bytes (Ed25519; RFC 6979 for ECDSA).
+    /// Check it with `uc-verify PACK --public-key PUB.pem` (or `--certificate-chain ROOT.pem`).
+    Sign(sign::Opts),
 }
 
 fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
@@ -80,6 +90,7 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
         Cmd::Eval { cmd } => eval::run(cmd, out),
         Cmd::ImportGguf(o) => import_gguf::run(o, out),
         Cmd::Inspect(o) => inspect::run(o, out),
+        Cmd::Sign(o) => sign::run(o, out),
     }
 }
 

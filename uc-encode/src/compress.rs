@@ -604,5 +604,6 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
         peak_rss: peak_rss(),
         checks_passed: out.written.checks_passed,
         calibration: out.calibration,
+        signature: out.written.signature,
     })
 }

@@ -109,6 +109,13 @@ pub enum CompressError {
         /// What failed.
         msg: String,
     },
+    /// A signing key or certificate could not be read or used, or the signature could not be made.
+    Sign {
+        /// The key, certificate or pack concerned.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// A bug: an invariant of the encoder did not hold.
     Internal {
         /// What.
@@ -131,6 +138,7 @@ impl CompressError {
             | CompressError::Internal { .. } => true,
             CompressError::PackWrite(e) => matches!(e, uc_pack::PackWriteError::Io { .. }),
             CompressError::Options { .. }
+            | CompressError::Sign { .. }
             | CompressError::Usage(_)
             | CompressError::BadSource { .. }
             | CompressError::UnsupportedDtype { .. }
@@ -192,6 +200,7 @@ impl fmt::Display for CompressError {
             CompressError::Verification(m) => write!(f, "verification failed: {m}"),
             CompressError::Model { path, msg } => write!(f, "{}: {msg}", path.display()),
             CompressError::Numerics { path, msg } => write!(f, "{}: {msg}", path.display()),
+            CompressError::Sign { path, msg } => write!(f, "{}: {msg}", path.display()),
             CompressError::Internal { msg } => write!(f, "internal error (please report): {msg}"),
         }
     }

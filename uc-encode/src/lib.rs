@@ -32,6 +32,7 @@ pub mod journal;
 mod options;
 pub mod plan;
 pub mod policy;
+pub mod sign;
 pub mod source;
 pub mod svd;
 pub mod tensor;

@@ -38,6 +38,8 @@ pub struct CompressOptions {
     /// Calibrated encoding (e.g. uc-models' activation-aware overlay and per-layer distillation),
     /// see [`crate::calibrate`].
     pub calibration: Option<std::sync::Arc<dyn crate::calibrate::Calibrator>>,
+    /// Sign the pack (OMS v1.0 `model.sig`) before it is installed (`--sign-key`).
+    pub sign: Option<crate::sign::SignSpec>,
 }
 
 /// Per-tensor result (serialised as the CLI's `--json` summary entry).
@@ -90,4 +92,6 @@ pub struct CompressSummary {
     pub checks_passed: usize,
     /// What calibration did, when it was used.
     pub calibration: Option<crate::calibrate::CalibReport>,
+    /// The signature written, with `sign`.
+    pub signature: Option<crate::sign::SignSummary>,
 }

@@ -101,7 +101,9 @@ fn collect_extra_files(
             || (top
                 && (name.ends_with(".safetensors")
                     || name == "model.safetensors.index.json"
-                    || name == "ultracompress.json"))
+                    || name == "ultracompress.json"
+                    // The source's own OMS signature signs the source, not the pack.
+                    || name == uc_sign::SIGNATURE_NAME))
         {
             continue;
         }

@@ -19,6 +19,8 @@ pub(crate) struct Written {
     pub bpw: f64,
     /// Verification checks that passed.
     pub checks_passed: usize,
+    /// The signature written into the pack, with `opts.sign`.
+    pub signature: Option<crate::sign::SignSummary>,
 }
 
 fn werr(e: uc_pack::writer::PackWriteError) -> CompressError {
@@ -171,7 +173,19 @@ pub(crate) fn write_pack(
     let manifest_len = std::fs::metadata(summary.dir.join("ultracompress.json"))
         .map(|m| m.len())
         .unwrap_or(0);
+    // Signed in the staging directory, from the digests the verification computed: the pack and
+    // its signature are installed together.
+    let signature = match &opts.sign {
+        Some(spec) => {
+            let bundle = crate::sign::bundle_for(&summary.dir, &report, spec)?;
+            let path = summary.dir.join(uc_sign::SIGNATURE_NAME);
+            uc_pack::fs::write_atomic(&path, &bundle)?;
+            Some(crate::sign::summary(opts.output_dir.join(uc_sign::SIGNATURE_NAME), &report, spec))
+        }
+        None => None,
+    };
     Ok(Written {
+        signature,
         bytes_out: summary.manifest.size_bytes() + manifest_len,
         bpw: summary.manifest.bpw_accounting.bpw(),
         checks_passed: report.checks.iter().filter(|c| c.ok).count(),

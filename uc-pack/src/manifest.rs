@@ -26,6 +26,9 @@ pub fn format_version_of<'a>(layouts: impl IntoIterator<Item = &'a uc_format::La
 }
 /// File name of the manifest inside a pack.
 pub const MANIFEST_NAME: &str = "ultracompress.json";
+/// The reserved name of a pack's OMS signature file at its root: never listed in
+/// `files`, never part of the fingerprint.
+pub const SIGNATURE_NAME: &str = "model.sig";
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_LEN: u64 = 256 << 20;
 
@@ -397,13 +400,17 @@ fn is_hex8(s: &str) -> bool {
 }
 
 /// Checks a pack-relative file name: `/`-separated components, none empty, `.` or `..`,
-/// no backslash, no control character, not absolute, and not the manifest itself.
+/// no backslash, no control character, not absolute, and neither the manifest itself nor the
+/// signature file.
 pub fn check_file_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("file name is empty".into());
     }
     if name == MANIFEST_NAME {
         return Err("the manifest does not list itself".into());
+    }
+    if name == SIGNATURE_NAME {
+        return Err("model.sig is the pack's signature (R-12.13): it signs the manifest, so the manifest cannot list it".into());
     }
     if name.chars().any(|c| c == '\\' || c.is_control()) {
         return Err("file name holds a backslash or a control character".into());

@@ -69,6 +69,12 @@ check_names! {
     Against = "against", "R-12.6";
     /// With a source model: the source's safetensors files can be read.
     AgainstSource = "against.source", "R-12.6";
+    /// With a signature: the OMS bundle is well formed and its signature verifies with the key or
+    /// through the certificate chain given.
+    Signature = "signature", "R-12.13";
+    /// With a signature: every file of the pack (manifest included) is signed with its SHA-256, and
+    /// no signed file is missing.
+    SignatureFiles = "signature.files", "R-12.13";
 }
 
 impl fmt::Display for CheckName {

@@ -18,7 +18,9 @@ pub mod checks;
 pub mod pack;
 
 pub use checks::CheckName;
-pub use pack::{Check, PackError, PackOptions, PackReport, Progress, TensorReport, verify_pack};
+pub use pack::{
+    Check, PackError, PackOptions, PackReport, Progress, SignatureOptions, SignatureReport, TensorReport, verify_pack,
+};
 
 use uc_decode::Record;
 use uc_pack::{hex, recon_sha256};

@@ -41,6 +41,48 @@ struct Cli {
     /// `--features wgpu`). With wgpu, record files are decoded on both and must agree.
     #[arg(long, default_value = "cpu", value_name = "cpu|wgpu")]
     device: String,
+    /// Also verify the pack's OMS signature (OpenSSF Model Signing v1.0, as written by `uc sign` or
+    /// `model_signing sign`): the bundle, its signature, and that every file of the pack, manifest
+    /// included, is signed with its SHA-256 and none is missing or added. Default with
+    /// --public-key or --certificate-chain: PACK/model.sig.
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
+    /// The signer's public key (PEM SubjectPublicKeyInfo; ECDSA P-256 or Ed25519): the key method.
+    #[arg(long, value_name = "PUB.pem", conflicts_with = "certificate_chain")]
+    public_key: Option<PathBuf>,
+    /// Trusted root (and intermediate) certificates, PEM, one or more files: the certificate method.
+    /// The bundle's chain must lead to one of them, valid at the signing certificate's notBefore.
+    #[arg(long, value_name = "ROOT.pem", num_args = 1..)]
+    certificate_chain: Vec<PathBuf>,
+}
+
+/// The signature options from the command line, or a usage error.
+fn signature_options(cli: &Cli, dir: &Path) -> Result<Option<uc_verify::SignatureOptions>, String> {
+    let read =
+        |p: &Path| -> Result<Vec<u8>, String> { uc_pack::fs::read_capped(p, 1 << 20).map_err(|e| e.to_string()) };
+    let trust = if let Some(k) = &cli.public_key {
+        let text = read(k)?;
+        let text = std::str::from_utf8(&text).map_err(|_| format!("{}: not a PEM text file", k.display()))?;
+        Some(uc_sign::Trust::PublicKey(
+            uc_sign::PublicKey::from_pem(text).map_err(|e| format!("{}: {e}", k.display()))?,
+        ))
+    } else if !cli.certificate_chain.is_empty() {
+        let mut roots = Vec::new();
+        for c in &cli.certificate_chain {
+            roots.extend(uc_sign::load_certificates(&read(c)?).map_err(|e| format!("{}: {e}", c.display()))?);
+        }
+        Some(uc_sign::Trust::Roots(roots))
+    } else {
+        None
+    };
+    match (trust, &cli.signature) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err("--signature needs --public-key PUB.pem or --certificate-chain ROOT.pem".into()),
+        (Some(trust), sig) => Ok(Some(uc_verify::SignatureOptions {
+            path: sig.clone().unwrap_or_else(|| dir.join(uc_sign::SIGNATURE_NAME)),
+            trust,
+        })),
+    }
 }
 
 /// The `--device` decoder: `None` for the CPU.
@@ -94,6 +136,9 @@ fn main() -> ExitCode {
     } else {
         if cli.against.is_some() {
             return usage("--against needs a pack directory");
+        }
+        if cli.signature.is_some() || cli.public_key.is_some() || !cli.certificate_chain.is_empty() {
+            return usage("--signature, --public-key and --certificate-chain need a pack directory");
         }
         record_mode(&cli, &device)
     }
@@ -151,7 +196,12 @@ fn pack_mode(cli: &Cli, dir: &Path, device: &Device) -> ExitCode {
             }
         }
     };
+    let sig = match signature_options(cli, dir) {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
+    };
     let opts = PackOptions {
+        signature: sig.as_ref(),
         against: cli.against.clone(),
         cancel: Some(&INTERRUPTED),
         progress: Some(&on_progress),
@@ -205,9 +255,17 @@ fn pack_mode(cli: &Cli, dir: &Path, device: &Device) -> ExitCode {
     }
     let failed = report.failures().count();
     if report.verified {
+        let signed = match &report.signature {
+            Some(s) => format!(
+                ", signature valid ({} {})",
+                s.method.unwrap_or(""),
+                s.algorithm.unwrap_or("")
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "VERIFIED: {} checks passed, {} records, {:.4} bits per quantized weight",
+            "VERIFIED: {} checks passed, {} records, {:.4} bits per quantized weight{signed}",
             report.checks.len(),
             report.tensors.len(),
             report.accounting.bpw()

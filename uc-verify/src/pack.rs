@@ -65,6 +65,41 @@ pub struct PackOptions<'a> {
     /// `uc-verify --device wgpu`); `None`: the CPU decoder. A decoder error is an I/O-class error
     /// (exit code 2), not a verification failure.
     pub decode: Option<&'a crate::DecodeFn<'a>>,
+    /// Verify an OMS signature of the pack too (`--signature`).
+    pub signature: Option<&'a SignatureOptions>,
+}
+
+/// The signature to verify, and what to trust.
+#[derive(Debug, Clone)]
+pub struct SignatureOptions {
+    /// The signature file (an OMS bundle; usually `<pack>/model.sig`).
+    pub path: PathBuf,
+    /// The public key or the trusted root certificates.
+    pub trust: uc_sign::Trust,
+}
+
+/// The outcome of the signature check, for the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignatureReport {
+    /// The signature file as named on the command line's last component (inside the pack: its
+    /// relative name).
+    pub file: String,
+    /// SHA-256 of the signature file.
+    pub sha256: Option<String>,
+    /// `key` or `certificate` (None when the bundle could not be read).
+    pub method: Option<&'static str>,
+    /// `ecdsa-p256-sha256` or `ed25519`.
+    pub algorithm: Option<&'static str>,
+    /// The signing key's id (OMS public-key hint: hex SHA-256 of its SPKI PEM).
+    pub key_id: Option<String>,
+    /// The signing certificate's subject (certificate method).
+    pub subject: Option<String>,
+    /// The trusted root the chain ends at (certificate method).
+    pub root: Option<String>,
+    /// Number of files the signature lists.
+    pub files_signed: usize,
+    /// `valid` (the bundle verifies and every file matches), or `invalid`.
+    pub verdict: &'static str,
 }
 
 impl Default for PackOptions<'_> {
@@ -75,6 +110,7 @@ impl Default for PackOptions<'_> {
             progress: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             decode: None,
+            signature: None,
         }
     }
 }
@@ -223,8 +259,13 @@ pub struct PackReport {
     pub files: Vec<FileReport>,
     /// Every valid record, sorted by tensor name.
     pub tensors: Vec<TensorReport>,
-    /// SHA-256 over the sorted lines `name:sha256\n` of `files`.
+    /// SHA-256 of the manifest, when it is a regular file.
+    pub manifest_sha256: Option<String>,
+    /// SHA-256 over the sorted lines `name:sha256\n` of every file of the pack, the manifest
+    /// included and the signature file excluded.
     pub fingerprint: String,
+    /// The signature check, when one was asked for.
+    pub signature: Option<SignatureReport>,
     /// Bit accounting recomputed from the valid records.
     pub accounting: BpwAccounting,
     /// True when every check passed.
@@ -255,12 +296,15 @@ impl PackReport {
             against: bool,
             checks: &'a [Check],
             tensors: &'a [TensorReport],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signature: Option<&'a SignatureReport>,
             verified: bool,
         }
         #[derive(serde::Serialize)]
         struct PackPart<'a> {
             name: &'a str,
             fingerprint: &'a str,
+            manifest_sha256: Option<&'a str>,
             size_bytes: u64,
             files: &'a [FileReport],
         }
@@ -274,6 +318,7 @@ impl PackReport {
             pack: PackPart {
                 name: pack_name,
                 fingerprint: &self.fingerprint,
+                manifest_sha256: self.manifest_sha256.as_deref(),
                 size_bytes: self.files.iter().fold(0u64, |a, f| a.saturating_add(f.size_bytes)),
                 files: &self.files,
             },
@@ -282,6 +327,7 @@ impl PackReport {
             against,
             checks: &self.checks,
             tensors: &self.tensors,
+            signature: self.signature.as_ref(),
             verified: self.verified,
         })
         .unwrap_or(Value::Null)
@@ -1019,8 +1065,21 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
     }
     let cx = Ctx { dir, opts };
     let mut checks = Vec::new();
-    let found = walk(dir)?;
+    let mut found = walk(dir)?;
     cx.check_cancel()?;
+    // The signature file is not part of the pack's content: `model.sig` at the root, and
+    // the file given with `--signature` when it lies inside the pack.
+    let mut sig_names = vec![uc_sign::SIGNATURE_NAME.to_string()];
+    if let Some(so) = opts.signature {
+        if let Some(rel) = relative_inside(dir, &so.path) {
+            sig_names.push(rel);
+        }
+    }
+    for n in &sig_names {
+        if matches!(found.entries.get(n), Some(Kind::File(_))) {
+            found.entries.remove(n);
+        }
+    }
 
     // Layout and manifest.
     let st_files = check_layout(&found, &mut checks);
@@ -1073,7 +1132,7 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         .entries
         .iter()
         .filter_map(|(k, v)| match v {
-            Kind::File(s) if k != MANIFEST_NAME => Some((k, *s)),
+            Kind::File(s) => Some((k, *s)),
             _ => None,
         })
         .collect();
@@ -1086,7 +1145,17 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         .map(|(k, _)| hash_file(&cx, k))
         .collect::<Result<_, _>>()?;
     files.sort_by(|a, b| a.name.cmp(&b.name));
+    // The manifest is hashed with the others (the fingerprint and the signature cover it) but
+    // reported apart from `files`.
+    let manifest_report = files
+        .iter()
+        .position(|f| f.name == MANIFEST_NAME)
+        .map(|i| files.remove(i));
     let actual: BTreeMap<&str, &FileReport> = files.iter().map(|f| (f.name.as_str(), f)).collect();
+    let signature = match opts.signature {
+        Some(so) => Some(check_signature(dir, so, &files, manifest_report.as_ref(), &mut checks)?),
+        None => None,
+    };
     for b in &found.bad_names {
         checks.push(Check::fail(CheckName::FileUnlisted, "file name is not valid UTF-8").file(b));
     }
@@ -1422,8 +1491,10 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         )),
     }
 
+    let mut all: Vec<&FileReport> = files.iter().chain(manifest_report.as_ref()).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
     let mut fp = Sha256::new();
-    for f in &files {
+    for f in all {
         fp.update(format!("{}:{}\n", f.name, f.sha256).as_bytes());
     }
     let verified = checks.iter().all(|c| c.ok);
@@ -1431,10 +1502,123 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         checks,
         files,
         tensors: reports,
+        manifest_sha256: manifest_report.map(|m| m.sha256),
         fingerprint: hex(&fp.finalize()),
+        signature,
         accounting,
         verified,
     })
+}
+
+/// `path` relative to `dir` (`/`-separated) when it names a file inside `dir`.
+fn relative_inside(dir: &Path, path: &Path) -> Option<String> {
+    let d = fs::canonicalize(dir).ok()?;
+    let p = fs::canonicalize(path).ok()?;
+    let rel = p.strip_prefix(&d).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    let parts = parts?;
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The `signature` and `signature.files` checks: the bundle against the trust given, then
+/// every signed file against the digests just computed (hashing is shared with `file.digest`).
+fn check_signature(
+    dir: &Path,
+    so: &SignatureOptions,
+    files: &[FileReport],
+    manifest: Option<&FileReport>,
+    checks: &mut Vec<Check>,
+) -> Result<SignatureReport, PackError> {
+    let shown = relative_inside(dir, &so.path).unwrap_or_else(|| {
+        so.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| so.path.display().to_string())
+    });
+    let mut report = SignatureReport {
+        file: shown.clone(),
+        sha256: None,
+        method: None,
+        algorithm: None,
+        key_id: None,
+        subject: None,
+        root: None,
+        files_signed: 0,
+        verdict: "invalid",
+    };
+    let bytes = match uc_pack::fs::read_capped(&so.path, uc_sign::MAX_BUNDLE_LEN) {
+        Ok(b) => b,
+        // A signature that is missing or unreadable leaves the pack unverified as signed: a failed
+        // check (exit 1), not a usage error, so that removing `model.sig` cannot pass.
+        Err(e) => {
+            checks.push(Check::fail(CheckName::Signature, format!("cannot read the signature: {e}")).file(&shown));
+            return Ok(report);
+        }
+    };
+    report.sha256 = Some(hex(&Sha256::digest(&bytes)));
+    let v = match uc_sign::verify(&bytes, &so.trust) {
+        Ok(v) => v,
+        Err(e) => {
+            checks.push(Check::fail(CheckName::Signature, e.to_string()).file(&shown));
+            return Ok(report);
+        }
+    };
+    report.algorithm = Some(v.algorithm.name());
+    report.key_id = Some(v.key_id.clone());
+    report.files_signed = v.resources.len();
+    let who = match &v.method {
+        uc_sign::Method::Key => {
+            report.method = Some("key");
+            format!("key {}", v.key_id)
+        }
+        uc_sign::Method::Certificate { subject, root } => {
+            report.method = Some("certificate");
+            report.subject = Some(subject.clone());
+            report.root = Some(root.clone());
+            format!("certificate {} (key {}) chained to {}", subject, v.key_id, root)
+        }
+    };
+    checks.push(
+        Check::pass(
+            CheckName::Signature,
+            format!(
+                "OMS v1.0 bundle, {} signature by {who}, over {} files",
+                v.algorithm.name(),
+                v.resources.len()
+            ),
+        )
+        .file(&shown),
+    );
+    let mut actual = BTreeMap::new();
+    for f in files.iter().chain(manifest) {
+        // Digests computed here are always 64 hex digits.
+        if let Some(d) = unhex32(&f.sha256) {
+            actual.insert(f.name.clone(), d);
+        }
+    }
+    let mismatches = uc_sign::compare_files(&v, &actual);
+    if mismatches.is_empty() {
+        report.verdict = "valid";
+        checks.push(Check::pass(
+            CheckName::SignatureFiles,
+            format!("every file of the pack is signed and matches ({} files)", actual.len()),
+        ));
+    }
+    for m in mismatches {
+        checks.push(Check::fail(CheckName::SignatureFiles, m.to_string()).file(m.file()));
+    }
+    Ok(report)
 }
 
 fn file_check(name: &str, e: &FileEntry, kind: Option<&Kind>, actual: Option<&&FileReport>) -> Check {

@@ -248,12 +248,16 @@ fn a_written_pack_verifies_with_exit_0_and_a_receipt() {
     let files = v["pack"]["files"].as_array().unwrap();
     let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["config.json", "model.safetensors", "tokenizer/tokenizer.json"]);
+    // the fingerprint covers every file, the manifest included (it sorts last here).
     let mut fp = Sha256::new();
     for f in files {
         let (n, d) = (f["name"].as_str().unwrap(), f["sha256"].as_str().unwrap());
         assert_eq!(d, uc_pack::hex(&Sha256::digest(std::fs::read(pack.join(n)).unwrap())));
         fp.update(format!("{n}:{d}\n"));
     }
+    let md = uc_pack::hex(&Sha256::digest(std::fs::read(pack.join("ultracompress.json")).unwrap()));
+    assert_eq!(v["pack"]["manifest_sha256"], md.as_str());
+    fp.update(format!("ultracompress.json:{md}\n"));
     assert_eq!(v["pack"]["fingerprint"], uc_pack::hex(&fp.finalize()));
     assert!(v["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
     assert_eq!(v["tensors"].as_array().unwrap().len(), 3);
