@@ -2,7 +2,8 @@
 # The project's test command (README "Run the tests"). Needs: stable Rust with rustfmt and clippy,
 # the thumbv7em-none-eabihf target, the 1.85.0 toolchain (MSRV) and a Vulkan driver (Mesa's
 # lavapipe, Debian package mesa-vulkan-drivers, when there is no GPU), and for the fuzz smoke a
-# nightly toolchain and cargo-fuzz (UC_FUZZ_SECONDS per target, default 60); `.ci/run` installs them.
+# nightly toolchain and cargo-fuzz (UC_FUZZ_SECONDS per target, default 60), and Python 3 with venv
+# and pip (the OMS interop step installs PyPI model-signing into .cache/oms-venv); `.ci/run` installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -95,6 +96,9 @@ $uc compress "$ci/smollm2-f32" --output-dir "$ci/smollm2" --fresh --bits 4 --ran
 "$bin/uc-verify" --quiet "$ci/smollm2"
 $uc eval compare "$ci/smollm2-f32" "$ci/smollm2" --text "${texts[0]}" --ctx 128 --max-tokens 512
 rm -rf "$ci"
+
+step "signed packs: interoperability with the OpenSSF Model Signing reference (PyPI model-signing), both ways"
+bash scripts/oms-interop.sh "$uc" "$bin/uc-verify"
 
 step "fuzz smoke: every cargo-fuzz target for ${UC_FUZZ_SECONDS:-60} s from the conformance seeds (fuzz/smoke.sh)"
 bash fuzz/smoke.sh "${UC_FUZZ_SECONDS:-60}"

@@ -40,7 +40,11 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         if let Some(subj) = &s.subject {
             outln!(out, "certificate {subj}");
         }
-        outln!(out, "files       {} (every file of the pack, manifest included)", s.files);
+        outln!(
+            out,
+            "files       {} (every file of the pack, manifest included)",
+            s.files
+        );
         outln!(out, "fingerprint {}", s.fingerprint);
     }
     Ok(())
