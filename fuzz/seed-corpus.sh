@@ -8,6 +8,8 @@
 #   gguf_read  <- two small GGUF v3 files written here (a header with llama metadata and one F32
 #                 tensor; the same with a token array), no model weights
 #   encode_roundtrip  <- nothing (its input is an `arbitrary` struct; libFuzzer starts from empty)
+#   sign_bundle  <- conformance/vectors/packs/signed/model.sig behind a trust byte: 0x00 (the key
+#                 method, the vector's public key) and 0x01 (certificate roots)
 # Usage: bash fuzz/seed-corpus.sh   (from anywhere)
 set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +35,10 @@ for p in tiny two_level; do
   { le32 "$st_len"; cat "$pack/model.safetensors"; } > "$out/seed-$p-safetensors"
   { le32 0; cat "$pack/ultracompress.json"; } > "$out/seed-$p-manifest"
 done
+out="$fuzz/corpus/sign_bundle"
+mkdir -p "$out"
+{ printf '\x00'; cat "$vectors/packs/signed/model.sig"; } > "$out/seed-signed-key"
+{ printf '\x01'; cat "$vectors/packs/signed/model.sig"; } > "$out/seed-signed-roots"
 mkdir -p "$fuzz/corpus/gguf_read"
 python3 - "$fuzz/corpus/gguf_read" <<'PY'
 import struct, sys, os
@@ -52,5 +58,5 @@ open(os.path.join(out, 'seed-header'), 'wb').write(gguf(kvs, [t], data))
 toks = s('tokenizer.ggml.tokens') + struct.pack('<IIQ', 9, 8, 3) + s('a') + s('b') + s('ab')
 open(os.path.join(out, 'seed-tokens'), 'wb').write(gguf(kvs + [toks], [t], data))
 PY
-echo "seeded: $(for t in record_parse record_structured differential pack_read gguf_read encode_roundtrip; do
+echo "seeded: $(for t in record_parse record_structured differential pack_read gguf_read encode_roundtrip sign_bundle; do
   printf '%s=%s ' "$t" "$(ls "$fuzz/corpus/$t" | wc -l)"; done)"

@@ -31,9 +31,9 @@ echo "fuzz smoke: built every target in $((SECONDS - t0)) s"
 
 declare -A dict=(
   [record_parse]=record.dict [record_structured]=record.dict [differential]=record.dict
-  [pack_read]=safetensors.dict [gguf_read]=gguf.dict [encode_roundtrip]=
+  [pack_read]=safetensors.dict [gguf_read]=gguf.dict [encode_roundtrip]= [sign_bundle]=
 )
-targets=(record_parse record_structured differential pack_read gguf_read encode_roundtrip)
+targets=(record_parse record_structured differential pack_read gguf_read encode_roundtrip sign_bundle)
 logs="$fuzz/target/smoke-logs"
 mkdir -p "$logs"
 failed=()

@@ -44,10 +44,12 @@ impl SignSpec {
         })?;
         let mut certs = Vec::new();
         for c in chain {
-            certs.extend(uc_sign::load_certificates(&read_pem(c)?).map_err(|e| CompressError::Sign {
-                path: c.clone(),
-                msg: e.to_string(),
-            })?);
+            certs.extend(
+                uc_sign::load_certificates(&read_pem(c)?).map_err(|e| CompressError::Sign {
+                    path: c.clone(),
+                    msg: e.to_string(),
+                })?,
+            );
         }
         Ok(SignSpec {
             key: Arc::new(k),
@@ -87,7 +89,11 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 }
 
 /// The bundle for a pack that verified (`report` from `uc_verify::verify_pack` of `dir`).
-pub(crate) fn bundle_for(dir: &Path, report: &uc_verify::PackReport, spec: &SignSpec) -> Result<Vec<u8>, CompressError> {
+pub(crate) fn bundle_for(
+    dir: &Path,
+    report: &uc_verify::PackReport,
+    spec: &SignSpec,
+) -> Result<Vec<u8>, CompressError> {
     let internal = |msg: &str| CompressError::Internal { msg: msg.into() };
     let mut files = Vec::with_capacity(report.files.len() + 1);
     for f in &report.files {
@@ -132,9 +138,14 @@ pub(crate) fn summary(path: PathBuf, report: &uc_verify::PackReport, spec: &Sign
 /// written atomically at `output` (default `dir/model.sig`), replacing an older signature there.
 /// A pack that fails verification is not signed ([`CompressError::Verification`], exit 1).
 pub fn sign_pack(dir: &Path, output: Option<&Path>, spec: &SignSpec) -> Result<SignSummary, CompressError> {
-    let out = output.map(Path::to_path_buf).unwrap_or_else(|| dir.join(SIGNATURE_NAME));
+    let out = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join(SIGNATURE_NAME));
     if out.is_dir() {
-        return Err(CompressError::Usage(format!("{}: is a directory, not a signature file", out.display())));
+        return Err(CompressError::Usage(format!(
+            "{}: is a directory, not a signature file",
+            out.display()
+        )));
     }
     let opts = uc_verify::PackOptions {
         // The signature being replaced is not part of the pack's content.

@@ -180,7 +180,11 @@ pub(crate) fn write_pack(
             let bundle = crate::sign::bundle_for(&summary.dir, &report, spec)?;
             let path = summary.dir.join(uc_sign::SIGNATURE_NAME);
             uc_pack::fs::write_atomic(&path, &bundle)?;
-            Some(crate::sign::summary(opts.output_dir.join(uc_sign::SIGNATURE_NAME), &report, spec))
+            Some(crate::sign::summary(
+                opts.output_dir.join(uc_sign::SIGNATURE_NAME),
+                &report,
+                spec,
+            ))
         }
         None => None,
     };

@@ -410,7 +410,9 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
         return Err("the manifest does not list itself".into());
     }
     if name == SIGNATURE_NAME {
-        return Err("model.sig is the pack's signature (R-12.13): it signs the manifest, so the manifest cannot list it".into());
+        return Err(
+            "model.sig is the pack's signature (R-12.13): it signs the manifest, so the manifest cannot list it".into(),
+        );
     }
     if name.chars().any(|c| c == '\\' || c.is_control()) {
         return Err("file name holds a backslash or a control character".into());
@@ -917,7 +919,8 @@ mod tests {
 
     #[test]
     fn file_names_and_versions() {
-        for ok in ["model.safetensors", "tokenizer/tokenizer.json", "a b.txt"] {
+        // A model.sig below the root is an ordinary file; only the root's is the signature.
+        for ok in ["model.safetensors", "tokenizer/tokenizer.json", "a b.txt", "sub/model.sig"] {
             assert!(check_file_name(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -929,6 +932,7 @@ mod tests {
             "a\\b",
             "x\n",
             MANIFEST_NAME,
+            SIGNATURE_NAME,
             "a/",
         ] {
             assert!(check_file_name(bad).is_err(), "{bad}");
