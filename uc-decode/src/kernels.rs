@@ -78,11 +78,14 @@ pub(crate) fn avx2_available() -> bool {
 /// 16 or 32 elements are whole multiples of 8). Generic so that the v0.3 kernels keep one
 /// loop-invariant scale.
 pub(crate) trait GroupScales: Copy {
+    /// Whether one scale covers the whole group (`of` ignores `g`).
+    const UNIFORM: bool;
     /// The scale of elements `8g..8g+8`.
     fn of(&self, g: usize) -> f32;
 }
 
 impl GroupScales for f32 {
+    const UNIFORM: bool = true;
     #[inline(always)]
     fn of(&self, _: usize) -> f32 {
         *self
@@ -90,6 +93,7 @@ impl GroupScales for f32 {
 }
 
 impl GroupScales for [f32; 8] {
+    const UNIFORM: bool = false;
     #[inline(always)]
     fn of(&self, g: usize) -> f32 {
         self[g]
@@ -107,6 +111,19 @@ fn v03_scales(rec: &Record<'_>, blk: u64) -> f32 {
 /// last group) reuse the last sub-scale, and their values are dropped by the caller.
 #[inline(always)]
 fn v04_scales(rec: &Record<'_>, blk: u64) -> [f32; 8] {
+    let (d, word) = v04_word(rec, blk);
+    let q = u32::from(rec.layout.params.sub_bits);
+    if rec.sub_shift == 4 {
+        spread::<2>(d, word, q)
+    } else {
+        spread::<4>(d, word, q)
+    }
+}
+
+/// The binary16 scale of code group `blk` (as f32) and a word whose low 32 bits hold the group's
+/// sub-scales, the first at bit 0.
+#[inline(always)]
+fn v04_word(rec: &Record<'_>, blk: u64) -> (f32, u64) {
     let first = blk * BLOCK as u64;
     let d = f16_to_f32(scale_bits_at(rec, first));
     let sh = rec.sub_shift;
@@ -126,11 +143,7 @@ fn v04_scales(rec: &Record<'_>, blk: u64) -> [f32; 8] {
             u64::from_le_bytes(w)
         }
     } >> (bit % 8);
-    if sh == 4 {
-        spread::<2>(d, word, q)
-    } else {
-        spread::<4>(d, word, q)
-    }
+    (d, word)
 }
 
 /// The 8 group scales from `word`, whose `q`-bit fields are the sub-scales of consecutive
@@ -229,7 +242,7 @@ mod avx2 {
     //! intrinsics on pointers derived from slices whose lengths are checked by construction:
     //! 8 f32 stores at `dst[8g..8g+8]` with `g < 8` into a 64-element array, and the gather reads
     //! `grid[idx]` with `idx < 2^B <= 256` from a 256-element array.
-    use super::{BLOCK, GroupScales, Record, block_bytes, for_each_block, group_word, v03_scales, v04_scales};
+    use super::{BLOCK, GroupScales, Record, block_bytes, for_each_block, group_word, v03_scales, v04_word};
     use core::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
@@ -239,9 +252,33 @@ mod avx2 {
             if rec.sub_shift == 0 {
                 decode_with::<B, f32>(rec, start, out, v03_scales)
             } else {
-                decode_with::<B, [f32; 8]>(rec, start, out, v04_scales)
+                // SAFETY: AVX2 is available (this function's contract).
+                decode_with::<B, [f32; 8]>(rec, start, out, |r, blk| v04_scales(r, blk))
             }
         }
+    }
+
+    /// [`super::v04_scales`] with the eight sub-scale fields extracted and multiplied in one
+    /// vector: lane `g` takes field `g / PER` (`PER` = 2 for 16-element sub-blocks, 4 for 32). The
+    /// products are those of the scalar code (exact: an 11-bit significand times an integer of at
+    /// most 8 bits, R-13.3).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn v04_scales(rec: &Record<'_>, blk: u64) -> [f32; 8] {
+        let (d, word) = v04_word(rec, blk);
+        let q = i32::from(rec.layout.params.sub_bits);
+        let per_log2 = if rec.sub_shift == 4 { 1 } else { 2 };
+        let mut out = [0f32; 8];
+        // SAFETY: see the module comment; the store writes the 8 f32 of `out`.
+        unsafe {
+            let field = _mm256_srlv_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(per_log2));
+            let sh = _mm256_mullo_epi32(field, _mm256_set1_epi32(q));
+            let v = _mm256_srlv_epi32(_mm256_set1_epi32(word as u32 as i32), sh);
+            let m = _mm256_and_si256(v, _mm256_set1_epi32((1i32 << q) - 1));
+            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(m), _mm256_set1_ps(d));
+            _mm256_storeu_ps(out.as_mut_ptr(), f);
+        }
+        out
     }
 
     #[target_feature(enable = "avx2")]
@@ -263,6 +300,52 @@ mod avx2 {
             let t1 = _mm256_loadu_ps(grid.as_ptr().add(8));
             let t2 = _mm256_loadu_ps(grid.as_ptr().add(16));
             let t3 = _mm256_loadu_ps(grid.as_ptr().add(24));
+            if B == 4 {
+                for_each_block(rec, start, out, scales, |codes, s: S, dst: &mut [f32; BLOCK]| {
+                    // The 64 codes as bytes, in order: low nibbles are the even codes, high
+                    // nibbles the odd ones (R-6.1's LSB-first order); then one zero-extending
+                    // load per 8 codes.
+                    let x = _mm256_loadu_si256(codes.as_ptr().cast());
+                    let m = _mm256_set1_epi8(0x0f);
+                    let lo = _mm256_and_si256(x, m);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), m);
+                    let a = _mm256_unpacklo_epi8(lo, hi);
+                    let c = _mm256_unpackhi_epi8(lo, hi);
+                    let mut bytes = [0u8; BLOCK];
+                    _mm256_storeu_si256(bytes.as_mut_ptr().cast(), _mm256_permute2x128_si256::<0x20>(a, c));
+                    _mm256_storeu_si256(bytes.as_mut_ptr().add(32).cast(), _mm256_permute2x128_si256::<0x31>(a, c));
+                    if S::UNIFORM {
+                        // One scale for the whole group: scale the 16-entry table once, so
+                        // that each lookup is the product `scale × grid[code]` itself (the same
+                        // single rounding, R-7.1).
+                        let sv = _mm256_set1_ps(s.of(0));
+                        let (u0, u1) = (_mm256_mul_ps(t0, sv), _mm256_mul_ps(t1, sv));
+                        for g in 0..8 {
+                            let idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(bytes.as_ptr().add(8 * g).cast()));
+                            let sel = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+                            let vals = _mm256_blendv_ps(
+                                _mm256_permutevar8x32_ps(u0, idx),
+                                _mm256_permutevar8x32_ps(u1, idx),
+                                sel,
+                            );
+                            _mm256_storeu_ps(dst.as_mut_ptr().add(8 * g), vals);
+                        }
+                    } else {
+                        for g in 0..8 {
+                            let sv = _mm256_set1_ps(s.of(g));
+                            let idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(bytes.as_ptr().add(8 * g).cast()));
+                            let sel = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+                            let vals = _mm256_blendv_ps(
+                                _mm256_permutevar8x32_ps(t0, idx),
+                                _mm256_permutevar8x32_ps(t1, idx),
+                                sel,
+                            );
+                            _mm256_storeu_ps(dst.as_mut_ptr().add(8 * g), _mm256_mul_ps(vals, sv));
+                        }
+                    }
+                });
+                return;
+            }
             for_each_block(rec, start, out, scales, |codes, s: S, dst: &mut [f32; BLOCK]| {
                 let buf = block_bytes::<B>(codes);
                 for g in 0..8 {

@@ -58,13 +58,15 @@ pub enum Path {
 
 impl Path {
     /// The path that runs for a record of `bits`-bit codes on this CPU. [`Path::Auto`] picks AVX2
-    /// for `bits <= 5` (register-table lookups) and the portable path for 6..=8, where the AVX2
-    /// kernel needs `vgatherdps` and measured slower (README, benchmark table). [`Path::Avx2`]
-    /// falls back to the portable path where AVX2 is not available.
+    /// for `bits <= 4` (register-table lookups; 4-bit codes unpacked to bytes a block at a time)
+    /// and for 8 (`vgatherdps` from the 256-entry grid, 1.9x the portable path on the 2-core Xeon,
+    /// BENCHMARKS.md "Decode speed"), and the portable path for 5..=7, where it measured faster than
+    /// the AVX2 blend tree (5) and gather (6, 7). [`Path::Avx2`] falls back to the portable path
+    /// where AVX2 is not available.
     pub fn resolve(self, bits: u8) -> Path {
         let avx2 = kernels::avx2_available();
         match self {
-            Path::Auto if avx2 && bits <= 5 => Path::Avx2,
+            Path::Auto if avx2 && (bits <= 4 || bits == 8) => Path::Avx2,
             Path::Auto => Path::Portable,
             Path::Avx2 if avx2 => Path::Avx2,
             Path::Avx2 => Path::Portable,
