@@ -60,6 +60,19 @@ fn uc_sign_signs_a_pack_deterministically_with_either_algorithm() {
         assert_eq!(r.signature.as_ref().unwrap().key_id.as_deref(), v["key_id"].as_str());
         assert_eq!(r.fingerprint, v["fingerprint"].as_str().unwrap());
     }
+    // Inside the pack, only PACK/model.sig: another name there would be an unlisted file.
+    let (sk0, _) = write_p256(&s.0, 6);
+    let o = uc(&[
+        "sign",
+        p(&pack),
+        "--key",
+        p(&sk0),
+        "--output",
+        p(&pack.join("other.sig")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("must be"), "{}", stderr(&o));
+    assert!(!pack.join("other.sig").exists());
     // Written elsewhere with --output.
     let (sk, pk) = write_p256(&s.0, 3);
     let out = s.join("pack.sig");

@@ -9,6 +9,7 @@ use crate::error::CompressError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uc_sign::{Certificate, PrivateKey, Resource, SIGNATURE_NAME};
+use zeroize::Zeroizing;
 
 /// Largest key or certificate file read.
 const MAX_PEM_LEN: u64 = 1 << 20;
@@ -22,11 +23,14 @@ pub struct SignSpec {
     pub chain: Vec<Certificate>,
 }
 
-fn read_pem(path: &Path) -> Result<Vec<u8>, CompressError> {
-    uc_pack::fs::read_capped(path, MAX_PEM_LEN).map_err(|e| CompressError::Sign {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })
+/// Reads a PEM file; the buffer is wiped when dropped (it may hold a private key).
+fn read_pem(path: &Path) -> Result<Zeroizing<Vec<u8>>, CompressError> {
+    uc_pack::fs::read_capped(path, MAX_PEM_LEN)
+        .map(Zeroizing::new)
+        .map_err(|e| CompressError::Sign {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
 }
 
 impl SignSpec {
@@ -146,6 +150,22 @@ pub fn sign_pack(dir: &Path, output: Option<&Path>, spec: &SignSpec) -> Result<S
             "{}: is a directory, not a signature file",
             out.display()
         )));
+    }
+    // Inside the pack, the signature is PACK/model.sig; any other file there would be
+    // content that the manifest must list.
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let (Ok(d), Ok(p)) = (std::fs::canonicalize(dir), std::fs::canonicalize(parent)) {
+        let is_root_sig = p == d && out.file_name().is_some_and(|n| n == SIGNATURE_NAME);
+        if p.starts_with(&d) && !is_root_sig {
+            return Err(CompressError::Usage(format!(
+                "{}: a signature inside the pack must be {}/{SIGNATURE_NAME} (R-12.4); write it there or outside the pack",
+                out.display(),
+                dir.display()
+            )));
+        }
     }
     let opts = uc_verify::PackOptions {
         // The signature being replaced is not part of the pack's content.

@@ -29,6 +29,7 @@ const OID_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15"
 const OID_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 const OID_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 const OID_CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
+const OID_ANY_EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 /// Critical extensions this verifier understands (others make a certificate unusable, RFC 5280).
 const KNOWN_CRITICAL: [ObjectIdentifier; 4] = [
     OID_BASIC_CONSTRAINTS,
@@ -63,6 +64,13 @@ impl Certificate {
             return Err(format!("{} bytes, at most {MAX_CERT_LEN}", der.len()));
         }
         let cert = x509_cert::Certificate::from_der(der).map_err(|e| format!("malformed DER ({e})"))?;
+        // The signature is checked over the re-encoded signed part: refuse any encoding that does
+        // not re-encode to the same bytes (explicit DEFAULT values, unsorted SET OF), so that the
+        // bytes checked are the bytes received.
+        match cert.to_der() {
+            Ok(again) if again == der => {}
+            _ => return Err("not in canonical DER (it does not re-encode to the same bytes)".into()),
+        }
         Ok(Certificate {
             der: der.to_vec(),
             cert,
@@ -139,9 +147,15 @@ impl Certificate {
             .to_der()
             .map_err(|e| SignError::Certificate(format!("{}: {e}", self.subject())))?;
         let alg = self.cert.signature_algorithm.oid;
-        if alg != self.cert.tbs_certificate.signature.oid {
+        if self.cert.signature_algorithm != self.cert.tbs_certificate.signature {
             return Err(SignError::Certificate(format!(
                 "{}: the signature algorithm differs inside and outside the signed part",
+                self.subject()
+            )));
+        }
+        if self.cert.signature_algorithm.parameters.is_some() {
+            return Err(SignError::Certificate(format!(
+                "{}: the signature algorithm has parameters (ECDSA with SHA-256 and Ed25519 have none, RFC 5758, RFC 8410)",
                 self.subject()
             )));
         }
@@ -166,13 +180,22 @@ impl Certificate {
         Ok(ok)
     }
 
-    fn check_ca(&self) -> Result<(), SignError> {
+    /// `below`: intermediate CA certificates between this issuer and the signing certificate.
+    fn check_ca(&self, below: usize) -> Result<(), SignError> {
         let bc: Option<BasicConstraints> = self.ext(OID_BASIC_CONSTRAINTS)?;
-        if !bc.is_some_and(|b| b.ca) {
+        let Some(bc) = bc.filter(|b| b.ca) else {
             return Err(SignError::Certificate(format!(
                 "{} issues a certificate of the chain but is not a CA (basicConstraints)",
                 self.subject()
             )));
+        };
+        if let Some(p) = bc.path_len_constraint {
+            if below > usize::from(p) {
+                return Err(SignError::Certificate(format!(
+                    "{} allows {p} intermediate certificate(s) below it (pathLenConstraint), the path has {below}",
+                    self.subject()
+                )));
+            }
         }
         if let Some(ku) = self.ext::<KeyUsage>(OID_KEY_USAGE)? {
             if !ku.key_cert_sign() {
@@ -185,21 +208,28 @@ impl Certificate {
         Ok(())
     }
 
+    /// RFC 5280 4.2.1.12: each of the two extensions, where present, must allow the use: key usage
+    /// `digitalSignature`, extended key usage `codeSigning` (or `anyExtendedKeyUsage`); at least one
+    /// of them must be present (OMS's reference refuses a certificate with neither).
     fn check_signing_use(&self) -> Result<(), SignError> {
-        if let Some(ku) = self.ext::<KeyUsage>(OID_KEY_USAGE)? {
-            if ku.digital_signature() {
-                return Ok(());
-            }
+        let ku = self.ext::<KeyUsage>(OID_KEY_USAGE)?;
+        let eku = self.ext::<ExtendedKeyUsage>(OID_EXT_KEY_USAGE)?;
+        let cannot = |why: &str| {
+            Err(SignError::Certificate(format!(
+                "{} cannot be used for signing: {why}",
+                self.subject()
+            )))
+        };
+        if ku.is_none() && eku.is_none() {
+            return cannot("it has neither a key usage nor an extended key usage");
         }
-        if let Some(eku) = self.ext::<ExtendedKeyUsage>(OID_EXT_KEY_USAGE)? {
-            if eku.0.contains(&OID_CODE_SIGNING) {
-                return Ok(());
-            }
+        if ku.is_some_and(|k| !k.digital_signature()) {
+            return cannot("its key usage lacks digitalSignature");
         }
-        Err(SignError::Certificate(format!(
-            "{} cannot be used for signing (neither key usage digitalSignature nor extended key usage codeSigning)",
-            self.subject()
-        )))
+        if eku.is_some_and(|e| !e.0.iter().any(|o| *o == OID_CODE_SIGNING || *o == OID_ANY_EKU)) {
+            return cannot("its extended key usage lacks codeSigning");
+        }
+        Ok(())
     }
 
     fn check_time(&self, t: u64, at: &str, what: &str) -> Result<(), SignError> {
@@ -235,45 +265,51 @@ pub fn load_certificates(pem: &[u8]) -> Result<Vec<Certificate>, SignError> {
 }
 
 /// Verifies `chain` (signing certificate first, then the certificates the bundle carries) against
-/// `roots`; returns the signing key and the subject of the root reached.
-pub fn verify_chain(chain: &[Certificate], roots: &[Certificate]) -> Result<(PublicKey, String), SignError> {
-    let leaf = &chain[0];
+/// `roots`; returns the signing key and the subject of the root reached. Every certificate of
+/// `chain` must be on the path (one may be the trusted root itself, byte for byte), so that no byte
+/// of a bundle's chain goes unchecked.
+pub(crate) fn verify_chain(chain: &[Certificate], roots: &[Certificate]) -> Result<(PublicKey, String), SignError> {
+    let Some(leaf) = chain.first() else {
+        return Err(SignError::Certificate("the chain holds no certificate".into()));
+    };
     let time = leaf.validity().0;
     let at = leaf.cert.tbs_certificate.validity.not_before.to_string();
     leaf.check_critical()?;
     leaf.check_signing_use()?;
     let key = leaf.public_key()?;
+    // used[i]: chain[i] is on the path.
+    let mut used = vec![false; chain.len()];
+    used[0] = true;
     let mut cur = leaf;
+    let mut reached: Option<&Certificate> = None;
     for depth in 0..MAX_CHAIN {
-        cur.check_time(
-            time,
-            &at,
-            if depth == 0 {
-                "the signing certificate"
-            } else {
-                "a chain certificate"
-            },
-        )?;
+        let what = if depth == 0 {
+            "the signing certificate"
+        } else {
+            "a chain certificate"
+        };
+        cur.check_time(time, &at, what)?;
         if let Some(root) = roots.iter().find(|r| *r == cur) {
-            return Ok((key, root.subject()));
+            reached = Some(root);
+            break;
         }
         // A root that signs `cur` ends the path.
         let mut next = None;
         for r in roots {
             if cur.signed_by(r)? {
-                next = Some((r, true));
+                next = Some((r, None));
                 break;
             }
         }
         if next.is_none() {
-            for c in &chain[1..] {
-                if c != cur && cur.signed_by(c)? {
-                    next = Some((c, false));
+            for (i, c) in chain.iter().enumerate().skip(1) {
+                if !used[i] && cur.signed_by(c)? {
+                    next = Some((c, Some(i)));
                     break;
                 }
             }
         }
-        let Some((issuer, is_root)) = next else {
+        let Some((issuer, at_index)) = next else {
             return Err(SignError::Certificate(format!(
                 "the chain does not lead to a trusted root: nothing given or in the bundle signs {} (issuer {})",
                 cur.subject(),
@@ -281,15 +317,50 @@ pub fn verify_chain(chain: &[Certificate], roots: &[Certificate]) -> Result<(Pub
             )));
         };
         issuer.check_critical()?;
-        issuer.check_ca()?;
-        if is_root {
-            issuer.check_time(time, &at, "the trusted root")?;
-            return Ok((key, issuer.subject()));
+        // `depth` intermediate CA certificates lie between this issuer and the signing
+        // certificate (RFC 5280's pathLenConstraint counts them).
+        issuer.check_ca(depth)?;
+        match at_index {
+            None => {
+                issuer.check_time(time, &at, "the trusted root")?;
+                reached = Some(issuer);
+                break;
+            }
+            Some(i) => {
+                used[i] = true;
+                cur = issuer;
+            }
         }
-        cur = issuer;
     }
-    Err(SignError::Certificate(format!(
-        "no trusted root within {MAX_CHAIN} certificates of {}",
-        leaf.subject()
-    )))
+    let Some(root) = reached else {
+        return Err(SignError::Certificate(format!(
+            "no trusted root within {MAX_CHAIN} certificates of {}",
+            leaf.subject()
+        )));
+    };
+    for (i, c) in chain.iter().enumerate() {
+        if !used[i] && c != root {
+            return Err(SignError::Certificate(format!(
+                "certificate {i} of the bundle ({}) is not on the path to the trusted root",
+                c.subject()
+            )));
+        }
+    }
+    Ok((key, root.subject()))
+}
+
+/// Checks that `chain` is a path, each certificate issued by the next: a signer's check, since
+/// [`verify_chain`] refuses a bundle that carries a certificate off the path.
+pub(crate) fn check_path(chain: &[Certificate]) -> Result<(), SignError> {
+    for (i, w) in chain.windows(2).enumerate() {
+        if !w[0].signed_by(&w[1])? {
+            return Err(SignError::Certificate(format!(
+                "certificate {} ({}) does not issue certificate {i} ({}): give the signing certificate first, then its issuers in order",
+                i + 1,
+                w[1].subject(),
+                w[0].subject()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -90,7 +90,8 @@ impl PrivateKey {
         let text = text.trim_start();
         match pem_label(text)? {
             "PRIVATE KEY" => {
-                let doc = der::Document::from_pem(text)
+                // A SecretDocument wipes its bytes when dropped.
+                let doc = der::SecretDocument::from_pem(text)
                     .map_err(|e| SignError::Key(format!("malformed PKCS#8 PEM ({e})")))?
                     .1;
                 let info = p256::pkcs8::PrivateKeyInfo::from_der(doc.as_bytes())

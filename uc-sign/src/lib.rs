@@ -11,12 +11,17 @@
 //! Sigstore keyless bundles (transparency log, Fulcio) are not supported and are refused clearly.
 //!
 //! Parsing is strict where the bytes are not covered by the signature (the bundle's JSON): unknown
-//! members, a second signature, a non-empty transparency log, non-canonical base64 and a key hint
-//! that names another key are errors, so that no byte of a signature file can change without the
-//! verification failing. The signed statement is read as OMS says (unknown predicate members are
-//! ignored), but its resource names are checked as paths (no `..`, no absolute path, no
-//! duplicates). Cryptography is RustCrypto's (`p256`, `ed25519-dalek`, `x509-cert`); nothing here
-//! implements a primitive.
+//! members, a second signature, a non-empty transparency log, non-canonical base64, certificates
+//! that are not canonical DER or not on the path, and a key hint that names another key are errors,
+//! so that no decoded value of a signature file can change without the verification failing, and
+//! every single-bit flip of one is refused (the tests flip every bit). What stays free is what JSON
+//! and ECDSA leave free without changing a value: whitespace, escapes in strings, a member given as
+//! `null` or left out where it is optional (`keyid`, `hint`, `tlogEntries`), and an ECDSA signature's
+//! `s` replaced by `n − s` (both verify; OMS's and OpenSSL's signers make either). The signed
+//! statement is read as OMS says (unknown predicate members are ignored), but its resource names
+//! are checked as paths (no `..`, no absolute path, no duplicates, not the signature file).
+//! Cryptography is RustCrypto's (`p256`, `ed25519-dalek`, `x509-cert`); nothing here implements a
+//! primitive.
 
 #![forbid(unsafe_code)]
 
@@ -329,6 +334,9 @@ pub fn sign(
     let mut seen = BTreeSet::new();
     for r in &sorted {
         check_resource_name(&r.name).map_err(SignError::Statement)?;
+        if r.name == SIGNATURE_NAME {
+            return Err(SignError::Statement(format!("{SIGNATURE_NAME} cannot sign itself")));
+        }
         if !seen.insert(r.name.as_str()) {
             return Err(SignError::Statement(format!("file {:?} listed twice", r.name)));
         }
@@ -370,6 +378,7 @@ pub fn sign(
             tlog_entries: Vec::new(),
         }
     } else {
+        cert::check_path(chain)?;
         let leaf_key = chain[0].public_key()?;
         if leaf_key != public {
             return Err(SignError::Certificate(format!(
@@ -575,6 +584,11 @@ pub fn verify(bytes: &[u8], trust: &Trust) -> Result<Verified, SignError> {
     let mut seen = BTreeSet::new();
     for (i, r) in st.predicate.resources.iter().enumerate() {
         check_resource_name(&r.name).map_err(|m| SignError::Statement(format!("resource {i}: {m}")))?;
+        if r.name == SIGNATURE_NAME {
+            return Err(SignError::Statement(format!(
+                "resource {i} is {SIGNATURE_NAME}, the signature file itself (it cannot be signed)"
+            )));
+        }
         if r.algorithm != "sha256" {
             return Err(SignError::Unsupported(format!(
                 "resource {:?} hashed with {:?}; sha256 is verified",

@@ -444,3 +444,210 @@ fn every_single_bit_flip_of_a_bundle_is_rejected() {
         );
     }
 }
+
+// ---- The certificate method against crafted chains (review findings) ----
+
+/// `builder` for a certificate issued by `issuer_key` under `issuer`.
+fn issue(
+    profile: Profile,
+    serial: u32,
+    subject: &str,
+    subject_key: &p256::ecdsa::SigningKey,
+    issuer_key: &p256::ecdsa::SigningKey,
+    extra: Option<x509_cert::ext::pkix::ExtendedKeyUsage>,
+) -> Certificate {
+    let mut b = CertificateBuilder::new(
+        profile,
+        SerialNumber::from(serial),
+        validity(T0 - 50 * DAY, T0 + 1000 * DAY),
+        Name::from_str(subject).unwrap(),
+        spki(subject_key),
+        issuer_key,
+    )
+    .unwrap();
+    if let Some(e) = extra {
+        b.add_extension(&e).unwrap();
+    }
+    der(b.build::<p256::ecdsa::DerSignature>().unwrap())
+}
+
+fn inter_name() -> Name {
+    Name::from_str("CN=uc test intermediate,O=UltraCompress tests").unwrap()
+}
+
+#[test]
+fn a_chain_that_carries_its_root_verifies_and_every_flip_of_it_is_refused() {
+    let (root, inter, leaf, key) = pki((T0 - 10 * DAY, T0 + 1000 * DAY));
+    let roots = Trust::Roots(vec![root.clone()]);
+    let b = sign("p", &files()[..1], &key, &[leaf, inter, root]).unwrap();
+    verify(&b, &roots).unwrap();
+    let mut accepted = 0;
+    let mut x = b.clone();
+    for i in 0..x.len() {
+        for bit in 0..8 {
+            x[i] ^= 1 << bit;
+            accepted += usize::from(verify(&x, &roots).is_ok());
+            x[i] ^= 1 << bit;
+        }
+    }
+    assert_eq!(accepted, 0, "of {} flips", 8 * x.len());
+}
+
+#[test]
+fn a_certificate_off_the_path_is_refused_by_signer_and_verifier() {
+    let (root, inter, leaf, key) = pki((T0 - 10 * DAY, T0 + 1000 * DAY));
+    let stranger = issue(Profile::Root, 77, "CN=stranger", &p256_key(77), &p256_key(77), None);
+    let e = sign("p", &files(), &key, &[leaf.clone(), inter.clone(), stranger.clone()]).unwrap_err();
+    assert!(e.to_string().contains("does not issue"), "{e}");
+    // The same bundle assembled by hand (a signer that does not check).
+    let good = sign("p", &files(), &key, &[leaf, inter]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v["verificationMaterial"]["x509CertificateChain"]["certificates"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"rawBytes": B64.encode(stranger.der())}));
+    let e = verify(&serde_json::to_vec(&v).unwrap(), &Trust::Roots(vec![root])).unwrap_err();
+    assert!(e.to_string().contains("not on the path"), "{e}");
+}
+
+#[test]
+fn path_length_constraints_are_enforced() {
+    // pki's intermediate has pathLenConstraint 0: it may not issue another CA on the path.
+    let (root, inter, _, _) = pki((T0 - 10 * DAY, T0 + 1000 * DAY));
+    let (k2, kl) = (p256_key(21), p256_key(22));
+    let inter2 = issue(
+        Profile::SubCA {
+            issuer: inter_name(),
+            path_len_constraint: None,
+        },
+        21,
+        "CN=uc second intermediate",
+        &k2,
+        &p256_key(12),
+        None,
+    );
+    let leaf = issue(
+        Profile::Leaf {
+            issuer: Name::from_str("CN=uc second intermediate").unwrap(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
+        22,
+        "CN=uc deep signer",
+        &kl,
+        &k2,
+        None,
+    );
+    let key = p256_private(22);
+    let b = sign("p", &files(), &key, &[leaf, inter2, inter]).unwrap();
+    let e = verify(&b, &Trust::Roots(vec![root])).unwrap_err();
+    assert!(e.to_string().contains("pathLenConstraint"), "{e}");
+}
+
+#[test]
+fn a_signing_certificate_must_allow_code_signing_where_it_says() {
+    let (root, inter, _, key) = pki((T0 - 10 * DAY, T0 + 1000 * DAY));
+    let server_only = x509_cert::ext::pkix::ExtendedKeyUsage(vec![x509_cert::der::oid::ObjectIdentifier::new_unwrap(
+        "1.3.6.1.5.5.7.3.1",
+    )]);
+    let leaf = issue(
+        Profile::Leaf {
+            issuer: inter_name(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
+        31,
+        "CN=uc web server",
+        &p256_key(13),
+        &p256_key(12),
+        Some(server_only),
+    );
+    let b = sign("p", &files(), &key, &[leaf, inter]).unwrap();
+    let e = verify(&b, &Trust::Roots(vec![root])).unwrap_err();
+    assert!(e.to_string().contains("lacks codeSigning"), "{e}");
+}
+
+/// The index of `needle` in `hay`, searching from the end.
+fn rfind(hay: &[u8], needle: &[u8]) -> usize {
+    (0..=hay.len() - needle.len())
+        .rev()
+        .find(|&i| &hay[i..i + needle.len()] == needle)
+        .unwrap()
+}
+
+#[test]
+fn certificates_that_are_not_canonical_der_or_carry_algorithm_parameters_are_refused() {
+    // A subject with two attributes in one RDN: DER sorts the SET; swapping them keeps every
+    // length and the signature would still verify over the re-encoded (sorted) bytes.
+    let k = p256_key(41);
+    let c = issue(Profile::Root, 41, "CN=leaf+O=x", &k, &k, None);
+    let d = c.der().to_vec();
+    let cn: &[u8] = &[
+        0x30, 0x0b, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x04, b'l', b'e', b'a', b'f',
+    ];
+    let o: &[u8] = &[0x30, 0x08, 0x06, 0x03, 0x55, 0x04, 0x0a, 0x0c, 0x01, b'x'];
+    let pair: Vec<u8> = [o, cn].concat();
+    let at = rfind(&d, &pair); // the subject (the issuer is the same name: take the last)
+    let mut swapped = d.clone();
+    swapped[at..at + pair.len()].copy_from_slice(&[cn, o].concat());
+    assert_ne!(swapped, d);
+    let e = Certificate::from_der(&swapped).unwrap_err();
+    assert!(e.contains("canonical DER"), "{e}");
+    // NULL parameters appended to the signing certificate's outer signatureAlgorithm (not covered
+    // by the signature): it still parses and re-encodes identically, so the chain check refuses it.
+    let (root, inter, leaf, key) = pki((T0 - 10 * DAY, T0 + 1000 * DAY));
+    let d = leaf.der().to_vec();
+    let alg: &[u8] = &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    let at = rfind(&d, alg);
+    let mut p = d[..at].to_vec();
+    p.extend_from_slice(&[
+        0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x05, 0x00,
+    ]);
+    p.extend_from_slice(&d[at + alg.len()..]);
+    assert_eq!(p[1], 0x82, "a certificate of 256..65535 bytes");
+    let len = u16::from_be_bytes([p[2], p[3]]) + 2;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    Certificate::from_der(&p).unwrap();
+    // uc's signer refuses the chain; a bundle assembled by hand is refused by the verifier.
+    assert!(
+        sign(
+            "p",
+            &files(),
+            &key,
+            &[Certificate::from_der(&p).unwrap(), inter.clone()]
+        )
+        .is_err()
+    );
+    let good = sign("p", &files(), &key, &[leaf, inter]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"] = B64.encode(&p).into();
+    let e = verify(&serde_json::to_vec(&v).unwrap(), &Trust::Roots(vec![root])).unwrap_err();
+    assert!(
+        e.to_string().contains("differs inside and outside") || e.to_string().contains("parameters"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_resource_named_like_the_signature_is_refused() {
+    let key = p256_private(1);
+    let d: [u8; 32] = Sha256::digest(b"x").into();
+    let hexd = format!("{:x}", Sha256::digest(b"x"));
+    let st = statement(
+        serde_json::json!([{"name": "model.sig", "algorithm": "sha256", "digest": hexd}]),
+        &root_of(&[d]),
+    );
+    let e = verify(&bundle_with_payload(&st, &key), &Trust::PublicKey(key.public())).unwrap_err();
+    assert!(e.to_string().contains("signature file itself"), "{e}");
+    let e = sign(
+        "p",
+        &[Resource {
+            name: "model.sig".into(),
+            sha256: d,
+        }],
+        &key,
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("cannot sign itself"), "{e}");
+}

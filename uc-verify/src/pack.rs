@@ -1067,19 +1067,22 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
     let mut checks = Vec::new();
     let mut found = walk(dir)?;
     cx.check_cancel()?;
-    // The signature file is not part of the pack's content: `model.sig` at the root, and
-    // the file given with `--signature` when it lies inside the pack.
-    let mut sig_names = vec![uc_sign::SIGNATURE_NAME.to_string()];
-    if let Some(so) = opts.signature {
-        if let Some(rel) = relative_inside(dir, &so.path) {
-            sig_names.push(rel);
-        }
+    // The signature file is not part of the pack's content: `model.sig` at the
+    // root, when it is a regular file. Any other file, a signature given with `--signature`
+    // included, is content and must be listed.
+    let root_sig = matches!(found.entries.get(uc_sign::SIGNATURE_NAME), Some(Kind::File(_)));
+    if root_sig {
+        found.entries.remove(uc_sign::SIGNATURE_NAME);
     }
-    for n in &sig_names {
-        if matches!(found.entries.get(n), Some(Kind::File(_))) {
-            found.entries.remove(n);
-        }
-    }
+    // Entries that are not regular files (links, devices, names that are not UTF-8): content that
+    // no signature can list, reported by the signature check too.
+    let unsignable: Vec<String> = found
+        .entries
+        .iter()
+        .filter(|(_, k)| matches!(k, Kind::Other(_)))
+        .map(|(n, _)| n.clone())
+        .chain(found.bad_names.iter().cloned())
+        .collect();
 
     // Layout and manifest.
     let st_files = check_layout(&found, &mut checks);
@@ -1152,10 +1155,17 @@ pub fn verify_pack(dir: &Path, opts: &PackOptions<'_>) -> Result<PackReport, Pac
         .position(|f| f.name == MANIFEST_NAME)
         .map(|i| files.remove(i));
     let actual: BTreeMap<&str, &FileReport> = files.iter().map(|f| (f.name.as_str(), f)).collect();
-    let signature = match opts.signature {
-        Some(so) => Some(check_signature(dir, so, &files, manifest_report.as_ref(), &mut checks)?),
-        None => None,
-    };
+    let signature = opts.signature.map(|so| {
+        check_signature(
+            dir,
+            so,
+            &files,
+            manifest_report.as_ref(),
+            &unsignable,
+            root_sig,
+            &mut checks,
+        )
+    });
     for b in &found.bad_names {
         checks.push(Check::fail(CheckName::FileUnlisted, "file name is not valid UTF-8").file(b));
     }
@@ -1533,14 +1543,19 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 
 /// The `signature` and `signature.files` checks: the bundle against the trust given, then
 /// every signed file against the digests just computed (hashing is shared with `file.digest`).
+/// `unsignable`: entries of the pack that are not regular files; `root_sig`: the pack holds a
+/// `model.sig` at its root.
 fn check_signature(
     dir: &Path,
     so: &SignatureOptions,
     files: &[FileReport],
     manifest: Option<&FileReport>,
+    unsignable: &[String],
+    root_sig: bool,
     checks: &mut Vec<Check>,
-) -> Result<SignatureReport, PackError> {
-    let shown = relative_inside(dir, &so.path).unwrap_or_else(|| {
+) -> SignatureReport {
+    let inside = relative_inside(dir, &so.path);
+    let shown = inside.clone().unwrap_or_else(|| {
         so.path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -1563,7 +1578,7 @@ fn check_signature(
         // check (exit 1), not a usage error, so that removing `model.sig` cannot pass.
         Err(e) => {
             checks.push(Check::fail(CheckName::Signature, format!("cannot read the signature: {e}")).file(&shown));
-            return Ok(report);
+            return report;
         }
     };
     report.sha256 = Some(hex(&Sha256::digest(&bytes)));
@@ -1571,7 +1586,7 @@ fn check_signature(
         Ok(v) => v,
         Err(e) => {
             checks.push(Check::fail(CheckName::Signature, e.to_string()).file(&shown));
-            return Ok(report);
+            return report;
         }
     };
     report.algorithm = Some(v.algorithm.name());
@@ -1589,11 +1604,18 @@ fn check_signature(
             format!("certificate {} (key {}) chained to {}", subject, v.key_id, root)
         }
     };
+    // A model.sig at the root that is not the signature verified is reported (it is not content,
+    // and nothing checked it).
+    let other = if root_sig && inside.as_deref() != Some(uc_sign::SIGNATURE_NAME) {
+        format!("; the pack's own {} was not verified", uc_sign::SIGNATURE_NAME)
+    } else {
+        String::new()
+    };
     checks.push(
         Check::pass(
             CheckName::Signature,
             format!(
-                "OMS v1.0 bundle, {} signature by {who}, over {} files",
+                "OMS v1.0 bundle, {} signature by {who}, over {} files{other}",
                 v.algorithm.name(),
                 v.resources.len()
             ),
@@ -1608,7 +1630,7 @@ fn check_signature(
         }
     }
     let mismatches = uc_sign::compare_files(&v, &actual);
-    if mismatches.is_empty() {
+    if mismatches.is_empty() && unsignable.is_empty() {
         report.verdict = "valid";
         checks.push(Check::pass(
             CheckName::SignatureFiles,
@@ -1618,7 +1640,16 @@ fn check_signature(
     for m in mismatches {
         checks.push(Check::fail(CheckName::SignatureFiles, m.to_string()).file(m.file()));
     }
-    Ok(report)
+    for n in unsignable {
+        checks.push(
+            Check::fail(
+                CheckName::SignatureFiles,
+                "not a regular file (or its name is not UTF-8): not covered by the signature",
+            )
+            .file(n),
+        );
+    }
+    report
 }
 
 fn file_check(name: &str, e: &FileEntry, kind: Option<&Kind>, actual: Option<&&FileReport>) -> Check {

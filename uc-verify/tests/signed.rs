@@ -211,6 +211,18 @@ fn a_signed_pack_verifies_and_tampering_is_named() {
     .unwrap();
     let f = failures(&verify_signed(&dir, &Trust::PublicKey(other_key.public())));
     assert_eq!(f, vec![(CheckName::Signature, Some("model.sig".into()))]);
+
+    // A symbolic link added: the signature check reports it too, not only file.unlisted.
+    std::os::unix::fs::symlink("cfg/config.json", dir.join("link.json")).unwrap();
+    let r = verify_signed(&dir, &trust);
+    let f = failures(&r);
+    assert!(
+        f.contains(&(CheckName::SignatureFiles, Some("link.json".into()))),
+        "{f:?}"
+    );
+    assert_eq!(r.signature.as_ref().unwrap().verdict, "invalid");
+    std::fs::remove_file(dir.join("link.json")).unwrap();
+    assert!(verify_signed(&dir, &trust).verified);
 }
 
 #[test]
