@@ -58,15 +58,17 @@ pub enum Path {
 
 impl Path {
     /// The path that runs for a record of `bits`-bit codes on this CPU. [`Path::Auto`] picks AVX2
-    /// for `bits <= 4` (register-table lookups; 4-bit codes unpacked to bytes a block at a time)
-    /// and for 8 (`vgatherdps` from the 256-entry grid, 1.9x the portable path on the 2-core Xeon,
-    /// BENCHMARKS.md "Decode speed"), and the portable path for 5..=7, where it measured faster than
-    /// the AVX2 blend tree (5) and gather (6, 7). [`Path::Avx2`] falls back to the portable path
-    /// where AVX2 is not available.
+    /// wherever it is available: register-table lookups for `bits <= 5` (4-bit codes unpacked to
+    /// bytes a block at a time) and `vgatherdps` for 6..=8, with the codes loaded in place; it
+    /// measured faster than the portable path at every width on the 2-core Xeon (BENCHMARKS.md,
+    /// "Decode speed"). [`Path::Avx2`] falls back to the portable path where AVX2 is not available.
     pub fn resolve(self, bits: u8) -> Path {
+        // Every width takes the same path today; `bits` stays in the signature for paths that
+        // depend on it.
+        let _ = bits;
         let avx2 = kernels::avx2_available();
         match self {
-            Path::Auto if avx2 && (bits <= 4 || bits == 8) => Path::Avx2,
+            Path::Auto if avx2 => Path::Avx2,
             Path::Auto => Path::Portable,
             Path::Avx2 if avx2 => Path::Avx2,
             Path::Avx2 => Path::Portable,

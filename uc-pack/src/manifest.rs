@@ -920,7 +920,12 @@ mod tests {
     #[test]
     fn file_names_and_versions() {
         // A model.sig below the root is an ordinary file; only the root's is the signature.
-        for ok in ["model.safetensors", "tokenizer/tokenizer.json", "a b.txt", "sub/model.sig"] {
+        for ok in [
+            "model.safetensors",
+            "tokenizer/tokenizer.json",
+            "a b.txt",
+            "sub/model.sig",
+        ] {
             assert!(check_file_name(ok).is_ok(), "{ok}");
         }
         for bad in [
