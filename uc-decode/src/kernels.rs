@@ -78,7 +78,8 @@ pub(crate) fn avx2_available() -> bool {
 /// 16 or 32 elements are whole multiples of 8). Generic so that the v0.3 kernels keep one
 /// loop-invariant scale.
 pub(crate) trait GroupScales: Copy {
-    /// Whether one scale covers the whole group (`of` ignores `g`).
+    /// Whether one scale covers the whole group (`of` ignores `g`); the AVX2 kernels use it.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const UNIFORM: bool;
     /// The scale of elements `8g..8g+8`.
     fn of(&self, g: usize) -> f32;
@@ -199,29 +200,12 @@ fn block_bytes<const B: usize>(codes: &[u8]) -> [u8; 64] {
     buf
 }
 
-/// [`group_word`] from a [`block_bytes`] copy.
+/// The 8 codes of group `g` as the low `8*B` bits of a little-endian word, from a [`block_bytes`]
+/// copy (the group occupies `B` whole bytes from byte `g*B`, R-6.2).
 #[inline(always)]
 fn buf_word<const B: usize>(buf: &[u8; 64], g: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&buf[g * B..g * B + 8]);
-    u64::from_le_bytes(w)
-}
-
-/// The 8 codes of group `g` (elements `8g..8g+8` of a block) as the low `8*B` bits of a
-/// little-endian word: the group occupies exactly `B` whole bytes starting at byte `g*B` of the
-/// block. `codes` runs from the block's first byte to the end of the section; the word is
-/// read in place (bits past the group belong to the next group or block and are never used), and
-/// only near the end of the section through a zero-padded copy. Reading in place, rather than from
-/// a copy of the block, avoids a store-to-load forwarding stall on every load that straddles the
-/// copy's stores.
-#[inline(always)]
-fn group_word<const B: usize>(codes: &[u8], g: usize) -> u64 {
-    let at = g * B;
-    let mut w = [0u8; 8];
-    match codes.get(at..at + 8) {
-        Some(b) => w.copy_from_slice(b),
-        None => w[..B].copy_from_slice(&codes[at..at + B]),
-    }
     u64::from_le_bytes(w)
 }
 
@@ -265,8 +249,26 @@ mod avx2 {
     //! 8 f32 stores at `dst[8g..8g+8]` with `g < 8` into a 64-element array, the gather reads
     //! `grid[idx]` with `idx < 2^B <= 256` from a 256-element array, and the 4-bit kernel's one
     //! 32-byte load reads the block's 32 code bytes (`codes` holds at least them).
-    use super::{BLOCK, GroupScales, Record, for_each_block, group_word, v03_scales, v04_word};
+    use super::{BLOCK, GroupScales, Record, for_each_block, v03_scales, v04_word};
     use core::arch::x86_64::*;
+
+    /// The 8 codes of group `g` (elements `8g..8g+8` of a block) as the low `8*B` bits of a
+    /// little-endian word: the group occupies exactly `B` whole bytes starting at byte `g*B` of the
+    /// block. `codes` runs from the block's first byte to the end of the section; the word is
+    /// read in place (bits past the group belong to the next group or block and are never used), and
+    /// only near the end of the section through a zero-padded copy. Reading in place, rather than from
+    /// a copy of the block, avoids a store-to-load forwarding stall on every load that straddles the
+    /// copy's stores.
+    #[inline(always)]
+    fn group_word<const B: usize>(codes: &[u8], g: usize) -> u64 {
+        let at = g * B;
+        let mut w = [0u8; 8];
+        match codes.get(at..at + 8) {
+            Some(b) => w.copy_from_slice(b),
+            None => w[..B].copy_from_slice(&codes[at..at + B]),
+        }
+        u64::from_le_bytes(w)
+    }
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn decode<const B: usize>(rec: &Record<'_>, start: u64, out: &mut [f32]) {
