@@ -323,8 +323,6 @@ mod avx2 {
             let spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
             let t0 = _mm256_loadu_ps(grid.as_ptr());
             let t1 = _mm256_loadu_ps(grid.as_ptr().add(8));
-            let t2 = _mm256_loadu_ps(grid.as_ptr().add(16));
-            let t3 = _mm256_loadu_ps(grid.as_ptr().add(24));
             if B == 4 {
                 for_each_block(rec, start, out, scales, |codes, s: S, dst: &mut [f32; BLOCK]| {
                     // The 64 codes as bytes, in order: low nibbles are the even codes, high
@@ -392,20 +390,6 @@ mod avx2 {
                             _mm256_permutevar8x32_ps(t1, idx),
                             sel,
                         )
-                    } else if B == 5 {
-                        let sel3 = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
-                        let sel4 = _mm256_castsi256_ps(_mm256_slli_epi32::<27>(idx));
-                        let q0 = _mm256_blendv_ps(
-                            _mm256_permutevar8x32_ps(t0, idx),
-                            _mm256_permutevar8x32_ps(t1, idx),
-                            sel3,
-                        );
-                        let q1 = _mm256_blendv_ps(
-                            _mm256_permutevar8x32_ps(t2, idx),
-                            _mm256_permutevar8x32_ps(t3, idx),
-                            sel3,
-                        );
-                        _mm256_blendv_ps(q0, q1, sel4)
                     } else {
                         _mm256_i32gather_ps::<4>(grid.as_ptr(), idx)
                     };

@@ -58,8 +58,8 @@ pub enum Path {
 
 impl Path {
     /// The path that runs for a record of `bits`-bit codes on this CPU. [`Path::Auto`] picks AVX2
-    /// wherever it is available: register-table lookups for `bits <= 5` (4-bit codes unpacked to
-    /// bytes a block at a time) and `vgatherdps` for 6..=8, with the codes loaded in place; it
+    /// wherever it is available: register-table lookups for `bits <= 4` (4-bit codes unpacked to
+    /// bytes a block at a time) and `vgatherdps` for 5..=8, with the codes loaded in place; it
     /// measured faster than the portable path at every width on the 2-core Xeon (BENCHMARKS.md,
     /// "Decode speed"). [`Path::Avx2`] falls back to the portable path where AVX2 is not available.
     pub fn resolve(self, bits: u8) -> Path {
