@@ -52,10 +52,9 @@ pub struct Opts {
     pub threads: Option<usize>,
     /// How the budget's allocator estimates each (bits, rank) choice's error before choosing:
     /// sampled (the whole tensor at the width nearest --bpw, GSQ of a seeded sample of about one
-    /// row in 8 at every other width; about 1.2 to 1.4 times the time of a fixed --bits) or exact
-    /// (every width on the whole tensor; several times slower, allocation errors measured rather
-    /// than estimated). Sizes are exact either way, so the budget holds either way. Not used with
-    /// both --bits and --rank.
+    /// row in 8 at every other width; measured 1.1 to 1.3 times the time of a fixed --bits) or
+    /// exact (every width on the whole tensor; measured 3.3 to 4 times a fixed --bits). Sizes are
+    /// exact either way, so the budget holds either way. Not used with both --bits and --rank.
     #[arg(long, value_enum, default_value_t = AnalysisArg::Sampled)]
     pub analysis: AnalysisArg,
     /// Seed of the randomized parts (SVD sketches, the sampled analysis's rows).
