@@ -308,6 +308,19 @@ fn the_sampled_analysis_is_deterministic_close_to_the_exact_one_and_keeps_its_ow
     assert!(bs <= 3.5 && be <= 3.5 && bs > 3.3, "{bs} {be}");
     assert!(es <= ee * 1.05, "sampled {es} vs exact {ee}");
 
+    // Killed after the first tensor's candidates (events: job.json 2, each candidate file 2), or
+    // after both candidate files and the first record file but before its metadata: the rerun
+    // resumes what is complete and writes the same bytes.
+    for (k, resumed) in [(4u64, 1u64), (8, 2)] {
+        let out = out_of(&format!("k{k}"));
+        let a = args(&out, &[]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        assert!(compress_crashing_at(k, &a), "k={k}");
+        let v = json_of(&ok(uc(&a)));
+        assert_eq!(v["resumed_steps"], resumed, "k={k}");
+        assert_same_pack(&base, &out);
+    }
+
     // A journal of the exact analysis is another job for the sampled one: refused, not misread.
     // Events: job.json (2), the first tensor's candidates (2).
     let out = out_of("journal");
