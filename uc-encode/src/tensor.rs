@@ -218,14 +218,17 @@ pub fn candidates(
 
 /// The sampled analysis measures GSQ on about one row in this many ([`sample_rows`]).
 pub const SAMPLE_ROW_FRACTION: usize = 8;
-/// ... and on at least this many weights, so that a 256-value grid is fitted to enough data.
+/// The fewest weights the sampled analysis measures a width on, so that a grid of up to 256 values
+/// is fitted to enough data.
 pub const MIN_SAMPLE_WEIGHTS: usize = 1 << 14;
 
 /// The rows of a `[rows, cols]` tensor that the sampled analysis quantizes: about one in
 /// [`SAMPLE_ROW_FRACTION`] (at least [`MIN_SAMPLE_WEIGHTS`] weights), drawn systematically from
 /// the rows ordered by their energy `Σ w²` (largest first, ties by index) at an offset given by
 /// `seed`, so that the few high-energy rows of a tensor with outlier channels are represented in
-/// proportion; returned in ascending order. `None` when that would be more than half of the rows
+/// proportion (in expectation: a tensor whose error at some width comes from a handful of rows is
+/// still misjudged at that width when the sample misses them, e.g. MiniLM's `output.dense` at 8
+/// bits, see BENCHMARKS.md); returned in ascending order. `None` when that would be more than half of the rows
 /// (the tensor is small enough to analyse exactly).
 pub fn sample_rows(data: &[f32], rows: usize, cols: usize, seed: u64) -> Option<Vec<usize>> {
     if rows == 0 || cols == 0 || data.len() != rows * cols {
@@ -280,8 +283,10 @@ pub fn reference_width(
 /// - At the width [`reference_width`] of `bpw` the tensor is quantized whole and its
 ///   residual's singular values give, as in [`candidates`], the error of every rank, and with it
 ///   the fraction `q_r = err2(reference, r) / err2(reference, 0)` of the residual that an overlay
-///   of rank `r` leaves. (Measured on BERT and Llama weights, `q_r` varies by a few percent at most
-///   across widths: the GSQ residual is close to noise whose spectrum scales with its energy.)
+///   of rank `r` leaves. (Measured on MiniLM and SmolLM2 weights, `q_r` varies by a few percent
+///   across widths: the GSQ residual is close to noise whose spectrum scales with its energy. It
+///   does not hold for a residual that keeps much of the weight's own low-rank structure, as at 2
+///   bits on a nearly low-rank matrix.)
 /// - Every width is also measured by GSQ on the rows of [`sample_rows`]; its rank-0 error is that
 ///   sample's error times `err2(reference, 0) / sample_err2(reference)` (which calibrates the
 ///   sample against the whole tensor), and its rank-`r` error that times `q_r`.
