@@ -226,9 +226,10 @@ pub const MIN_SAMPLE_WEIGHTS: usize = 1 << 14;
 /// [`SAMPLE_ROW_FRACTION`] (at least [`MIN_SAMPLE_WEIGHTS`] weights), drawn systematically from
 /// the rows ordered by their energy `Σ w²` (largest first, ties by index) at an offset given by
 /// `seed`, so that the few high-energy rows of a tensor with outlier channels are represented in
-/// proportion (in expectation: a tensor whose error at some width comes from a handful of rows is
-/// still misjudged at that width when the sample misses them, e.g. MiniLM's `output.dense` at 8
-/// bits, see BENCHMARKS.md); returned in ascending order. `None` when that would be more than half of the rows
+/// proportion (in expectation only: where one outlier row's large-scale blocks dominate the fit
+/// of the grid, as in MiniLM's `output.dense`, a sample without that row fits a grid that suits the
+/// other rows better than the whole tensor's does, and the error at 7 and 8 bits comes out as low
+/// as half the real one, see BENCHMARKS.md); returned in ascending order. `None` when that would be more than half of the rows
 /// (the tensor is small enough to analyse exactly).
 pub fn sample_rows(data: &[f32], rows: usize, cols: usize, seed: u64) -> Option<Vec<usize>> {
     if rows == 0 || cols == 0 || data.len() != rows * cols {
