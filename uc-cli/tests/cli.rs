@@ -254,6 +254,86 @@ fn the_allocator_path_is_deterministic_and_resumable() {
     }
 }
 
+/// Size-weighted mean squared relative error of the quantized tensors of a `--json` summary (the
+/// allocator's objective) and their bits per weight.
+fn objective_and_bpw(v: &Value) -> (f64, f64) {
+    let (mut e, mut bits, mut n) = (0f64, 0f64, 0f64);
+    for t in v["tensors"].as_array().unwrap() {
+        if t["bits"].is_null() {
+            continue;
+        }
+        let k: f64 = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_f64().unwrap())
+            .product();
+        e += k * t["rel_l2"].as_f64().unwrap().powi(2);
+        bits += 8.0 * t["bytes"].as_f64().unwrap();
+        n += k;
+    }
+    (e / n, bits / n)
+}
+
+#[cfg(unix)]
+#[test]
+fn the_sampled_analysis_is_deterministic_close_to_the_exact_one_and_keeps_its_own_journal() {
+    let s = Scratch::new("sampled");
+    let src = s.join("model");
+    sampled_model(&src);
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["compress", p(&src), "--output-dir", p(out), "--bpw", "3.5", "--json"]
+            .map(String::from)
+            .to_vec();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let out_of = |tag: &str| {
+        let d = s.join(tag);
+        std::fs::create_dir_all(&d).unwrap();
+        d.join("pack")
+    };
+    // Default analysis: any thread count, the same bytes, within the budget.
+    let base = out_of("t2");
+    let sampled = json_of(&ok(uc(&args(&base, &["--threads", "2"]))));
+    let one = out_of("t1");
+    ok(uc(&args(&one, &["--threads", "1", "--analysis", "sampled"])));
+    assert_same_pack(&base, &one);
+    verify(&base);
+    // The exact analysis: also within the budget; the sampled one's error is at most a few
+    // percent above it.
+    let exact = json_of(&ok(uc(&args(&out_of("exact"), &["--analysis", "exact"]))));
+    let (es, bs) = objective_and_bpw(&sampled);
+    let (ee, be) = objective_and_bpw(&exact);
+    assert!(bs <= 3.5 && be <= 3.5 && bs > 3.3, "{bs} {be}");
+    assert!(es <= ee * 1.05, "sampled {es} vs exact {ee}");
+
+    // Killed after the first tensor's candidates (events: job.json 2, each candidate file 2), or
+    // after both candidate files and the first record file but before its metadata: the rerun
+    // resumes what is complete and writes the same bytes.
+    for (k, resumed) in [(4u64, 1u64), (8, 2)] {
+        let out = out_of(&format!("k{k}"));
+        let a = args(&out, &[]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        assert!(compress_crashing_at(k, &a), "k={k}");
+        let v = json_of(&ok(uc(&a)));
+        assert_eq!(v["resumed_steps"], resumed, "k={k}");
+        assert_same_pack(&base, &out);
+    }
+
+    // A journal of the exact analysis is another job for the sampled one: refused, not misread.
+    // Events: job.json (2), the first tensor's candidates (2).
+    let out = out_of("journal");
+    let exact_args = args(&out, &["--analysis", "exact"]);
+    let exact_args: Vec<&str> = exact_args.iter().map(String::as_str).collect();
+    assert!(compress_crashing_at(4, &exact_args));
+    let e = fails(uc(&args(&out, &[])));
+    assert!(e.contains("other inputs or options"), "{e}");
+    let v = json_of(&ok(uc(&exact_args)));
+    assert_eq!(v["resumed_steps"], 1);
+    assert_eq!(v["tensors"], exact["tensors"]);
+}
+
 #[cfg(unix)]
 #[test]
 fn a_run_killed_with_sigkill_resumes_to_the_same_bytes() {

@@ -1,5 +1,6 @@
-//! `uc compress`: the streaming, resumable, deterministic encoder pipeline: **analyse** (the error
-//! and exact size of every allowed (bits, rank) candidate per tensor, [`crate::tensor::candidates`]),
+//! `uc compress`: the streaming, resumable, deterministic encoder pipeline: **analyse** (the exact
+//! size and the measured or sampled error of every allowed (bits, rank) candidate per tensor,
+//! [`crate::tensor::candidates`], [`crate::tensor::sampled_candidates`]),
 //! **allocate** within the bpw budget ([`crate::plan::allocate`]), **encode** (data-free with
 //! [`crate::tensor::encode_tensor`], or through a [`crate::calibrate::Calibrator`]), **write** the
 //! pack into the work directory, **verify** it with the uc-verify library, **install** it at the
@@ -12,11 +13,11 @@ use crate::error::{CompressError, io, opt};
 use crate::journal::{
     CandidatesEntry, Encoded, InstallEntry, JobEntry, WorkLock, journal_record, journaled_record, read_json, write_json,
 };
-pub use crate::options::{CompressOptions, CompressSummary, TensorSummary};
+pub use crate::options::{Analysis, CompressOptions, CompressSummary, TensorSummary};
 use crate::plan::{TensorCandidates, allocate};
 use crate::policy::{DEFAULT_BITS, DEFAULT_RANKS, is_quantized};
 use crate::source::{SourceModel, SourceTensor};
-use crate::tensor::{Candidate, TensorOptions, candidates, encode_tensor};
+use crate::tensor::{Candidate, TensorOptions, candidates, encode_tensor, sampled_candidates};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -113,14 +114,13 @@ impl Job<'_> {
         }
         let data = self.src.read_f32(t)?;
         let (bits, ranks) = self.allowed();
-        let cands = candidates(
-            &data,
-            &t.shape,
-            &bits,
-            &ranks,
-            seed_for(self.opts.seed, &t.name),
-            self.opts.subscales,
-        )
+        let seed = seed_for(self.opts.seed, &t.name);
+        let cands = match self.opts.analysis {
+            Analysis::Exact => candidates(&data, &t.shape, &bits, &ranks, seed, self.opts.subscales),
+            Analysis::Sampled => {
+                sampled_candidates(&data, &t.shape, &bits, &ranks, seed, self.opts.subscales, self.opts.bpw)
+            }
+        }
         .map_err(|err| CompressError::Encode {
             tensor: t.name.clone(),
             err,
@@ -187,6 +187,9 @@ fn fingerprint(
         "rank": opts.rank,
         "subscales": opts.subscales,
         "outer_bits": opts.outer_bits,
+        // The journal's candidate files hold this analysis's estimates: a journal written by the
+        // other analysis (or by a tool from before the choice existed) is another job.
+        "analysis": opts.analysis,
         "seed": opts.seed,
         "skip": opts.skip,
         "method_version": opts.method_version,

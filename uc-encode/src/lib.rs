@@ -7,8 +7,8 @@
 //! - [`gsq`]: grid scalar quantization of one tensor: binary16 absmax scales per 64-weight block, a
 //!   1-D k-means grid of `2^bits` values, nearest-grid codes ([`quantize`], [`quantize_parts`]).
 //! - [`svd`]: the randomized truncated SVD of the residual that gives the low-rank overlay.
-//! - [`tensor`]: one tensor encoded with (bits, rank), and every candidate's exact size and error
-//!   ([`encode_tensor`], [`candidates`]).
+//! - [`tensor`]: one tensor encoded with (bits, rank), and every candidate's exact size and its
+//!   measured or sampled error ([`encode_tensor`], [`candidates`], [`sampled_candidates`]).
 //! - [`plan`]: the allocation of (bits, rank) per tensor within a bits-per-weight budget.
 //! - [`policy`]: which tensors are quantized, and the allocator's default choices.
 //!
@@ -42,4 +42,4 @@ mod write;
 pub use compress::{CompressOptions, CompressSummary, TensorSummary, compress};
 pub use error::CompressError;
 pub use gsq::{EncodeError, GsqOptions, GsqParts, QuantizedTensor, SubScales, quantize, quantize_parts};
-pub use tensor::{Candidate, EncodedTensor, TensorOptions, candidates, encode_tensor};
+pub use tensor::{Candidate, EncodedTensor, TensorOptions, candidates, encode_tensor, sampled_candidates};

@@ -21,7 +21,9 @@ pub struct CompressOptions {
     /// Two-level scales for every quantized tensor (spec section 13; v0.4 records), or `None`
     /// for v0.3 records (one binary16 scale per 64 weights).
     pub subscales: Option<crate::gsq::SubScales>,
-    /// Seed (randomized SVD).
+    /// How phase 1 estimates the error of every (bits, rank) candidate.
+    pub analysis: Analysis,
+    /// Seed (randomized SVD, row sample of the sampled analysis).
     pub seed: u64,
     /// Method version recorded in the manifest.
     pub method_version: String,
@@ -40,6 +42,20 @@ pub struct CompressOptions {
     pub calibration: Option<std::sync::Arc<dyn crate::calibrate::Calibrator>>,
     /// Sign the pack (OMS v1.0 `model.sig`) before it is installed (`--sign-key`).
     pub sign: Option<crate::sign::SignSpec>,
+}
+
+/// How the analysis phase of [`crate::compress()`] estimates each candidate's error (the cost of
+/// every candidate is exact either way, from its record layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Analysis {
+    /// One GSQ of the whole tensor and one SVD of its residual per allowed bit width
+    /// ([`crate::tensor::candidates`]).
+    Exact,
+    /// One GSQ and one SVD of the whole tensor at the width nearest the budget, and one GSQ of a
+    /// seeded row sample per width ([`crate::tensor::sampled_candidates`]).
+    #[default]
+    Sampled,
 }
 
 /// Per-tensor result (serialised as the CLI's `--json` summary entry).

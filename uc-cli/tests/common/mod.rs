@@ -308,6 +308,21 @@ pub fn small_model(dir: &Path) {
     );
 }
 
+/// A model whose two weights (1024 x 64 and 64 x 1024, hidden size 64) have enough rows for the
+/// default analysis to measure the widths other than the reference on a row sample.
+pub fn sampled_model(dir: &Path) {
+    let mut r = Rng(7);
+    write_model(
+        dir,
+        &[
+            matrix(&mut r, "layers.0.mlp.w_in.weight", Dtype::F32, 1024, 64),
+            matrix(&mut r, "layers.0.mlp.w_out.weight", Dtype::F32, 64, 1024),
+            vector(&mut r, "layers.0.norm.weight", 64),
+        ],
+        64,
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Measured runs: exit code, wall time and peak memory of the child.
 
