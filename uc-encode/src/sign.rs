@@ -81,17 +81,6 @@ pub struct SignSummary {
     pub fingerprint: String,
 }
 
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// The bundle for a pack that verified (`report` from `uc_verify::verify_pack` of `dir`).
 pub(crate) fn bundle_for(
     dir: &Path,
@@ -103,7 +92,7 @@ pub(crate) fn bundle_for(
     for f in &report.files {
         files.push(Resource {
             name: f.name.clone(),
-            sha256: unhex32(&f.sha256).ok_or_else(|| internal("a file digest is not hex64"))?,
+            sha256: uc_sign::parse_hex32(&f.sha256).ok_or_else(|| internal("a file digest is not hex64"))?,
         });
     }
     let m = report
@@ -112,7 +101,7 @@ pub(crate) fn bundle_for(
         .ok_or_else(|| internal("a verified pack without a manifest digest"))?;
     files.push(Resource {
         name: uc_pack::manifest::MANIFEST_NAME.into(),
-        sha256: unhex32(m).ok_or_else(|| internal("the manifest digest is not hex64"))?,
+        sha256: uc_sign::parse_hex32(m).ok_or_else(|| internal("the manifest digest is not hex64"))?,
     });
     let name = std::fs::canonicalize(dir)
         .ok()

@@ -94,7 +94,8 @@ pub(crate) fn hex(b: &[u8]) -> String {
     })
 }
 
-fn unhex32(s: &str) -> Option<[u8; 32]> {
+/// Parses 64 lowercase hex digits (a SHA-256 as OMS and uc manifests write it).
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
         return None;
     }
@@ -595,7 +596,7 @@ pub fn verify(bytes: &[u8], trust: &Trust) -> Result<Verified, SignError> {
                 r.name, r.algorithm
             )));
         }
-        let d = unhex32(&r.digest).ok_or_else(|| {
+        let d = parse_hex32(&r.digest).ok_or_else(|| {
             SignError::Statement(format!("resource {:?}: digest is not 64 lowercase hex digits", r.name))
         })?;
         if !seen.insert(r.name.as_str()) {
@@ -606,7 +607,7 @@ pub fn verify(bytes: &[u8], trust: &Trust) -> Result<Verified, SignError> {
             sha256: d,
         });
     }
-    let want = unhex32(&st.subject[0].digest.sha256)
+    let want = parse_hex32(&st.subject[0].digest.sha256)
         .ok_or_else(|| SignError::Statement("the subject's sha256 is not 64 lowercase hex digits".into()))?;
     let got = root_digest(resources.iter().map(|r| &r.sha256));
     if got != want {

@@ -1530,17 +1530,6 @@ fn relative_inside(dir: &Path, path: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// The `signature` and `signature.files` checks: the bundle against the trust given, then
 /// every signed file against the digests just computed (hashing is shared with `file.digest`).
 /// `unsignable`: entries of the pack that are not regular files; `root_sig`: the pack holds a
@@ -1625,7 +1614,7 @@ fn check_signature(
     let mut actual = BTreeMap::new();
     for f in files.iter().chain(manifest) {
         // Digests computed here are always 64 hex digits.
-        if let Some(d) = unhex32(&f.sha256) {
+        if let Some(d) = uc_sign::parse_hex32(&f.sha256) {
             actual.insert(f.name.clone(), d);
         }
     }
