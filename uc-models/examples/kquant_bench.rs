@@ -25,7 +25,7 @@ fn best_secs(runs: usize, mut f: impl FnMut()) -> f64 {
 
 /// Dequantization time of `xs` as blocks of `T`, best of `runs`.
 fn time_type<T: GgmlType>(xs: &[f32], runs: usize) -> Result<f64, String> {
-    if xs.len() % T::BLCK_SIZE != 0 {
+    if !xs.len().is_multiple_of(T::BLCK_SIZE) {
         return Err(format!("--n must be a multiple of {}", T::BLCK_SIZE));
     }
     let mut blocks = vec![T::zeros(); xs.len() / T::BLCK_SIZE];
