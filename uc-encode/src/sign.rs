@@ -156,25 +156,8 @@ pub fn sign_pack(dir: &Path, output: Option<&Path>, spec: &SignSpec) -> Result<S
             )));
         }
     }
-    let opts = uc_verify::PackOptions {
-        // The signature being replaced is not part of the pack's content.
-        signature: None,
-        ..uc_verify::PackOptions::default()
-    };
-    let report = uc_verify::verify_pack(dir, &opts)
-        .map_err(|e| CompressError::Verification(format!("{}: {e}", dir.display())))?;
-    if !report.verified {
-        let msgs: Vec<String> = report
-            .failures()
-            .take(5)
-            .map(|c| format!("{} {}: {}", c.name, c.file.as_deref().unwrap_or(""), c.message))
-            .collect();
-        return Err(CompressError::Verification(format!(
-            "{}: refusing to sign a pack that does not verify: {}",
-            dir.display(),
-            msgs.join("; ")
-        )));
-    }
+    // An older model.sig being replaced is not part of the pack's content.
+    let report = crate::write::verify_or_fail(dir, "refusing to sign a pack that does not verify: ")?;
     let bundle = bundle_for(dir, &report, spec)?;
     uc_pack::fs::write_atomic(&out, &bundle)?;
     Ok(summary(out, &report, spec))

@@ -23,6 +23,34 @@ pub(crate) struct Written {
     pub signature: Option<crate::sign::SignSummary>,
 }
 
+/// Runs every uc-verify check on the pack at `dir`; a pack that fails is
+/// [`CompressError::Verification`] naming its first five failures, after `lead`.
+pub(crate) fn verify_or_fail(dir: &Path, lead: &str) -> Result<uc_verify::PackReport, CompressError> {
+    let report = uc_verify::verify_pack(dir, &uc_verify::PackOptions::default())
+        .map_err(|e| CompressError::Verification(format!("{}: {e}", dir.display())))?;
+    if !report.verified {
+        let msgs: Vec<String> = report
+            .failures()
+            .take(5)
+            .map(|c| {
+                format!(
+                    "{} {} {}: {}",
+                    c.name,
+                    c.file.as_deref().unwrap_or(""),
+                    c.tensor.as_deref().unwrap_or(""),
+                    c.message
+                )
+            })
+            .collect();
+        return Err(CompressError::Verification(format!(
+            "{}: {lead}{}",
+            dir.display(),
+            msgs.join("; ")
+        )));
+    }
+    Ok(report)
+}
+
 fn werr(e: uc_pack::writer::PackWriteError) -> CompressError {
     match e {
         // I/O (a full disk) is not deterministic: the journal is kept for the rerun.
@@ -148,28 +176,7 @@ pub(crate) fn write_pack(
     }
     let summary = w.finish().map_err(werr)?;
 
-    let report = uc_verify::verify_pack(&summary.dir, &uc_verify::PackOptions::default())
-        .map_err(|e| CompressError::Verification(format!("{}: {e}", summary.dir.display())))?;
-    if !report.verified {
-        let msgs: Vec<String> = report
-            .failures()
-            .take(5)
-            .map(|c| {
-                format!(
-                    "{} {} {}: {}",
-                    c.name,
-                    c.file.as_deref().unwrap_or(""),
-                    c.tensor.as_deref().unwrap_or(""),
-                    c.message
-                )
-            })
-            .collect();
-        return Err(CompressError::Verification(format!(
-            "{}: {}",
-            summary.dir.display(),
-            msgs.join("; ")
-        )));
-    }
+    let report = verify_or_fail(&summary.dir, "")?;
     let manifest_len = std::fs::metadata(summary.dir.join("ultracompress.json"))
         .map(|m| m.len())
         .unwrap_or(0);
