@@ -30,7 +30,9 @@ pub struct Opts {
 /// Runs `uc sign`.
 pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     let spec = SignSpec::load(&opts.key, &opts.certificate_chain)?;
-    let s = sign_pack(&opts.pack, opts.output.as_deref(), &spec)?;
+    let mut inputs: Vec<&std::path::Path> = vec![&opts.key];
+    inputs.extend(opts.certificate_chain.iter().map(PathBuf::as_path));
+    let s = sign_pack(&opts.pack, opts.output.as_deref(), &spec, &inputs)?;
     if opts.json {
         outln!(out, "{}", serde_json::to_string_pretty(&s).unwrap_or_default());
     } else {

@@ -73,10 +73,26 @@ fn uc_sign_signs_a_pack_deterministically_with_either_algorithm() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("must be"), "{}", stderr(&o));
     assert!(!pack.join("other.sig").exists());
-    // Written elsewhere with --output.
+    // Written elsewhere with --output; a second run replaces that signature.
     let (sk, pk) = write_p256(&s.0, 3);
     let out = s.join("pack.sig");
+    ok(uc(&["sign", p(&pack), "--key", p(&sk0), "--output", p(&out)]));
     ok(uc(&["sign", p(&pack), "--key", p(&sk), "--output", p(&out)]));
+    // Nothing the command did not write is replaced: a file that is not a signature, the key
+    // itself, a link.
+    let notes = s.join("notes.txt");
+    std::fs::write(&notes, b"my notes\n").unwrap();
+    let key_bytes = std::fs::read(&sk).unwrap();
+    let link = s.join("link.sig");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    for (target, want) in [(&notes, "never replaced"), (&sk, "overlap"), (&link, "symbolic link")] {
+        let o = uc(&["sign", p(&pack), "--key", p(&sk), "--output", p(target)]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes\n");
+    assert_eq!(std::fs::read(&sk).unwrap(), key_bytes);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     let pem = std::fs::read_to_string(&pk).unwrap();
     let so = uc_verify::SignatureOptions {
         path: out.clone(),

@@ -128,9 +128,16 @@ pub(crate) fn summary(path: PathBuf, report: &uc_verify::PackReport, spec: &Sign
 }
 
 /// Verifies the pack at `dir` (every uc-verify check) and, if it verifies, signs it: the bundle is
-/// written atomically at `output` (default `dir/model.sig`), replacing an older signature there.
-/// A pack that fails verification is not signed ([`CompressError::Verification`], exit 1).
-pub fn sign_pack(dir: &Path, output: Option<&Path>, spec: &SignSpec) -> Result<SignSummary, CompressError> {
+/// written atomically at `output` (default `dir/model.sig`), replacing an older signature there
+/// and nothing else (not a file that is not a Sigstore bundle, not a link, not one of `inputs`:
+/// the key and certificate files). A pack that fails verification is not signed
+/// ([`CompressError::Verification`], exit 1).
+pub fn sign_pack(
+    dir: &Path,
+    output: Option<&Path>,
+    spec: &SignSpec,
+    inputs: &[&Path],
+) -> Result<SignSummary, CompressError> {
     let out = output
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join(SIGNATURE_NAME));
@@ -140,6 +147,7 @@ pub fn sign_pack(dir: &Path, output: Option<&Path>, spec: &SignSpec) -> Result<S
             out.display()
         )));
     }
+    uc_pack::fs::check_output(&out, uc_pack::fs::OutputKind::Signature, inputs, true)?;
     // Inside the pack, the signature is PACK/model.sig; any other file there would be
     // content that the manifest must list.
     let parent = out

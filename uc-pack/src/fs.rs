@@ -386,6 +386,9 @@ pub enum OutputKind {
     Imported,
     /// A single file (a receipt) that may be overwritten when it is a regular file.
     File,
+    /// A signature file (`uc sign`): a regular file holding a Sigstore bundle (JSON whose
+    /// `mediaType` is a `application/vnd.dev.sigstore.bundle` type), as OMS signatures are.
+    Signature,
 }
 
 /// Marker file that `uc unpack` writes into its output so that a later `--fresh` run recognises it.
@@ -398,6 +401,7 @@ impl OutputKind {
             OutputKind::Unpacked => "the output of uc unpack (uc-unpack.json)",
             OutputKind::Imported => "the output of uc import-gguf (config.json with uc_import)",
             OutputKind::File => "a regular file",
+            OutputKind::Signature => "a Sigstore bundle (JSON with a sigstore bundle mediaType)",
         }
     }
 
@@ -419,6 +423,17 @@ impl OutputKind {
                         .is_some_and(|v| v.get("uc_import").is_some())
             }
             OutputKind::File => file(path.to_path_buf()),
+            OutputKind::Signature => {
+                file(path.to_path_buf())
+                    && read_capped(path, 64 << 20)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .is_some_and(|v| {
+                            v.get("mediaType")
+                                .and_then(|m| m.as_str())
+                                .is_some_and(|m| m.starts_with("application/vnd.dev.sigstore.bundle"))
+                        })
+            }
         }
     }
 }
