@@ -10,6 +10,13 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 MSRV=1.85.0
 
 step() { printf '\n==> %s\n' "$*"; }
+# Free disk space, printed at the start and before the fuzz build, so that a run that runs out of
+# disk says so in its log.
+disk() { df -h . | awk 'NR == 2 { print "disk: " $4 " free of " $2 " (" $6 ")" }'; }
+# In CI (CI set) no incremental compilation: it doubles the debug build's footprint on disk and
+# a fresh checkout gains nothing from it.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+disk
 
 step "format"
 cargo fmt --all --check
@@ -100,6 +107,7 @@ rm -rf "$ci"
 step "signed packs: interoperability with the OpenSSF Model Signing reference (PyPI model-signing), both ways"
 bash scripts/oms-interop.sh "$uc" "$bin/uc-verify"
 
+disk
 step "fuzz smoke: every cargo-fuzz target for ${UC_FUZZ_SECONDS:-60} s from the conformance seeds (fuzz/smoke.sh)"
 bash fuzz/smoke.sh "${UC_FUZZ_SECONDS:-60}"
 
