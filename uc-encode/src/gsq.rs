@@ -167,6 +167,10 @@ pub struct QuantizedTensor {
 /// Largest finite binary16, as binary32.
 const F16_MAX: f32 = 65504.0;
 
+/// Elements per chunk of the chunked `W_base` computations; the chunk of
+/// [`crate::tensor::sum_sq`] too, so that [`GsqParts::residual_sq`] sums in its order.
+pub const W_BASE_CHUNK: usize = 1 << 16;
+
 /// The parts of a GSQ quantization, before they are written into a record.
 #[derive(Debug, Clone)]
 pub struct GsqParts {
@@ -191,21 +195,66 @@ impl GsqParts {
     /// conforming decoder returns).
     pub fn w_base(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.codes.len()];
-        let unit = self.layout.map_or(64, |s| s.block as usize);
-        out.par_chunks_mut(unit)
-            .zip(self.codes.par_chunks(unit))
+        out.par_chunks_mut(W_BASE_CHUNK)
             .enumerate()
-            .for_each(|(t, (o, c))| {
-                for (o, &c) in o.iter_mut().zip(c) {
-                    let g = self.grid[usize::from(c)];
-                    *o = if self.layout.is_none() {
-                        uc_decode::w_base_value(self.scales[t], g)
-                    } else {
-                        uc_decode::w_base_value_subscaled(self.scales[t * unit / 256], self.subscales[t], g)
-                    };
+            .for_each(|(k, o)| self.w_base_into(k * W_BASE_CHUNK, o));
+        out
+    }
+
+    /// `W_base` of the elements `[start, start + out.len())`, as [`GsqParts::w_base`] gives them:
+    /// for the callers that need `W − W_base` or its energy without holding a second copy of a
+    /// large tensor (a 49152 × 576 embedding is 113 MB in f32).
+    pub fn w_base_into(&self, start: usize, out: &mut [f32]) {
+        let shift = self.unit().trailing_zeros();
+        let codes = &self.codes[start..start + out.len()];
+        for (k, (o, &c)) in out.iter_mut().zip(codes).enumerate() {
+            let i = start + k;
+            let t = i >> shift;
+            let g = self.grid[usize::from(c)];
+            *o = if self.layout.is_none() {
+                uc_decode::w_base_value(self.scales[t], g)
+            } else {
+                uc_decode::w_base_value_subscaled(self.scales[i >> 8], self.subscales[t], g)
+            };
+        }
+    }
+
+    /// The residual `data − W_base` (one binary32 subtraction per element), computed in chunks
+    /// without materialising `W_base`.
+    pub fn residual(&self, data: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; data.len()];
+        out.par_chunks_mut(W_BASE_CHUNK)
+            .zip(data.par_chunks(W_BASE_CHUNK))
+            .enumerate()
+            .for_each(|(k, (o, d))| {
+                self.w_base_into(k * W_BASE_CHUNK, o);
+                for (o, &w) in o.iter_mut().zip(d) {
+                    *o = w - *o;
                 }
             });
         out
+    }
+
+    /// `‖data − W_base‖²`, bit-identical to [`crate::tensor::sum_sq`] of [`GsqParts::residual`]
+    /// (the same chunks of [`W_BASE_CHUNK`] elements, each summed in order in f64, the chunk sums
+    /// added left to right), holding one chunk of `W_base` per thread instead of two whole copies.
+    pub fn residual_sq(&self, data: &[f32]) -> f64 {
+        data.par_chunks(W_BASE_CHUNK)
+            .enumerate()
+            .map(|(k, d)| {
+                let mut wb = vec![0f32; d.len()];
+                self.w_base_into(k * W_BASE_CHUNK, &mut wb);
+                d.iter()
+                    .zip(&wb)
+                    .map(|(&a, &b)| {
+                        let r = a - b;
+                        f64::from(r) * f64::from(r)
+                    })
+                    .sum::<f64>()
+            })
+            .collect::<Vec<_>>()
+            .iter()
+            .sum()
     }
 
     /// Elements that share one effective scale: 64 (v0.3), or the sub-block size.
@@ -884,6 +933,27 @@ mod tests {
             quantize(&w, &[5000], &GsqOptions::new(9)),
             Err(EncodeError::Format(_))
         ));
+    }
+
+    #[test]
+    fn chunked_residual_matches_the_whole_w_base() {
+        // Longer than two chunks, with a partial last chunk and a partial last block.
+        let w = gaussian_like(2 * W_BASE_CHUNK + 1000 + 17, 9);
+        for sub in [None, Some(SubScales { block: 16, bits: 6 })] {
+            let p = quantize_parts(&w, &GsqOptions::new(3).with_subscales(sub));
+            let whole = p.w_base();
+            let resid: Vec<f32> = w.iter().zip(&whole).map(|(a, b)| a - b).collect();
+            let got = p.residual(&w);
+            assert!(resid.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert_eq!(p.residual_sq(&w).to_bits(), crate::tensor::sum_sq(&resid).to_bits());
+            let mut part = vec![0f32; 333];
+            p.w_base_into(W_BASE_CHUNK + 5, &mut part);
+            assert!(
+                part.iter()
+                    .zip(&whole[W_BASE_CHUNK + 5..])
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl EncodedTensor {
 
 /// Sum of squares in f64, in a fixed order (chunks reduced left to right).
 pub fn sum_sq(v: &[f32]) -> f64 {
-    v.par_chunks(1 << 16)
+    v.par_chunks(crate::gsq::W_BASE_CHUNK)
         .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
         .collect::<Vec<_>>()
         .iter()
@@ -78,8 +78,7 @@ pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result
     let (u, v) = if rank == 0 {
         (Vec::new(), Vec::new())
     } else {
-        let w_base = parts.w_base();
-        let resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
+        let resid = parts.residual(data);
         let lr = low_rank(&resid, rows, cols, rank, opts.seed);
         let u: Vec<u16> = lr.u.iter().map(|&x| f32_to_bf16_bits(x)).collect();
         let v: Vec<u16> = lr.v.iter().map(|&x| f32_to_bf16_bits(x)).collect();
@@ -101,12 +100,11 @@ pub fn assemble(
     v: &[u16],
 ) -> Result<EncodedTensor, EncodeError> {
     let (rows, cols) = rows_cols(dims, data.len());
-    let w_base = parts.w_base();
     let norm2 = sum_sq(data);
-    let mut resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
     let (dtype, err2) = if rank == 0 {
-        (OverlayDtype::None, sum_sq(&resid))
+        (OverlayDtype::None, parts.residual_sq(data))
     } else {
+        let mut resid = parts.residual(data);
         // Error with the overlay as stored: resid - U_bf16 · V_bf16, accumulated in f64.
         let uf: Vec<f64> = u.iter().map(|&h| f64::from(bf16_to_f32(h))).collect();
         let vf: Vec<f64> = v.iter().map(|&h| f64::from(bf16_to_f32(h))).collect();
@@ -187,11 +185,9 @@ pub fn candidates(
     let mut out = Vec::new();
     for &b in bits {
         let parts = quantize_parts(data, &GsqOptions::new(b).with_subscales(subscales));
-        let w_base = parts.w_base();
-        let resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
-        let e0 = sum_sq(&resid);
+        let e0 = parts.residual_sq(data);
         let sigma = if max_rank > 0 {
-            low_rank(&resid, rows, cols, max_rank as usize, seed).sigma
+            low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed).sigma
         } else {
             Vec::new()
         };
@@ -326,27 +322,18 @@ pub fn sampled_candidates(
         .min(cols as u32);
     // The whole tensor at the reference width.
     let parts = quantize_parts(data, &GsqOptions::new(reference).with_subscales(subscales));
-    let w_base = parts.w_base();
-    let resid: Vec<f32> = data.par_iter().zip(&w_base).map(|(a, b)| a - b).collect();
-    drop(w_base);
-    let e0_ref = sum_sq(&resid);
+    let e0_ref = parts.residual_sq(data);
     let sigma = if max_rank > 0 {
-        low_rank(&resid, rows, cols, max_rank as usize, seed).sigma
+        low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed).sigma
     } else {
         Vec::new()
     };
-    drop(resid);
     // The sample at every width (and at the reference width, to calibrate it).
     let mut s = Vec::with_capacity(sample.len() * cols);
     for &r in &sample {
         s.extend_from_slice(&data[r * cols..(r + 1) * cols]);
     }
-    let sample_err = |b: u8| {
-        let p = quantize_parts(&s, &GsqOptions::new(b).with_subscales(subscales));
-        let wb = p.w_base();
-        let d: Vec<f32> = s.par_iter().zip(&wb).map(|(a, b)| a - b).collect();
-        sum_sq(&d)
-    };
+    let sample_err = |b: u8| quantize_parts(&s, &GsqOptions::new(b).with_subscales(subscales)).residual_sq(&s);
     let s_ref = sample_err(reference);
     // A sample that GSQ reproduces exactly says nothing about the scale: weigh it by its size.
     let calib = if s_ref > 0.0 {
