@@ -105,9 +105,24 @@ pub struct Opts {
     /// worse on held-out text, see BENCHMARKS.md).
     #[arg(long, value_enum, default_value_t = Rounding::Nearest)]
     pub rounding: Rounding,
+    /// How calibration weighs each weight's error when it fits the grid and searches the scales:
+    /// activations (by the mean square of its input feature on the calibration tokens, the
+    /// diagonal of the layer's input statistics, as llama.cpp's importance matrix) or none (every
+    /// weight alike, as without calibration).
+    #[arg(long, value_enum, default_value_t = ImportanceArg::Activations)]
+    pub importance: ImportanceArg,
     /// Distillation step size (Adam), relative to each overlay factor's RMS.
     #[arg(long, default_value_t = 0.01)]
     pub distill_lr: f64,
+}
+
+/// `--importance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportanceArg {
+    /// Weighted by the input features' mean squares.
+    Activations,
+    /// Unweighted.
+    None,
 }
 
 /// `--analysis`.
@@ -167,6 +182,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         distill_steps,
         distill_lr,
         rounding,
+        importance,
     } = opts;
     if list_devices {
         print_devices(out, json);
@@ -220,6 +236,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
                 steps: distill_steps,
                 lr: distill_lr,
                 gptq: rounding == Rounding::Gptq,
+                importance: importance == ImportanceArg::Activations,
             })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
         }),
         progress: crate::output::progress_if_terminal(),

@@ -410,7 +410,20 @@ fn calibrated_compress_verifies_and_records_the_text_and_layer_losses() {
     assert_eq!(o["tokens"], 64, "{o}");
     assert_eq!(o["ctx"], 16, "{o}");
     assert_eq!(o["distill_steps"], 4, "{o}");
+    assert_eq!(o["importance"], "activations", "{o}");
     assert_eq!(m["created_at"], "2023-11-14T22:13:20Z");
+
+    // Without importance weights the grid and scales are fitted to the plain squared error: other
+    // bytes, and the manifest says so.
+    let plain = s.out("cal-plain");
+    ok(uc(&calibrated_args(&src, &plain, &text, &["--importance", "none"])));
+    assert_ne!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(plain.join("model.safetensors")).unwrap(),
+        "importance weights change the records"
+    );
+    let mp = read_json(&plain.join("ultracompress.json"));
+    assert_eq!(mp["provenance"]["options"]["calibration"]["importance"], "none");
 
     // The JSON summary: one report per layer, in order, with finite losses.
     let c = &v["calibration"];

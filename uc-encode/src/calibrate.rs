@@ -26,6 +26,9 @@ pub struct CalibOptions {
     /// Choose each layer's codes by error-feedback rounding against its input statistics
     /// ([`crate::gptq`]) instead of rounding to the nearest grid value.
     pub gptq: bool,
+    /// Weight each weight's squared error in the grid fit and the scale search by its input
+    /// feature's mean square on the calibration tokens ([`crate::gsq::Importance`]).
+    pub importance: bool,
 }
 
 /// What calibration did to one layer: losses on the calibration tokens, by [`LayerReport::objective`].

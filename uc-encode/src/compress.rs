@@ -196,7 +196,7 @@ fn fingerprint(
         "license": opts.license,
         "created_at": created_at,
         "calibration": opts.calibration.as_ref().map(|c| c.options()).map(|c| json!({
-            "text_sha256": calib_sha, "tokens": c.tokens, "ctx": c.ctx, "steps": c.steps, "lr_bits": c.lr.to_bits(), "gptq": c.gptq,
+            "text_sha256": calib_sha, "tokens": c.tokens, "ctx": c.ctx, "steps": c.steps, "lr_bits": c.lr.to_bits(), "gptq": c.gptq, "importance": c.importance,
         })),
     });
     uc_pack::hex(&Sha256::digest(v.to_string().as_bytes()))

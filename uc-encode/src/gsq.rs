@@ -360,6 +360,57 @@ pub(crate) fn check_input(data: &[f32], n: u64) -> Result<(), EncodeError> {
 /// GSQ of `data` (any shape; blocks of 64 over the flat order): scales, grid and codes.
 /// The caller has checked the input with [`check_input`] (finite values).
 pub fn quantize_parts(data: &[f32], opts: &GsqOptions) -> GsqParts {
+    quantize_parts_weighted(data, opts, None)
+}
+
+/// Per-column importance of a `[rows, cols]` weight: element `i` counts `w[i mod cols]` times in
+/// every squared error GSQ minimises (the grid's k-means and the scale search), so that the error
+/// approximates `‖(W − Ŵ) X‖²` through the diagonal of the layer's input second moment
+/// `E[x xᵀ]`, as llama.cpp's importance matrix and any4's activation-weighted k-means do. The
+/// codes stay the nearest grid values (the weight of an element does not change which grid value
+/// is nearest to it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Importance {
+    /// One non-negative finite weight per column.
+    pub w: Vec<f32>,
+}
+
+impl Importance {
+    /// From the diagonal `diag` of `E[x xᵀ]` (one entry per input feature): each entry over their
+    /// mean, plus `floor` (relative to the mean) so that a feature the calibration text never
+    /// excited still counts a little; `None` when the diagonal is empty, not finite or all zero.
+    pub fn from_second_moments(diag: &[f64], floor: f64) -> Option<Self> {
+        let n = diag.len();
+        if n == 0 || diag.iter().any(|d| !d.is_finite() || *d < 0.0) {
+            return None;
+        }
+        let mean = diag.iter().sum::<f64>() / n as f64;
+        if mean.is_nan() || mean <= 0.0 {
+            return None;
+        }
+        Some(Importance {
+            w: diag.iter().map(|d| (d / mean + floor) as f32).collect(),
+        })
+    }
+
+    /// The weights of the `len` elements that start at flat index `start`, into `out`.
+    fn fill(&self, start: usize, out: &mut [f32]) {
+        let cols = self.w.len();
+        let mut c = start % cols;
+        for o in out.iter_mut() {
+            *o = self.w[c];
+            c += 1;
+            if c == cols {
+                c = 0;
+            }
+        }
+    }
+}
+
+/// [`quantize_parts`] with the squared errors weighted by `imp` (see [`Importance`]); `None` is
+/// exactly [`quantize_parts`].
+pub fn quantize_parts_weighted(data: &[f32], opts: &GsqOptions, imp: Option<&Importance>) -> GsqParts {
+    let imp = imp.filter(|i| !i.w.is_empty());
     let unit = opts.unit();
     let absmax: Vec<f32> = data
         .par_chunks(unit)
@@ -370,13 +421,13 @@ pub fn quantize_parts(data: &[f32], opts: &GsqOptions) -> GsqParts {
         // Before a grid exists, the grid's largest magnitude is taken as 1.
         Some(sub) => two_level_start(&absmax, 1.0, sub),
     };
-    let (mut grid, mut iters) = fit_grid(data, &scales.eff, unit, opts, None);
+    let (mut grid, mut iters) = fit_grid(data, &scales.eff, unit, opts, None, imp);
     for _ in 0..opts.scale_rounds {
         scales = match opts.subscales {
-            None => Scales::v03(refine_scales(data, &absmax, &scales.f16, &grid)),
-            Some(sub) => refine_two_level(data, &absmax, &grid, sub),
+            None => Scales::v03(refine_scales(data, &absmax, &scales.f16, &grid, imp)),
+            Some(sub) => refine_two_level(data, &absmax, &grid, sub, imp),
         };
-        let (g, it) = fit_grid(data, &scales.eff, unit, opts, Some(&grid));
+        let (g, it) = fit_grid(data, &scales.eff, unit, opts, Some(&grid), imp);
         grid = g;
         iters += it;
     }
@@ -495,9 +546,16 @@ fn to_grid_value(c: f64) -> f32 {
 }
 
 /// Weighted 1-D k-means over (a deterministic subsample of) the normalised weights, each with
-/// weight `s²` of its unit's effective scale `s`. Starts from `warm` (a previous grid) when given,
+/// weight `s²` of its unit's effective scale `s` (times its column's importance, when given). Starts from `warm` (a previous grid) when given,
 /// else from the cube-root-density quantiles.
-fn fit_grid(data: &[f32], eff: &[f32], unit: usize, opts: &GsqOptions, warm: Option<&[f32]>) -> (Vec<f32>, u32) {
+fn fit_grid(
+    data: &[f32],
+    eff: &[f32],
+    unit: usize,
+    opts: &GsqOptions,
+    warm: Option<&[f32]>,
+    imp: Option<&Importance>,
+) -> (Vec<f32>, u32) {
     let k = 1usize << opts.bits;
     let n = data.len();
     let m = n.min(opts.max_train.max(1));
@@ -513,7 +571,11 @@ fn fit_grid(data: &[f32], eff: &[f32], unit: usize, opts: &GsqOptions, warm: Opt
             let s = eff[i / unit];
             let x = normalised(data, eff, unit, i).to_bits();
             let x = if x & 0x8000_0000 != 0 { !x } else { x | 0x8000_0000 };
-            (u64::from(x) << 32) | u64::from((s * s).to_bits())
+            let w = match imp {
+                None => s * s,
+                Some(imp) => s * s * imp.w[i % imp.w.len()],
+            };
+            (u64::from(x) << 32) | u64::from(w.to_bits())
         })
         .collect();
     keys.par_sort_unstable();
@@ -621,14 +683,15 @@ const SCALE_MULTS: [f32; 17] = [
 /// Least-squares steps taken from the best multiplier by [`refine_scales`].
 const LS_STEPS: usize = 2;
 
-/// The least-squares scale `Σ w·g / Σ g²` of weights `w` with codes `codes` on `grid` (f64 in a
-/// fixed order), or `None` when it is not positive.
-fn ls_scale(w: &[f32], codes: &[u8], grid: &[f32]) -> Option<f32> {
+/// The least-squares scale `Σ a·w·g / Σ a·g²` of weights `w` with codes `codes` on `grid` and
+/// element weights `a` (`wt`, or all 1; f64 in a fixed order), or `None` when it is not positive.
+fn ls_scale(w: &[f32], wt: Option<&[f32]>, codes: &[u8], grid: &[f32]) -> Option<f32> {
     let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &c) in w.iter().zip(codes) {
+    for (k, (&x, &c)) in w.iter().zip(codes).enumerate() {
         let g = f64::from(grid[usize::from(c)]);
-        num += f64::from(x) * g;
-        den += g * g;
+        let a = wt.map_or(1.0, |t| f64::from(t[k]));
+        num += a * f64::from(x) * g;
+        den += a * g * g;
     }
     (den > 0.0 && num > 0.0).then(|| (num / den) as f32)
 }
@@ -682,18 +745,21 @@ impl<'a> CodeFinder<'a> {
         c
     }
 
-    /// Squared error of one block at scale `s` against the decoder's reconstruction
-    /// `s * grid[code]`, with the codes left in `codes`; stops early (returning at least `limit`)
+    /// Squared error (each element's times `wt`, when given) of one block at scale `s` against
+    /// the decoder's reconstruction `s * grid[code]`, with the codes left in `codes`; stops early (returning at least `limit`)
     /// once the partial error reaches `limit`.
-    fn block_error(&self, w: &[f32], s: f32, grid: &[f32], codes: &mut [u8], limit: f64) -> f64 {
+    fn block_error(&self, w: &[f32], wt: Option<&[f32]>, s: f32, grid: &[f32], codes: &mut [u8], limit: f64) -> f64 {
         let inv_s = if s > 0.0 { 1.0 / s } else { 0.0 };
         let mut e = 0f64;
-        for (chunk, cc) in w.chunks(16).zip(codes.chunks_mut(16)) {
-            for (&x, code) in chunk.iter().zip(cc.iter_mut()) {
+        for (k0, (chunk, cc)) in w.chunks(16).zip(codes.chunks_mut(16)).enumerate() {
+            for (k, (&x, code)) in chunk.iter().zip(cc.iter_mut()).enumerate() {
                 let c = self.code(x, s, inv_s);
                 *code = c as u8;
                 let d = f64::from(x) - f64::from(s * grid[c]);
-                e += d * d;
+                e += match wt {
+                    None => d * d,
+                    Some(t) => f64::from(t[16 * k0 + k]) * d * d,
+                };
             }
             if e >= limit {
                 return e;
@@ -706,7 +772,7 @@ impl<'a> CodeFinder<'a> {
 /// Per block, the binary16 scale with the lowest squared error for `grid` among the current
 /// scale, `absmax / max|grid|` times [`SCALE_MULTS`], and [`LS_STEPS`] least-squares steps.
 /// Strict improvements only: ties keep the earlier candidate, the current scale first.
-fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32]) -> Vec<u16> {
+fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32], imp: Option<&Importance>) -> Vec<u16> {
     let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
     let finder = CodeFinder::new(&mids);
     let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
@@ -714,21 +780,27 @@ fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32]) -> 
     let inv_gmax = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
     data.par_chunks(64)
         .zip(absmax.par_iter().zip(scales.par_iter()))
-        .map(|(w, (&a, &cur))| {
+        .enumerate()
+        .map(|(j, (w, (&a, &cur)))| {
             if a == 0.0 || gmax == 0.0 {
                 return cur;
             }
+            let mut wt = [0f32; 64];
+            let wt = imp.map(|imp| {
+                imp.fill(64 * j, &mut wt[..w.len()]);
+                &wt[..w.len()]
+            });
             let mut codes = [0u8; 64];
             let codes = &mut codes[..w.len()];
             let mut best_codes = [0u8; 64];
             let best_codes = &mut best_codes[..w.len()];
             let mut best = cur;
-            let mut best_err = finder.block_error(w, f16_to_f32(cur), grid, best_codes, f64::INFINITY);
+            let mut best_err = finder.block_error(w, wt, f16_to_f32(cur), grid, best_codes, f64::INFINITY);
             let mut consider = |h: u16, best: &mut u16, best_err: &mut f64, best_codes: &mut [u8]| {
                 if h == *best {
                     return;
                 }
-                let e = finder.block_error(w, f16_to_f32(h), grid, codes, *best_err);
+                let e = finder.block_error(w, wt, f16_to_f32(h), grid, codes, *best_err);
                 if e < *best_err {
                     *best = h;
                     *best_err = e;
@@ -743,7 +815,7 @@ fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32]) -> 
                 }
             }
             for _ in 0..LS_STEPS {
-                let Some(s) = ls_scale(w, best_codes, grid) else {
+                let Some(s) = ls_scale(w, wt, best_codes, grid) else {
                     break;
                 };
                 let s = s.min(F16_MAX);
@@ -764,7 +836,7 @@ fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32]) -> 
 /// `absmax / max|grid|` times [`SCALE_MULTS`] and [`LS_STEPS`] least-squares steps (strict
 /// improvements only, in that order). Each block is decided from its own weights: the result does
 /// not depend on threads.
-fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales) -> Scales {
+fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales, imp: Option<&Importance>) -> Scales {
     let unit = sub.block as usize;
     let sub_max = sub.max();
     let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
@@ -775,28 +847,35 @@ fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales) 
     let blocks: Vec<(u16, Vec<u8>)> = data
         .par_chunks(256)
         .zip(absmax.par_chunks(per))
-        .map(|(wb, ab)| {
+        .enumerate()
+        .map(|(j, (wb, ab))| {
             let h = block_scale_for(ab.iter().fold(0f32, |m, &a| m.max(a * inv_gmax)), sub_max);
             let d = f16_to_f32(h);
             let subs = wb
                 .chunks(unit)
                 .zip(ab)
-                .map(|(w, &a)| {
+                .enumerate()
+                .map(|(t, (w, &a))| {
                     let base = a * inv_gmax;
                     if base == 0.0 || d == 0.0 {
                         return 0u8;
                     }
+                    let mut wt = [0f32; 32];
+                    let wt = imp.map(|imp| {
+                        imp.fill(256 * j + unit * t, &mut wt[..w.len()]);
+                        &wt[..w.len()]
+                    });
                     let mut codes = [0u8; 32];
                     let codes = &mut codes[..w.len()];
                     let mut best_codes = [0u8; 32];
                     let best_codes = &mut best_codes[..w.len()];
                     let mut best = sub_for(base, d, sub_max);
-                    let mut best_err = finder.block_error(w, d * f32::from(best), grid, best_codes, f64::INFINITY);
+                    let mut best_err = finder.block_error(w, wt, d * f32::from(best), grid, best_codes, f64::INFINITY);
                     let mut consider = |c: u8, best: &mut u8, best_err: &mut f64, best_codes: &mut [u8]| {
                         if c == *best {
                             return;
                         }
-                        let e = finder.block_error(w, d * f32::from(c), grid, codes, *best_err);
+                        let e = finder.block_error(w, wt, d * f32::from(c), grid, codes, *best_err);
                         if e < *best_err {
                             *best = c;
                             *best_err = e;
@@ -807,7 +886,7 @@ fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales) 
                         consider(sub_for(base * m, d, sub_max), &mut best, &mut best_err, best_codes);
                     }
                     for _ in 0..LS_STEPS {
-                        let Some(ls) = ls_scale(w, best_codes, grid) else {
+                        let Some(ls) = ls_scale(w, wt, best_codes, grid) else {
                             break;
                         };
                         let before = best;
@@ -954,6 +1033,60 @@ mod tests {
                     .all(|(a, b)| a.to_bits() == b.to_bits())
             );
         }
+    }
+
+    #[test]
+    fn importance_weights_lower_the_weighted_error_and_keep_determinism() {
+        let (rows, cols) = (96, 256);
+        let w = gaussian_like(rows * cols, 21);
+        // A few input features carry most of the energy, as in real activations.
+        let diag: Vec<f64> = (0..cols)
+            .map(|j| if j % 16 == 3 { 40.0 } else { 0.5 + (j % 7) as f64 * 0.1 })
+            .collect();
+        let imp = Importance::from_second_moments(&diag, 0.1).unwrap();
+        let weighted_err = |p: &GsqParts| {
+            w.iter()
+                .zip(p.w_base())
+                .enumerate()
+                .map(|(i, (a, b))| f64::from(imp.w[i % cols]) * (f64::from(*a) - f64::from(b)).powi(2))
+                .sum::<f64>()
+        };
+        for sub in [None, Some(SubScales { block: 16, bits: 6 })] {
+            for bits in [2, 3, 4] {
+                let o = GsqOptions::new(bits).with_subscales(sub);
+                let plain = weighted_err(&quantize_parts(&w, &o));
+                let aware = weighted_err(&quantize_parts_weighted(&w, &o, Some(&imp)));
+                assert!(aware < plain * 0.97, "{sub:?} bits {bits}: {aware} not below {plain}");
+            }
+        }
+        // All-equal importance is the unweighted quantizer, bit for bit.
+        let ones = Importance { w: vec![1.0; cols] };
+        let o = GsqOptions::new(4).with_subscales(Some(SubScales { block: 16, bits: 6 }));
+        let a = quantize_parts(&w, &o);
+        let b = quantize_parts_weighted(&w, &o, Some(&ones));
+        assert_eq!(
+            (a.grid, a.scales, a.subscales, a.codes),
+            (b.grid, b.scales, b.subscales, b.codes)
+        );
+        // Independent of the thread count.
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let p = quantize_parts_weighted(&w, &o, Some(&imp));
+                    p.record(4, &[rows as u64, cols as u64], 0, OverlayDtype::None, &[], &[])
+                        .unwrap()
+                })
+        };
+        let one = run(1);
+        assert_eq!(one, run(3));
+        // Degenerate statistics give no weights.
+        assert!(Importance::from_second_moments(&[], 0.1).is_none());
+        assert!(Importance::from_second_moments(&[0.0, 0.0], 0.1).is_none());
+        assert!(Importance::from_second_moments(&[1.0, f64::NAN], 0.1).is_none());
+        assert!(Importance::from_second_moments(&[1.0, -1.0], 0.1).is_none());
     }
 
     #[test]

@@ -148,7 +148,8 @@ pub(crate) fn write_pack(
             json!({"file": c.text.file_name().map(|n| n.to_string_lossy().to_string()),
                 "tokens": calibration.map_or(c.tokens, |r| r.tokens), "tokens_requested": c.tokens,
                 "ctx": c.ctx, "distill_steps": c.steps, "distill_lr": c.lr,
-                "rounding": if c.gptq { "gptq" } else { "nearest" }}),
+                "rounding": if c.gptq { "gptq" } else { "nearest" },
+                "importance": if c.importance { "activations" } else { "none" }}),
         );
     }
     info.provenance.options = o;

@@ -38,7 +38,7 @@ use std::path::Path;
 use uc_encode::calibrate::{CalibJob, CalibOptions, CalibReport, Calibrator, LayerReport, Objective};
 use uc_encode::compress::seed_for;
 use uc_encode::error::{CompressError, io};
-use uc_encode::gsq::{GsqOptions, SubScales, quantize_parts};
+use uc_encode::gsq::{GsqOptions, Importance, SubScales, quantize_parts_weighted};
 use uc_encode::journal::{Encoded, journal_record, journaled_record, read_json, write_atomic, write_json};
 use uc_encode::source::SourceModel;
 use uc_encode::svd::low_rank;
@@ -605,6 +605,11 @@ fn head_weights(src: &SourceModel, arch: &Arch) -> Result<Weights, CompressError
 }
 
 #[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
+/// The floor added to each input feature's relative mean square in the importance weights
+/// (`Importance::from_second_moments`): a feature that the calibration tokens never excited still
+/// counts a tenth of an average one, since held-out text may excite it.
+const IMPORTANCE_FLOOR: f64 = 0.1;
+
 fn calibrate_layer(
     src: &SourceModel,
     arch: &Arch,
@@ -690,8 +695,14 @@ fn calibrate_layer(
     for (i, c) in mine {
         let t = &src.tensors[*i];
         let w = &data[&t.name];
-        let mut p = quantize_parts(w, &GsqOptions::new(c.bits).with_subscales(subscales));
         let (rows, cols) = (t.shape[0] as usize, t.shape[1] as usize);
+        let imp = grams.get(&t.name).filter(|_| opts.importance).and_then(|g| {
+            Importance::from_second_moments(
+                &(0..cols).map(|j| g[j * cols + j]).collect::<Vec<_>>(),
+                IMPORTANCE_FLOOR,
+            )
+        });
+        let mut p = quantize_parts_weighted(w, &GsqOptions::new(c.bits).with_subscales(subscales), imp.as_ref());
         if opts.gptq
             && let Some(g) = grams.get(&t.name)
         {
