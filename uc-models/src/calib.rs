@@ -604,12 +604,12 @@ fn head_weights(src: &SourceModel, arch: &Arch) -> Result<Weights, CompressError
     Ok(w)
 }
 
-#[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
 /// The floor added to each input feature's relative mean square in the importance weights
 /// (`Importance::from_second_moments`): a feature that the calibration tokens never excited still
 /// counts a tenth of an average one, since held-out text may excite it.
 const IMPORTANCE_FLOOR: f64 = 0.1;
 
+#[allow(clippy::too_many_arguments)] // one layer's whole context; a struct would only rename it
 fn calibrate_layer(
     src: &SourceModel,
     arch: &Arch,
