@@ -11,7 +11,7 @@
 # two-level scales, "calib-gptq" the calibrated run with --rounding gptq (GPTQ codes), and
 # "calib-noimp" the calibrated run with --importance none (the ablation of importance weights).
 # Usage: scripts/bench-ppl.sh [smollm2|minilm ...]   (default: both)
-# Env: UC_BENCH_TIERS="2 3 4 5 6", UC_BENCH_METHODS="free calib" (also: free-v03, calib-gptq, calib-noimp),
+# Env: UC_BENCH_TIERS="2 3 4 5 6" (a k-quant tier, or bB: uc alone at B bits per weight, e.g. b2.5), UC_BENCH_METHODS="free calib" (also: free-v03, calib-gptq, calib-noimp),
 #      UC_BENCH_CALIB_TIERS (tiers that get the calibrated run; default: all), UC_BENCH_CALIB_TOKENS,
 #      UC_BENCH_STEPS, UC_BENCH_EVAL_TOKENS, UC_BENCH_OUT (default .cache/bench/ppl).
 # Results: $UC_BENCH_OUT/<model>-<method>-<tier>.json; a Markdown table on stdout, with the whole
@@ -37,7 +37,14 @@ mapfile -t texts < <(bash scripts/fetch-text.sh)
 eval_txt=${texts[0]}
 calib_txt=${texts[1]}
 
-kbpw() { case $1 in 2) echo 2.625 ;; 3) echo 3.4375 ;; 4) echo 4.5 ;; 5) echo 5.5 ;; 6) echo 6.5625 ;; esac; }
+# A tier is a k-quant's (2..6: uc at Q2_K..Q6_K's bpw, beside that k-quant) or bB, uc alone at B bpw.
+kbpw() {
+  case $1 in
+    2) echo 2.625 ;; 3) echo 3.4375 ;; 4) echo 4.5 ;; 5) echo 5.5 ;; 6) echo 6.5625 ;;
+    b[0-9]*) echo "${1#b}" ;;
+    *) echo "unknown tier $1 (2..6, or bB for B bits per weight)" >&2; exit 2 ;;
+  esac
+}
 
 for m in "${models[@]}"; do
   case $m in
@@ -59,7 +66,7 @@ for m in "${models[@]}"; do
   for t in $tiers; do
     b=$(kbpw "$t")
     f="$out/$m-kquant-$t.json"
-    [ -s "$f" ] || $uc eval compare "$src" --kquant "q${t}k" "${ev[@]}" --json >"$f"
+    if [[ $t != b* ]] && ! [ -s "$f" ]; then $uc eval compare "$src" --kquant "q${t}k" "${ev[@]}" --json >"$f"; fi
     for method in $methods; do
       f="$out/$m-$method-$t.json"
       [ -s "$f" ] && continue
@@ -140,12 +147,13 @@ for m in models:
                 bpw = lin_bits / max(size["linear"], 1)
                 whole, mb = size["safetensors_bytes"] * 8 / total, size["safetensors_bytes"] / 1e6
                 secs, rss = f"{float(e):.0f}", f"{int(k)/1024:.0f}"
+            label = f"{t[1:]} bpw" if t.startswith("b") else f"Q{t}_K size"
             if lm:
                 kl = r.get("mean_kl")
                 kl = f"{kl:.4f}" if kl is not None else "-"
-                print(f"| {t} | {name} | {bpw:.4f} | {whole:.3f} | {mb:.1f} | {r['candidate']['ppl']:.3f} | {r['ppl_ratio']:.4f} | {kl} | {r['top1_agreement']:.4f} | {secs} | {rss} |")
+                print(f"| {label} | {name} | {bpw:.4f} | {whole:.3f} | {mb:.1f} | {r['candidate']['ppl']:.3f} | {r['ppl_ratio']:.4f} | {kl} | {r['top1_agreement']:.4f} | {secs} | {rss} |")
             else:
-                print(f"| {t} | {name} | {bpw:.4f} | {whole:.3f} | {mb:.1f} | {r['mean_cosine']:.5f} | {r['min_cosine']:.5f} | {secs} | {rss} |")
+                print(f"| {label} | {name} | {bpw:.4f} | {whole:.3f} | {mb:.1f} | {r['mean_cosine']:.5f} | {r['min_cosine']:.5f} | {secs} | {rss} |")
     if lm:
         any_r = next((json.load(open(f"{out}/{m}-kquant-{t}.json")) for t in tiers if os.path.exists(f"{out}/{m}-kquant-{t}.json")), None)
         if any_r:
