@@ -105,11 +105,13 @@ pub struct Opts {
     /// worse on held-out text, see BENCHMARKS.md).
     #[arg(long, value_enum, default_value_t = Rounding::Nearest)]
     pub rounding: Rounding,
-    /// How calibration weighs each weight's error when it fits the grid and searches the scales:
+    /// How each weight's error is weighed when the grid is fitted and the scales searched:
     /// activations (by the mean square of its input feature on the calibration tokens, the
-    /// diagonal of the layer's input statistics, as llama.cpp's importance matrix) or none (every
-    /// weight alike, as without calibration).
-    #[arg(long, value_enum, default_value_t = ImportanceArg::Activations)]
+    /// diagonal of the layer's input statistics, as llama.cpp's importance matrix; needs
+    /// --calibration), norms (data-free: by the square of that feature's weight in the RMSNorm
+    /// that feeds the layer, for the Llama family's q/k/v/gate/up projections), none (every weight
+    /// alike), or auto (activations with --calibration, else norms).
+    #[arg(long, value_enum, default_value_t = ImportanceArg::Auto)]
     pub importance: ImportanceArg,
     /// Distillation step size (Adam), relative to each overlay factor's RMS.
     #[arg(long, default_value_t = 0.01)]
@@ -119,8 +121,12 @@ pub struct Opts {
 /// `--importance`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportanceArg {
-    /// Weighted by the input features' mean squares.
+    /// Activations with --calibration, norms without.
+    Auto,
+    /// Weighted by the input features' mean squares on the calibration tokens.
     Activations,
+    /// Weighted by the squares of the input normalisation's weights (data-free).
+    Norms,
     /// Unweighted.
     None,
 }
@@ -195,6 +201,21 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     if let Some(t) = threads {
         crate::output::set_threads(t)?;
     }
+    let importance = match (importance, calibration.is_some()) {
+        (ImportanceArg::Auto, true) => ImportanceArg::Activations,
+        (ImportanceArg::Auto, false) => ImportanceArg::Norms,
+        (ImportanceArg::Activations, false) => {
+            return Err(CompressError::Usage(
+                "--importance activations needs --calibration (the activations are measured on its text)".into(),
+            ));
+        }
+        (ImportanceArg::Norms, true) => {
+            return Err(CompressError::Usage(
+                "--importance norms is for data-free runs: with --calibration use activations or none".into(),
+            ));
+        }
+        (i, _) => i,
+    };
     // The key is read first: a missing or unusable key fails before any work.
     let sign = match &sign_key {
         Some(k) => Some(uc_encode::sign::SignSpec::load(k, &sign_certificate_chain)?),
@@ -218,6 +239,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
             block: sub_block,
             bits: sub_bits,
         }),
+        norm_importance: importance == ImportanceArg::Norms,
         analysis: match analysis {
             AnalysisArg::Exact => uc_encode::compress::Analysis::Exact,
             AnalysisArg::Sampled => uc_encode::compress::Analysis::Sampled,

@@ -10,6 +10,7 @@
 
 use crate::calibrate::{CalibJob, CalibReport};
 use crate::error::{CompressError, io, opt};
+use crate::gsq::Importance;
 use crate::journal::{
     CandidatesEntry, Encoded, InstallEntry, JobEntry, WorkLock, journal_record, journaled_record, read_json, write_json,
 };
@@ -17,9 +18,14 @@ pub use crate::options::{Analysis, CompressOptions, CompressSummary, TensorSumma
 use crate::plan::{TensorCandidates, allocate};
 use crate::policy::{DEFAULT_BITS, DEFAULT_RANKS, is_quantized};
 use crate::source::{SourceModel, SourceTensor};
-use crate::tensor::{Candidate, TensorOptions, candidates, encode_tensor, sampled_candidates};
+use crate::tensor::{Candidate, TensorOptions, candidates, encode_tensor_weighted, sampled_candidates};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+/// The floor of the data-free importance weights, relative to their mean (see
+/// [`Importance::from_second_moments`]): a normalisation weight near zero does not make its
+/// feature's weights free to get wrong, since `x̂` has outlier features of its own.
+pub const NORM_IMPORTANCE_FLOOR: f64 = 0.1;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use uc_pack::fs::{OutputKind, check_output};
@@ -143,6 +149,26 @@ impl Job<'_> {
         Ok(tc)
     }
 
+    /// The data-free importance weights of `t` ([`CompressOptions::norm_importance`]): the
+    /// squares of its input normalisation's weights, when that option is on, the source has that
+    /// tensor, and it has one entry per input feature of `t`; otherwise none.
+    fn norm_importance(&self, t: &SourceTensor) -> Result<Option<Importance>, CompressError> {
+        if !self.opts.norm_importance || t.shape.len() != 2 {
+            return Ok(None);
+        }
+        let Some(norm) =
+            crate::policy::input_norm_of(&t.name).and_then(|n| self.src.tensors.iter().find(|x| x.name == n))
+        else {
+            return Ok(None);
+        };
+        if norm.shape.len() != 1 || norm.shape[0] != t.shape[1] {
+            return Ok(None);
+        }
+        let g = self.src.read_f32(norm)?;
+        let diag: Vec<f64> = g.iter().map(|&v| f64::from(v) * f64::from(v)).collect();
+        Ok(Importance::from_second_moments(&diag, NORM_IMPORTANCE_FLOOR))
+    }
+
     /// Phase 3 for one tensor, from the journal when present. The record stays in the work
     /// directory (memory holds one tensor).
     fn encode(
@@ -163,10 +189,12 @@ impl Job<'_> {
             seed: seed_for(self.opts.seed, &t.name),
             subscales: self.opts.subscales,
         };
-        let enc = encode_tensor(&data, &t.shape, &topts).map_err(|err| CompressError::Encode {
-            tensor: t.name.clone(),
-            err,
-        })?;
+        let imp = self.norm_importance(t)?;
+        let enc =
+            encode_tensor_weighted(&data, &t.shape, &topts, imp.as_ref()).map_err(|err| CompressError::Encode {
+                tensor: t.name.clone(),
+                err,
+            })?;
         drop(data);
         journal_record(&self.work, idx, &t.name, c, &enc)
     }
@@ -190,6 +218,7 @@ fn fingerprint(
         // The journal's candidate files hold this analysis's estimates: a journal written by the
         // other analysis (or by a tool from before the choice existed) is another job.
         "analysis": opts.analysis,
+        "norm_importance": opts.norm_importance,
         "seed": opts.seed,
         "skip": opts.skip,
         "method_version": opts.method_version,

@@ -23,6 +23,11 @@ pub struct CompressOptions {
     pub subscales: Option<crate::gsq::SubScales>,
     /// How phase 1 estimates the error of every (bits, rank) candidate.
     pub analysis: Analysis,
+    /// Data-free importance weights: weigh each weight's error by the square of its input
+    /// feature's scale in the normalisation layer that feeds the linear map, where the model has
+    /// one ([`crate::policy::input_norm_of`]); see [`crate::gsq::Importance`]. Calibrated
+    /// encoding measures the inputs instead ([`crate::calibrate::CalibOptions::importance`]).
+    pub norm_importance: bool,
     /// Seed (randomized SVD, row sample of the sampled analysis).
     pub seed: u64,
     /// Method version recorded in the manifest.

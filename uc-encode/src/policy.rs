@@ -42,6 +42,22 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|&c| c == '*')
 }
 
+/// The normalisation weight that scales the input features of the linear weight `name`, in the
+/// Hugging Face naming of the Llama family (Llama, Mistral, Qwen2, SmolLM): the attention
+/// projections `q/k/v_proj` read `input_layernorm`'s output, the MLP's `gate/up_proj`
+/// `post_attention_layernorm`'s. Feature `j` of an RMSNorm's output is `γ_j · x̂_j` with `x̂` of
+/// unit mean square, so `γ_j²` is a data-free estimate of the input's second moment `E[x_j²]`.
+/// `None` for every other tensor (`o_proj` and `down_proj` read unnormalised activations).
+pub fn input_norm_of(name: &str) -> Option<String> {
+    let (layer, rest) = name.split_once(".self_attn.").or_else(|| name.split_once(".mlp."))?;
+    let norm = match rest {
+        "q_proj.weight" | "k_proj.weight" | "v_proj.weight" => "input_layernorm",
+        "gate_proj.weight" | "up_proj.weight" => "post_attention_layernorm",
+        _ => return None,
+    };
+    Some(format!("{layer}.{norm}.weight"))
+}
+
 /// Whether `name` is an outer tensor (embedding or output head, [`OUTER`]).
 pub fn is_outer(name: &str) -> bool {
     OUTER.iter().any(|p| glob_match(p, name))
@@ -71,6 +87,27 @@ pub fn is_quantized(t: &SourceTensor, skip: &[String], outer: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_norms_of_llama_projections() {
+        let n = |s: &str| input_norm_of(s);
+        assert_eq!(
+            n("model.layers.3.self_attn.q_proj.weight").as_deref(),
+            Some("model.layers.3.input_layernorm.weight")
+        );
+        assert_eq!(
+            n("model.layers.3.self_attn.v_proj.weight").as_deref(),
+            Some("model.layers.3.input_layernorm.weight")
+        );
+        assert_eq!(
+            n("model.layers.12.mlp.up_proj.weight").as_deref(),
+            Some("model.layers.12.post_attention_layernorm.weight")
+        );
+        assert_eq!(n("model.layers.3.self_attn.o_proj.weight"), None);
+        assert_eq!(n("model.layers.3.mlp.down_proj.weight"), None);
+        assert_eq!(n("bert.encoder.layer.0.attention.self.query.weight"), None);
+        assert_eq!(n("model.layers.3.self_attn.q_proj.bias"), None);
+    }
 
     #[test]
     fn globs() {

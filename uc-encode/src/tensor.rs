@@ -1,7 +1,10 @@
 //! One tensor → one record: GSQ, then optionally a low-rank overlay fitted to the residual
 //! `W − W_base` by randomized SVD and stored in bfloat16 (spec section 8).
 
-use crate::gsq::{EncodeError, GsqOptions, GsqParts, SubScales, check_input, quantize_parts, record_params};
+use crate::gsq::{
+    EncodeError, GsqOptions, GsqParts, Importance, SubScales, check_input, quantize_parts, quantize_parts_weighted,
+    record_params,
+};
 use crate::svd::low_rank;
 use rayon::prelude::*;
 use uc_format::num::{bf16_to_f32, f32_to_bf16_bits};
@@ -65,6 +68,17 @@ fn rows_cols(dims: &[u64], n: usize) -> (usize, usize) {
 
 /// Encodes one tensor (row-major `data` of shape `dims`).
 pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result<EncodedTensor, EncodeError> {
+    encode_tensor_weighted(data, dims, opts, None)
+}
+
+/// [`encode_tensor`] with GSQ's errors weighted per input feature (see
+/// [`crate::gsq::Importance`]; `imp.w` has one entry per column); `None` is [`encode_tensor`].
+pub fn encode_tensor_weighted(
+    data: &[f32],
+    dims: &[u64],
+    opts: &TensorOptions,
+    imp: Option<&Importance>,
+) -> Result<EncodedTensor, EncodeError> {
     // Bits and shape first: the quantizer needs bits in 1..=8 and at least one element.
     let n = shape_params(opts.bits, dims, opts.subscales)?.layout()?.n;
     check_input(data, n)?;
@@ -74,7 +88,8 @@ pub fn encode_tensor(data: &[f32], dims: &[u64], opts: &TensorOptions) -> Result
     } else {
         (opts.rank as usize).min(rows).min(cols)
     };
-    let parts = quantize_parts(data, &GsqOptions::new(opts.bits).with_subscales(opts.subscales));
+    let imp = imp.filter(|i| i.w.len() == cols && dims.len() == 2);
+    let parts = quantize_parts_weighted(data, &GsqOptions::new(opts.bits).with_subscales(opts.subscales), imp);
     let (u, v) = if rank == 0 {
         (Vec::new(), Vec::new())
     } else {

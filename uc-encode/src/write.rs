@@ -132,6 +132,7 @@ pub(crate) fn write_pack(
     o.insert("skip".into(), json!(opts.skip));
     o.insert("default_skip".into(), json!(crate::policy::DEFAULT_SKIP));
     o.insert("outer_bits".into(), json!(opts.outer_bits));
+    o.insert("norm_importance".into(), json!(opts.norm_importance));
     o.insert(
         "subscales".into(),
         json!(
