@@ -282,6 +282,13 @@ mod avx2 {
         }
     }
 
+    /// Output prefetch distance, in f32 (2 KiB, two 256-element blocks): the lines that the
+    /// kernels will write that far ahead are requested early with `prefetcht0`. Measured on the
+    /// 2-core Xeon with a 16 MiB output (beyond L2): the stores' own ownership requests left
+    /// the 4-bit v0.4 decode at 18 GB/s, with the prefetch 24 (256 to 1024 about the same). A
+    /// prefetch never faults, so the address may lie past the output.
+    const PF: usize = 512;
+
     /// A record with two-level scales through the group-at-a-time kernel (any range).
     #[target_feature(enable = "avx2")]
     #[inline]
@@ -387,6 +394,8 @@ mod avx2 {
                 if s16 {
                     for ts in 0..16 {
                         let sv = _mm256_set1_ps(es[ts]);
+                        // One 64-byte line of output per sub-block of 16.
+                        _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(16 * ts + PF).cast());
                         for g in 2 * ts..2 * ts + 2 {
                             let v = lookup::<B>(codes.add(g * B), &t, grid, ctl_b, sh_b, mask_b, sh_lo);
                             _mm256_storeu_ps(dst.add(8 * g), _mm256_mul_ps(v, sv));
@@ -395,6 +404,8 @@ mod avx2 {
                 } else {
                     for ts in 0..8 {
                         let sv = _mm256_set1_ps(es[ts]);
+                        _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(32 * ts + PF).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(32 * ts + 16 + PF).cast());
                         for g in 4 * ts..4 * ts + 4 {
                             let v = lookup::<B>(codes.add(g * B), &t, grid, ctl_b, sh_b, mask_b, sh_lo);
                             _mm256_storeu_ps(dst.add(8 * g), _mm256_mul_ps(v, sv));
