@@ -392,8 +392,8 @@ mod avx2 {
                 }
                 let dst = out.as_mut_ptr().add(o);
                 if s16 {
-                    for ts in 0..16 {
-                        let sv = _mm256_set1_ps(es[ts]);
+                    for (ts, &e) in es.iter().enumerate() {
+                        let sv = _mm256_set1_ps(e);
                         // One 64-byte line of output per sub-block of 16.
                         _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(16 * ts + PF).cast());
                         for g in 2 * ts..2 * ts + 2 {
@@ -402,8 +402,8 @@ mod avx2 {
                         }
                     }
                 } else {
-                    for ts in 0..8 {
-                        let sv = _mm256_set1_ps(es[ts]);
+                    for (ts, &e) in es[..8].iter().enumerate() {
+                        let sv = _mm256_set1_ps(e);
                         _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(32 * ts + PF).cast());
                         _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(32 * ts + 16 + PF).cast());
                         for g in 4 * ts..4 * ts + 4 {
