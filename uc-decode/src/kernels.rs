@@ -275,7 +275,7 @@ mod avx2 {
         // SAFETY: the caller checked AVX2 (this function's own contract).
         unsafe {
             if rec.sub_shift == 0 {
-                decode_with::<B, f32>(rec, start, out, v03_scales)
+                decode_v03::<B>(rec, start, out)
             } else {
                 decode_v04::<B>(rec, start, out)
             }
@@ -288,6 +288,15 @@ mod avx2 {
     /// the 4-bit v0.4 decode at 18 GB/s, with the prefetch 24 (256 to 1024 about the same). A
     /// prefetch never faults, so the address may lie past the output.
     const PF: usize = 512;
+
+    /// Prefetches the 4 output lines that lie [`PF`] elements past a 64-element group.
+    #[inline(always)]
+    fn prefetch_group(dst: &[f32; BLOCK]) {
+        for l in 0..4 {
+            // SAFETY: a prefetch has no effect on the program's memory and never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(dst.as_ptr().wrapping_add(16 * l + PF).cast()) };
+        }
+    }
 
     /// A record with two-level scales through the group-at-a-time kernel (any range).
     #[target_feature(enable = "avx2")]
@@ -441,6 +450,64 @@ mod avx2 {
         }
     }
 
+    /// A v0.3 record (one binary16 scale per 64-element code group): the whole groups of the
+    /// range in one loop (the scale converted once per group; for up to 4 bits the table scaled
+    /// by it, each lookup then the product `scale × grid[code]` itself, the same single rounding
+    /// of ), the partial groups at either end, and a last whole group whose 8-byte code
+    /// loads would run past the codes section, through [`decode_with`].
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn decode_v03<const B: usize>(rec: &Record<'_>, start: u64, out: &mut [f32]) {
+        const G: u64 = BLOCK as u64;
+        let end = start + out.len() as u64;
+        let mut k = start.div_ceil(G);
+        let kend = end / G;
+        // SAFETY: AVX2 is available (this function's contract); see the module comment.
+        unsafe {
+            if k >= kend {
+                decode_with::<B, f32>(rec, start, out, v03_scales);
+                return;
+            }
+            let head = (k * G - start) as usize;
+            decode_with::<B, f32>(rec, start, &mut out[..head], v03_scales);
+            let (ctl, sh, mask) = unpack_ctl(B as u32);
+            let b = B as i32;
+            let sh_lo = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
+            let grid = &rec.grid;
+            let t: [__m256; 4] = core::array::from_fn(|j| _mm256_loadu_ps(grid.as_ptr().add(8 * j)));
+            let gb = 8 * B; // code bytes per group
+            let mut o = head;
+            while k < kend {
+                let c0 = k as usize * gb;
+                // Every code load below reads at most 8 bytes from a group's first byte.
+                if rec.codes.len() < c0 + gb + 8 {
+                    break;
+                }
+                let codes = rec.codes.as_ptr().add(c0);
+                let dst = out.as_mut_ptr().add(o);
+                for l in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(16 * l + PF).cast());
+                }
+                let sv = _mm256_set1_ps(v03_scales(rec, k));
+                if B <= 4 {
+                    let u = [_mm256_mul_ps(t[0], sv), _mm256_mul_ps(t[1], sv), t[2], t[3]];
+                    for g in 0..8 {
+                        let v = lookup::<B>(codes.add(g * B), &u, grid, ctl, sh, mask, sh_lo);
+                        _mm256_storeu_ps(dst.add(8 * g), v);
+                    }
+                } else {
+                    for g in 0..8 {
+                        let v = lookup::<B>(codes.add(g * B), &t, grid, ctl, sh, mask, sh_lo);
+                        _mm256_storeu_ps(dst.add(8 * g), _mm256_mul_ps(v, sv));
+                    }
+                }
+                k += 1;
+                o += BLOCK;
+            }
+            decode_with::<B, f32>(rec, k * G, &mut out[o..], v03_scales);
+        }
+    }
+
     /// `grid[code]` for the 8 codes of the group whose `B` bytes start at `p` (8 bytes readable
     /// there): up to 4 bits from the 8- or 16-entry table in registers (`t`), wider codes by a
     /// gather from `grid` (idx < 2^B <= 256).
@@ -527,6 +594,7 @@ mod avx2 {
             let t1 = _mm256_loadu_ps(grid.as_ptr().add(8));
             if B == 4 {
                 for_each_block(rec, start, out, scales, |codes, s: S, dst: &mut [f32; BLOCK]| {
+                    prefetch_group(dst);
                     // The 64 codes as bytes, in order: low nibbles are the even codes, high
                     // nibbles the odd ones (R-6.1's LSB-first order); then one zero-extending
                     // load per 8 codes.
@@ -574,7 +642,25 @@ mod avx2 {
                 });
                 return;
             }
+            let (ctl, sh, mask) = unpack_ctl(B as u32);
+            let sh_lo = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
+            let t = [
+                t0,
+                t1,
+                _mm256_loadu_ps(grid.as_ptr().add(16)),
+                _mm256_loadu_ps(grid.as_ptr().add(24)),
+            ];
             for_each_block(rec, start, out, scales, |codes, s: S, dst: &mut [f32; BLOCK]| {
+                prefetch_group(dst);
+                if B >= 5 && codes.len() >= 8 * B + 8 {
+                    // 8 bytes readable from every group's first byte: the block kernel's
+                    // lookup, in place.
+                    for g in 0..8 {
+                        let v = lookup::<B>(codes.as_ptr().add(g * B), &t, grid, ctl, sh, mask, sh_lo);
+                        _mm256_storeu_ps(dst.as_mut_ptr().add(8 * g), _mm256_mul_ps(v, _mm256_set1_ps(s.of(g))));
+                    }
+                    return;
+                }
                 for g in 0..8 {
                     let sv = _mm256_set1_ps(s.of(g));
                     let x = group_word::<B>(codes, g);
