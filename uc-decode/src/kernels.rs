@@ -290,10 +290,10 @@ mod avx2 {
     const PF: usize = 512;
 
     /// The effective scales of a 256-element block, on a cache line of their own. As a plain
-    /// `[f32; 16]` on the stack its two 8-lane stores could straddle a line, and the scalar loads
-    /// that then read each scale back missed store forwarding: the 8-bit decode with sub-blocks
-    /// of 16 measured 16.7 GB/s against 20.3 aligned (the loop itself unchanged), and moved with
-    /// unrelated code changes.
+    /// `[f32; 16]` on the stack the 8-bit decode with sub-blocks of 16 measured anywhere from 14
+    /// to 20 GB/s from build to build, with the same loop and only the array's stack offset
+    /// changed (likely its 8-lane stores straddling a line, so that the loads reading each scale
+    /// back miss store forwarding); aligned, 20.3.
     #[repr(align(64))]
     struct Es([f32; 16]);
 
