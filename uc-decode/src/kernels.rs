@@ -248,7 +248,12 @@ mod avx2 {
     //! intrinsics on pointers derived from slices whose lengths are checked by construction:
     //! 8 f32 stores at `dst[8g..8g+8]` with `g < 8` into a 64-element array, the gather reads
     //! `grid[idx]` with `idx < 2^B <= 256` from a 256-element array, and the 4-bit kernel's one
-    //! 32-byte load reads the block's 32 code bytes (`codes` holds at least them).
+    //! 32-byte load reads the block's 32 code bytes (`codes` holds at least them). The
+    //! whole-block loops (`decode_v03`, `decode_v04`) read 4 or 8 bytes from each group's first
+    //! code byte only for blocks followed by at least 8 more bytes of the codes section (checked
+    //! per block), store 8 f32 at `dst[8g..8g+8]` inside the block's own part of `out`, and gather
+    //! with indices masked to `B` bits; their prefetches may name any address (a prefetch never
+    //! faults, and `wrapping_add` forms the pointer).
     use super::{BLOCK, GroupScales, Record, for_each_block, v03_scales, v04_word};
     use core::arch::x86_64::*;
 
