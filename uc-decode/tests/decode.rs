@@ -841,8 +841,13 @@ struct Rec04 {
 impl Rec04 {
     /// Random valid parts; an overlay of rank `r` (moderate f16 values) when `r > 0`.
     fn random(bits: u8, dims: &[u64], sub: u32, r: u32, rng: &mut Rng) -> Rec04 {
+        Self::random_q(bits, dims, sub, 8, r, rng)
+    }
+
+    /// As [`Rec04::random`] with `q`-bit sub-scales.
+    fn random_q(bits: u8, dims: &[u64], sub: u32, q: u8, r: u32, rng: &mut Rng) -> Rec04 {
         let dt = if r > 0 { OverlayDtype::F16 } else { OverlayDtype::None };
-        let params = RecordParams::with_subscales(bits, dims, r, dt, sub).expect("params");
+        let params = RecordParams::with_subscales_bits(bits, dims, r, dt, sub, q).expect("params");
         let layout = params.layout().expect("layout");
         let n = layout.n;
         assert_eq!(layout.block_size, 256);
@@ -851,7 +856,8 @@ impl Rec04 {
         assert_eq!(layout.n_blocks, n.div_ceil(64));
         let grid: Vec<f32> = (0..1u32 << bits).map(|_| rand_grid(rng)).collect();
         let scales: Vec<u16> = (0..layout.n_scales).map(|_| rand_scale(rng)).collect();
-        let subs: Vec<u8> = (0..layout.n_subscales).map(|_| rand_sub(rng)).collect();
+        let qmask = ((1u16 << q) - 1) as u8;
+        let subs: Vec<u8> = (0..layout.n_subscales).map(|_| rand_sub(rng) & qmask).collect();
         let codes: Vec<u8> = (0..n).map(|_| rng.below(1 << bits) as u8).collect();
         let u: Vec<u16> = (0..layout.rows * u64::from(r))
             .map(|_| 0x3000 | rng.below(0x1000) as u16)
@@ -1015,4 +1021,57 @@ fn two_level_scales_every_path_and_range_match_an_independent_computation() {
         }
     }
     assert_eq!(checked, 2 * 8 * SHAPES_04.len());
+}
+
+/// Every sub-scale width q = 1..=8 with both sub-blocks and every code width, on shapes with many
+/// whole 256-element blocks (the AVX2 kernel's block-at-a-time path) and partial ones at both ends:
+/// whole tensors and ranges starting and ending off the 8-, S-, 64- and 256-element boundaries.
+#[test]
+fn two_level_scales_every_sub_bits_width_and_range() {
+    let mut rng = Rng::new(0x5eed_0413);
+    let shapes: [&[u64]; 5] = [&[255], &[2, 256], &[4, 1000], &[3, 1027], &[4096]];
+    let starts = [0u64, 1, 5, 8, 17, 63, 64, 200, 255, 256, 257, 511, 700, 1023];
+    let lens = [1u64, 9, 63, 255, 256, 257, 511, 512, 769, 1300, 2049];
+    for sub in [16u32, 32] {
+        for bits in 1u8..=8 {
+            for q in 1u8..=8 {
+                for dims in shapes {
+                    let rec = Rec04::random_q(bits, dims, sub, q, 0, &mut rng);
+                    let r = Record::parse(&rec.buf).expect("parse");
+                    let want = rec.expected();
+                    let n = want.len() as u64;
+                    let what = format!("S {sub} bits {bits} q {q} dims {dims:?}");
+                    for path in PATHS {
+                        assert_eq!(decode(&r, path), want, "{what}: {path:?}");
+                    }
+                    let mut ranges: Vec<(u64, u64)> = vec![(n - 1, 1)];
+                    for s in starts {
+                        for l in lens {
+                            if s + l <= n {
+                                ranges.push((s, l));
+                            }
+                        }
+                        if s < n {
+                            ranges.push((s, n - s));
+                        }
+                    }
+                    for _ in 0..8 {
+                        let s = rng.below(n + 1);
+                        ranges.push((s, rng.below(n - s + 1)));
+                    }
+                    for &(s, l) in &ranges {
+                        for path in PATHS {
+                            let mut out = vec![f32::NAN; l as usize];
+                            r.decode_range_with(path, s, &mut out).unwrap();
+                            assert_eq!(
+                                to_bits(&out),
+                                want[s as usize..(s + l) as usize],
+                                "{what}: {path:?} {s}+{l}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
