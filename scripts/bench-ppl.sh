@@ -9,10 +9,10 @@
 # unless UC_BENCH_RANK is set; embeddings and head at uc's default --embed-bits 6), data-free and
 # calibrated; "free-v03" is the data-free run with v0.3 scales (--sub-block 0), the ablation of
 # two-level scales, "calib-gptq" the calibrated run with --rounding gptq (GPTQ codes), and
-# "calib-noimp" and "free-noimp" the runs with --importance none (the ablation of importance
-# weights: activations calibrated, the input norms' weights data-free).
+# "calib-noimp" the calibrated run with --importance none (the ablation of importance weights),
+# and "free-norms" the data-free run with --importance norms.
 # Usage: scripts/bench-ppl.sh [smollm2|minilm ...]   (default: both)
-# Env: UC_BENCH_TIERS="2 3 4 5 6" (a k-quant tier, or bB: uc alone at B bits per weight, e.g. b2.5), UC_BENCH_METHODS="free calib" (also: free-v03, calib-gptq, calib-noimp, free-noimp),
+# Env: UC_BENCH_TIERS="2 3 4 5 6" (a k-quant tier, or bB: uc alone at B bits per weight, e.g. b2.5), UC_BENCH_METHODS="free calib" (also: free-v03, calib-gptq, calib-noimp, free-norms),
 #      UC_BENCH_CALIB_TIERS (tiers that get the calibrated run; default: all), UC_BENCH_CALIB_TOKENS,
 #      UC_BENCH_STEPS, UC_BENCH_EVAL_TOKENS, UC_BENCH_OUT (default .cache/bench/ppl).
 # Results: $UC_BENCH_OUT/<model>-<method>-<tier>.json; a Markdown table on stdout, with the whole
@@ -76,7 +76,8 @@ for m in "${models[@]}"; do
       args=(--bpw "$b" --rank "$rank" --output-dir "$pack" --fresh --json)
       if [ "$method" = free-v03 ]; then args+=(--sub-block 0); fi
       if [ "$method" = calib-gptq ]; then args+=(--rounding gptq); fi
-      if [ "$method" = calib-noimp ] || [ "$method" = free-noimp ]; then args+=(--importance none); fi
+      if [ "$method" = calib-noimp ]; then args+=(--importance none); fi
+      if [ "$method" = free-norms ]; then args+=(--importance norms); fi
       if [[ $method == calib* ]]; then
         args+=(--calibration "$calib_txt" --calib-tokens "$calib_tokens" --calib-ctx "$ctx" --distill-steps "$steps")
       fi
@@ -108,7 +109,7 @@ tiers = os.environ.get("UC_BENCH_TIERS", "3 4 5 6").split()
 Q6K = 6.5625
 names = {"free": "uc data-free", "calib": "uc calibrated", "free-v03": "uc data-free, v0.3 scales",
          "calib-gptq": "uc calibrated, GPTQ rounding", "calib-noimp": "uc calibrated, no importance weights",
-         "free-noimp": "uc data-free, no importance weights"}
+         "free-norms": "uc data-free, importance from the input norms"}
 for m in models:
     lm = m == "smollm2"
     print(f"\n### {m}\n")
@@ -120,7 +121,7 @@ for m in models:
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     size = None
     for t in tiers:
-        for method in ["kquant", "free", "free-noimp", "calib", "calib-noimp", "calib-gptq", "free-v03"]:
+        for method in ["kquant", "free", "free-norms", "calib", "calib-noimp", "calib-gptq", "free-v03"]:
             p = f"{out}/{m}-{method}-{t}.json"
             if not os.path.exists(p):
                 continue

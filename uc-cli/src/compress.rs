@@ -109,8 +109,9 @@ pub struct Opts {
     /// activations (by the mean square of its input feature on the calibration tokens, the
     /// diagonal of the layer's input statistics, as llama.cpp's importance matrix; needs
     /// --calibration), norms (data-free: by the square of that feature's weight in the RMSNorm
-    /// that feeds the layer, for the Llama family's q/k/v/gate/up projections), none (every weight
-    /// alike), or auto (activations with --calibration, else norms).
+    /// that feeds the layer, for the Llama family's q/k/v/gate/up projections; measured worse at 3
+    /// bits and neutral at 4 on SmolLM2, see BENCHMARKS.md), none (every weight alike), or auto
+    /// (activations with --calibration, else none).
     #[arg(long, value_enum, default_value_t = ImportanceArg::Auto)]
     pub importance: ImportanceArg,
     /// Distillation step size (Adam), relative to each overlay factor's RMS.
@@ -121,7 +122,7 @@ pub struct Opts {
 /// `--importance`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportanceArg {
-    /// Activations with --calibration, norms without.
+    /// Activations with --calibration, none without.
     Auto,
     /// Weighted by the input features' mean squares on the calibration tokens.
     Activations,
@@ -203,7 +204,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     }
     let importance = match (importance, calibration.is_some()) {
         (ImportanceArg::Auto, true) => ImportanceArg::Activations,
-        (ImportanceArg::Auto, false) => ImportanceArg::Norms,
+        (ImportanceArg::Auto, false) => ImportanceArg::None,
         (ImportanceArg::Activations, false) => {
             return Err(CompressError::Usage(
                 "--importance activations needs --calibration (the activations are measured on its text)".into(),

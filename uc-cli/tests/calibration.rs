@@ -830,32 +830,35 @@ fn eval_ppl_and_compare_on_source_pack_and_q8_0() {
     assert!(e.contains("--kquant"), "{e}");
 }
 
-/// `--importance`: data-free runs weigh the Llama projections' errors by their input norm's
-/// weights unless told not to (other bytes, recorded in the manifest), and the modes that need
-/// (or exclude) calibration are refused with a usage error before any work.
+/// `--importance`: data-free runs weigh every weight alike by default and, with `norms`, weigh
+/// the Llama projections' errors by their input norm's weights (other bytes, recorded in the
+/// manifest); the modes that need (or exclude) calibration are refused with a usage error before
+/// any work.
 #[test]
 fn importance_modes_of_data_free_and_calibrated_runs() {
     let s = Scratch::new("importance");
     let (src, text) = tiny_model(&s);
     let norms = s.out("norms");
     let plain = s.out("plain");
-    ok(uc(&compress_args(&src, &norms, &[])));
+    let default = s.out("default");
+    ok(uc(&compress_args(&src, &norms, &["--importance", "norms"])));
     ok(uc(&compress_args(&src, &plain, &["--importance", "none"])));
+    ok(uc(&compress_args(&src, &default, &[])));
+    let records = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert_ne!(
-        std::fs::read(norms.join("model.safetensors")).unwrap(),
-        std::fs::read(plain.join("model.safetensors")).unwrap(),
+        records(&norms),
+        records(&plain),
         "the norms' weights change the records"
+    );
+    assert_eq!(
+        records(&default),
+        records(&plain),
+        "data-free runs are unweighted by default"
     );
     let opt = |d: &Path| read_json(&d.join("ultracompress.json"))["provenance"]["options"]["norm_importance"].clone();
     assert_eq!(opt(&norms), true);
     assert_eq!(opt(&plain), false);
-    // Explicit norms is the default of a data-free run.
-    let again = s.out("norms-explicit");
-    ok(uc(&compress_args(&src, &again, &["--importance", "norms"])));
-    assert_eq!(
-        std::fs::read(norms.join("model.safetensors")).unwrap(),
-        std::fs::read(again.join("model.safetensors")).unwrap()
-    );
+    assert_eq!(opt(&default), false);
     let bad = s.out("bad");
     let e = fails(uc(&compress_args(&src, &bad, &["--importance", "activations"])));
     assert!(e.contains("--calibration"), "{e}");
