@@ -167,6 +167,21 @@ impl Rec {
     }
 }
 
+/// Every `(start, len)` of `ranges` decoded by every path equals `want` (bits) there.
+fn assert_ranges(r: &Record<'_>, want: &[u32], ranges: &[(u64, u64)], what: &str) {
+    for &(s, l) in ranges {
+        for path in PATHS {
+            let mut out = vec![f32::NAN; l as usize];
+            r.decode_range_with(path, s, &mut out).unwrap();
+            assert_eq!(
+                to_bits(&out),
+                want[s as usize..(s + l) as usize],
+                "{what}: {path:?} {s}+{l}"
+            );
+        }
+    }
+}
+
 fn to_bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
@@ -971,17 +986,7 @@ fn two_level_scales_every_path_and_range_match_an_independent_computation() {
                     let s = rng.below(n + 1);
                     ranges.push((s, rng.below(n - s + 1)));
                 }
-                for &(s, l) in &ranges {
-                    for path in PATHS {
-                        let mut out = vec![f32::NAN; l as usize];
-                        r.decode_range_with(path, s, &mut out).unwrap();
-                        assert_eq!(
-                            to_bits(&out),
-                            want[s as usize..(s + l) as usize],
-                            "{what}: {path:?} {s}+{l}"
-                        );
-                    }
-                }
+                assert_ranges(&r, &want, &ranges, &what);
                 // Row ranges.
                 let (rows, cols) = (rec.rows, rec.cols);
                 let mut row_ranges = vec![0..rows, 0..0, rows - 1..rows, rows / 2..rows];
@@ -1059,17 +1064,7 @@ fn two_level_scales_every_sub_bits_width_and_range() {
                         let s = rng.below(n + 1);
                         ranges.push((s, rng.below(n - s + 1)));
                     }
-                    for &(s, l) in &ranges {
-                        for path in PATHS {
-                            let mut out = vec![f32::NAN; l as usize];
-                            r.decode_range_with(path, s, &mut out).unwrap();
-                            assert_eq!(
-                                to_bits(&out),
-                                want[s as usize..(s + l) as usize],
-                                "{what}: {path:?} {s}+{l}"
-                            );
-                        }
-                    }
+                    assert_ranges(&r, &want, &ranges, &what);
                 }
             }
         }
