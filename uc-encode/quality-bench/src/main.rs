@@ -19,6 +19,8 @@ use std::time::Instant;
 use uc_decode::Record;
 use uc_encode::{SubScales, TensorOptions, candidates, encode_tensor};
 
+mod affine;
+
 /// Seed of the randomized SVD (the same for candidate evaluation and the final encode).
 const SVD_SEED: u64 = 0;
 const UC_BITS: std::ops::RangeInclusive<u8> = 2..=8;
@@ -193,6 +195,12 @@ fn synthetic(kind: &str, size: u64) -> InputSet {
 /// Reads the F32 2-D linear weights of a safetensors file (a tiny parser: 8-byte LE header
 /// length, JSON header, raw little-endian data).
 fn load_model(path: &Path) -> Result<InputSet, String> {
+    load_model_filtered(path, "minilm", &|name: &str| {
+        name.contains("attention") || name.contains("intermediate") || name.contains("output")
+    })
+}
+
+fn load_model_filtered(path: &Path, set_name: &str, keep: &dyn Fn(&str) -> bool) -> Result<InputSet, String> {
     let file = if path.is_dir() {
         path.join("model.safetensors")
     } else {
@@ -218,7 +226,7 @@ fn load_model(path: &Path) -> Result<InputSet, String> {
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
             .unwrap_or_default();
-        let linear = (name.contains("attention") || name.contains("intermediate") || name.contains("output"))
+        let linear = keep(name)
             && name.ends_with(".weight")
             && shape.len() == 2;
         if !linear || dtype != "F32" {
@@ -255,7 +263,7 @@ fn load_model(path: &Path) -> Result<InputSet, String> {
     }
     let shapes: Vec<String> = shapes.iter().map(|(s, c)| format!("{c} x [{s}]")).collect();
     Ok(InputSet {
-        name: "minilm".into(),
+        name: set_name.into(),
         description: format!(
             "{}: {} linear weights (names with attention|intermediate|output, .weight, 2-D, F32): {}; {} weights",
             file.display(),
@@ -580,6 +588,11 @@ struct Args {
     json: Option<PathBuf>,
     sub_blocks: Vec<Option<SubScales>>,
     ranks: Vec<u32>,
+    affine: bool,
+    affine_learned: bool,
+    smol_model: Option<PathBuf>,
+    smol_layers: Option<Vec<u32>>,
+    affine_layouts: Option<Vec<affine::Layout>>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -594,6 +607,11 @@ fn parse_args() -> Result<Args, String> {
             Some(SubScales { block: 32, bits: 6 }),
         ],
         ranks: BUDGET_RANKS.to_vec(),
+        affine: false,
+        affine_learned: false,
+        smol_model: None,
+        smol_layers: Some(vec![0, 10, 20]),
+        affine_layouts: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -622,6 +640,25 @@ fn parse_args() -> Result<Args, String> {
                     .map(|s| s.trim().parse().map_err(|e| format!("--ranks: {e}")))
                     .collect::<Result<_, _>>()?
             }
+            "--affine" => a.affine = true,
+            "--affine-learned" => a.affine_learned = true,
+            "--affine-layouts" => {
+                a.affine_layouts = Some(
+                    val()?
+                        .split(',')
+                        .map(|x| parse_layout(x.trim()).ok_or_else(|| format!("--affine-layouts: bad {x:?} (b2s16q4m3)")))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            "--smol-model" => a.smol_model = Some(val()?.into()),
+            "--smol-layers" => {
+                let v = val()?;
+                a.smol_layers = if v == "all" {
+                    None
+                } else {
+                    Some(v.split(',').map(|x| x.trim().parse().map_err(|e| format!("--smol-layers: {e}"))).collect::<Result<_, _>>()?)
+                }
+            }
             "-h" | "--help" => {
                 return Err("usage: uc-quality-bench [--model DIR|FILE] [--synthetic-size N] \
                             [--sets minilm,gaussian,student-t] [--json FILE] [--sub-blocks 0,16q6,32q6] \
@@ -632,7 +669,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     for s in &a.sets {
-        if !["minilm", "gaussian", "student-t"].contains(&s.as_str()) {
+        if !["minilm", "gaussian", "student-t", "smollm2"].contains(&s.as_str()) {
             return Err(format!("unknown set {s:?} (minilm, gaussian, student-t)"));
         }
     }
@@ -661,6 +698,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.affine {
+        return affine_main(&args);
+    }
     let start = Instant::now();
     let threads = rayon::current_num_threads();
     let cpu = cpu_model();
@@ -905,3 +945,267 @@ fn main() -> ExitCode {
 
 /// The candle-core version locked in this package's Cargo.lock (see build.rs).
 const CANDLE_VERSION: &str = env!("CANDLE_CORE_VERSION");
+
+// ---------------------------------------------------------------------------------------------
+// Affine simulation (research; see affine.rs)
+
+const AFFINE_TIERS: [GgmlDType; 5] = [GgmlDType::Q2K, GgmlDType::Q3K, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K];
+
+fn tier_bpw(d: GgmlDType) -> f64 {
+    d.type_size() as f64 * 8.0 / d.block_size() as f64
+}
+
+/// Affine layouts worth evaluating: for each tier B and b in {floor(B)-1, floor(B)}, S in {16, 32},
+/// the (q, q_m) in {4,5,6,8}^2 whose nominal bpw fits B (or B - 0.06, to leave room for header and
+/// grid on small tensors) and that no other fitting pair dominates.
+fn affine_layouts() -> Vec<affine::Layout> {
+    let qs = [4u8, 5, 6, 8];
+    let mut out = std::collections::BTreeSet::new();
+    for d in AFFINE_TIERS {
+        let bb = tier_bpw(d);
+        for budget in [bb, bb - 0.06] {
+            let fb = bb.floor() as u8;
+            for b in [fb - 1, fb] {
+                if !(2..=8).contains(&b) {
+                    continue;
+                }
+                for s in [16usize, 32] {
+                    let fit: Vec<affine::Layout> = qs
+                        .iter()
+                        .flat_map(|&q| qs.iter().map(move |&qm| affine::Layout { b, s, q, qm }))
+                        .filter(|l| l.nominal_bpw() <= budget + 1e-9)
+                        .collect();
+                    for l in &fit {
+                        let dominated = fit.iter().any(|o| o != l && o.q >= l.q && o.qm >= l.qm);
+                        if !dominated {
+                            out.insert(*l);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// "b2s16q4m3" -> Layout.
+fn parse_layout(v: &str) -> Option<affine::Layout> {
+    let v = v.strip_prefix('b')?;
+    let (b, r) = v.split_once('s')?;
+    let (s, r) = r.split_once('q')?;
+    let (q, m) = r.split_once('m')?;
+    let l = affine::Layout { b: b.parse().ok()?, s: s.parse().ok()?, q: q.parse().ok()?, qm: m.parse().ok()? };
+    ((1..=8).contains(&l.b) && (l.s == 16 || l.s == 32) && (1..=8).contains(&l.q) && (1..=8).contains(&l.qm)).then_some(l)
+}
+
+fn load_set(args: &Args, set_name: &str) -> Result<InputSet, String> {
+    match set_name {
+        "minilm" => load_model(args.model.as_deref().ok_or("minilm needs --model")?),
+        "smollm2" => {
+            let p = args.smol_model.as_deref().ok_or("smollm2 needs --smol-model FILE")?;
+            let layers = args.smol_layers.clone();
+            let mut set = load_model_filtered(p, "smollm2", &move |name: &str| {
+                let Some(rest) = name.strip_prefix("model.layers.") else { return false };
+                let Some(l) = rest.split('.').next().and_then(|x| x.parse::<u32>().ok()) else { return false };
+                layers.as_ref().is_none_or(|ls| ls.contains(&l))
+            })?;
+            set.notes.clear();
+            Ok(set)
+        }
+        "gaussian" => Ok(synthetic("gaussian", args.synthetic_size)),
+        _ => Ok(synthetic("student-t", args.synthetic_size)),
+    }
+}
+
+fn affine_main(args: &Args) -> ExitCode {
+    let start = Instant::now();
+    let layouts = args.affine_layouts.clone().unwrap_or_else(affine_layouts);
+    println!("# affine GSQ simulation (candle-core {CANDLE_VERSION}), rayon threads {}\n", rayon::current_num_threads());
+    println!(
+        "affine layouts evaluated ({}): {}\n",
+        layouts.len(),
+        layouts.iter().map(|l| format!("{}({:.4})", l.name(), l.nominal_bpw())).collect::<Vec<_>>().join(", ")
+    );
+    let mut all_json = Vec::new();
+    for set_name in &args.sets {
+        let set = match load_set(args, set_name) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("uc-quality-bench: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        eprintln!("[{}] {}", set.name, set.description);
+        let d_total: f64 = set.tensors.iter().map(|t| t.norm2).sum();
+        let n_total: u64 = set.tensors.iter().map(|t| t.data.len() as u64).sum();
+        // k-quants.
+        let mut notes = Vec::new();
+        let mut kq: Vec<MethodRow> = Vec::new();
+        let t0 = Instant::now();
+        for d in AFFINE_TIERS {
+            let r = kquant(&set, d, KMode::Plain, &mut notes).expect("k-quant");
+            eprintln!("  {} {:.1}s", r.method, r.seconds);
+            kq.push(r);
+        }
+        let kq_secs = t0.elapsed().as_secs_f64();
+        // Current uc: rank-0 candidates (exact err2) for bits 2..8 x sub-block layouts.
+        let t0 = Instant::now();
+        let bits: Vec<u8> = UC_BITS.collect();
+        let cands: Vec<Vec<(Option<SubScales>, uc_encode::Candidate)>> = set
+            .tensors
+            .iter()
+            .map(|t| {
+                args.sub_blocks
+                    .iter()
+                    .flat_map(|&sub| {
+                        candidates(&t.data, &t.dims, &bits, &[0], SVD_SEED, sub)
+                            .expect("candidates")
+                            .into_iter()
+                            .map(move |c| (sub, c))
+                    })
+                    .collect()
+            })
+            .collect();
+        let uc_secs = t0.elapsed().as_secs_f64();
+        eprintln!("  uc candidates {uc_secs:.1}s");
+        // Affine: per tensor, per layout (uniform err2, learned err2).
+        let t0 = Instant::now();
+        let mut aff: Vec<Vec<(affine::Layout, u64, f64, Option<f64>)>> = Vec::new();
+        for t in &set.tensors {
+            let mut v = Vec::new();
+            let mut last_bs: Option<(u8, usize)> = None;
+            let mut cont = Vec::new();
+            let g_u: Vec<Vec<f32>> = (0..=8).map(affine::uniform_grid).collect();
+            for &l in &layouts {
+                if last_bs != Some((l.b, l.s)) {
+                    cont = affine::continuous_fits(&t.data, l.s, &g_u[l.b as usize], true);
+                    last_bs = Some((l.b, l.s));
+                }
+                let qu = affine::quantize(&t.data, l, &g_u[l.b as usize], true, &cont);
+                let learned = args.affine_learned.then(|| {
+                    let g2 = affine::learn_grid(&t.data, l.s, &qu.em, &g_u[l.b as usize]);
+                    let c2 = affine::continuous_fits(&t.data, l.s, &g2, false);
+                    affine::quantize(&t.data, l, &g2, false, &c2).err2
+                });
+                v.push((l, l.cost_bits(t.data.len()), qu.err2, learned));
+            }
+            aff.push(v);
+        }
+        let aff_secs = t0.elapsed().as_secs_f64();
+        eprintln!("  affine {aff_secs:.1}s ({} layouts{})", layouts.len(), if args.affine_learned { ", + learned grid" } else { "" });
+
+        println!("## {}\n\n{}\n", set.name, set.description);
+        println!(
+            "times: k-quants {kq_secs:.1} s (5 tiers, one thread), uc candidates {uc_secs:.1} s ({} sub layouts x 7 widths), affine {aff_secs:.1} s ({} layouts{})\n",
+            args.sub_blocks.len(),
+            layouts.len(),
+            if args.affine_learned { ", uniform + learned grid each" } else { ", uniform grid" }
+        );
+        println!("| tier | k-quant bpw / wrel | uc bpw / wrel | affine-U bpw / wrel | affine-L bpw / wrel | U/k | U/uc | L/k | L/uc | uc picks | affine-U picks | affine-L picks |");
+        println!("|---|---|---|---|---|---:|---:|---:|---:|---|---|---|");
+        let mut tiers_json = Vec::new();
+        for (di, d) in AFFINE_TIERS.iter().enumerate() {
+            let (mut kb, mut ke) = (0u64, 0f64);
+            let (mut ub, mut ue) = (0u64, 0f64);
+            let (mut ab, mut ae) = (0u64, 0f64);
+            let (mut lb, mut le) = (0u64, 0f64);
+            let mut upicks: BTreeMap<String, usize> = BTreeMap::new();
+            let mut apicks: BTreeMap<String, usize> = BTreeMap::new();
+            let mut lpicks: BTreeMap<String, usize> = BTreeMap::new();
+            for ti in 0..set.tensors.len() {
+                let budget = kq[di].results[ti].stored_bits;
+                kb += budget;
+                ke += kq[di].results[ti].err2;
+                let best = cands[ti]
+                    .iter()
+                    .filter(|c| c.1.cost_bits <= budget)
+                    .min_by(|a, b| a.1.err2.total_cmp(&b.1.err2))
+                    .unwrap_or_else(|| cands[ti].iter().min_by_key(|c| c.1.cost_bits).unwrap());
+                ub += best.1.cost_bits;
+                ue += best.1.err2;
+                *upicks.entry(format!("b{}{}", best.1.bits, sub_name(best.0))).or_default() += 1;
+                // Affine-U: best uniform among fitting layouts; affine-L: best of uniform/learned.
+                let fits: Vec<_> = aff[ti].iter().filter(|a| a.1 <= budget).collect();
+                if let Some(a) = fits.iter().min_by(|x, y| x.2.total_cmp(&y.2)) {
+                    ab += a.1;
+                    ae += a.2;
+                    *apicks.entry(a.0.name()).or_default() += 1;
+                } else {
+                    // No affine layout fits: fall back to the current uc pick (counted as such).
+                    ab += best.1.cost_bits;
+                    ae += best.1.err2;
+                    *apicks.entry("(uc)".into()).or_default() += 1;
+                }
+                if args.affine_learned {
+                    let bl = fits
+                        .iter()
+                        .flat_map(|a| [(a.0.name() + "U", a.1, a.2), (a.0.name() + "L", a.1, a.3.unwrap())])
+                        .min_by(|x, y| x.2.total_cmp(&y.2));
+                    if let Some((nm, c, e)) = bl {
+                        lb += c;
+                        le += e;
+                        *lpicks.entry(nm).or_default() += 1;
+                    } else {
+                        lb += best.1.cost_bits;
+                        le += best.1.err2;
+                        *lpicks.entry("(uc)".into()).or_default() += 1;
+                    }
+                }
+            }
+            let w = |e: f64| (e / d_total).sqrt();
+            let bpw = |b: u64| b as f64 / n_total as f64;
+            let fmtp = |m: &BTreeMap<String, usize>| m.iter().map(|(k, c)| format!("{k}x{c}")).collect::<Vec<_>>().join(" ");
+            let (kw, uw, aw, lw) = (w(ke), w(ue), w(ae), w(le));
+            println!(
+                "| {} ({:.4}) | {:.4} / {:.4} | {:.4} / {:.4} | {:.4} / {:.4} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} |",
+                kquant_name(*d),
+                tier_bpw(*d),
+                bpw(kb),
+                kw,
+                bpw(ub),
+                uw,
+                bpw(ab),
+                aw,
+                if args.affine_learned { format!("{:.4} / {:.4}", bpw(lb), lw) } else { "-".into() },
+                aw / kw,
+                aw / uw,
+                if args.affine_learned { format!("{:.3}", lw / kw) } else { "-".into() },
+                if args.affine_learned { format!("{:.3}", lw / uw) } else { "-".into() },
+                fmtp(&upicks),
+                fmtp(&apicks),
+                fmtp(&lpicks)
+            );
+            tiers_json.push(json!({
+                "tier": kquant_name(*d), "kquant_bpw": bpw(kb), "kquant_wrel": kw,
+                "uc_bpw": bpw(ub), "uc_wrel": uw, "affine_u_bpw": bpw(ab), "affine_u_wrel": aw,
+                "affine_l_bpw": bpw(lb), "affine_l_wrel": lw,
+                "uc_picks": upicks, "affine_u_picks": apicks, "affine_l_picks": lpicks,
+            }));
+        }
+        println!();
+        for n in &notes {
+            println!("- {n}");
+        }
+        // Per-layout summary (whole set, uniform / learned), for the record.
+        println!("\nper layout over the set: layout nominal-bpw wrel-U [wrel-L]");
+        for (li, l) in layouts.iter().enumerate() {
+            let eu: f64 = aff.iter().map(|v| v[li].2).sum();
+            let el: f64 = aff.iter().map(|v| v[li].3.unwrap_or(0.0)).sum();
+            println!(
+                "- {} {:.4} {:.5}{}",
+                l.name(),
+                l.nominal_bpw(),
+                (eu / d_total).sqrt(),
+                if args.affine_learned { format!(" [{:.5}]", (el / d_total).sqrt()) } else { String::new() }
+            );
+        }
+        println!();
+        all_json.push(json!({"set": set.name, "description": set.description, "tiers": tiers_json,
+            "seconds": {"kquant": kq_secs, "uc": uc_secs, "affine": aff_secs}}));
+    }
+    println!("total wall time {:.1} s", start.elapsed().as_secs_f64());
+    if let Some(p) = &args.json {
+        let _ = std::fs::write(p, serde_json::to_string_pretty(&json!(all_json)).unwrap() + "\n");
+    }
+    ExitCode::SUCCESS
+}
