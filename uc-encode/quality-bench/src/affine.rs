@@ -199,7 +199,9 @@ fn block_scale_for(want: f32, qmax: f32) -> u16 {
 /// Continuous fits of one (b, S, grid): one (e, m) per sub-block.
 pub fn continuous_fits(data: &[f32], s: usize, grid: &[f32], uniform: bool) -> Vec<(f32, f32)> {
     let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
-    data.par_chunks(s).map(|w| continuous(w, grid, &mids, uniform)).collect()
+    data.par_chunks(s)
+        .map(|w| continuous(w, grid, &mids, uniform))
+        .collect()
 }
 
 /// Result of quantizing a tensor at one layout.
@@ -231,7 +233,13 @@ pub fn quantize(data: &[f32], l: Layout, grid: &[f32], uniform: bool, cont: &[(f
             for (w, &(ce, cm)) in wb.chunks(s).zip(cb) {
                 let codes = &mut codes[..w.len()];
                 let bcodes = &mut bcodes[..w.len()];
-                let rs = |x: f32, dd: f32, mx: f32| if dd > 0.0 { (x / dd).round().clamp(0.0, mx) as i32 } else { 0 };
+                let rs = |x: f32, dd: f32, mx: f32| {
+                    if dd > 0.0 {
+                        (x / dd).round().clamp(0.0, mx) as i32
+                    } else {
+                        0
+                    }
+                };
                 let (sc0, mo0) = (rs(ce, d, qmax), rs(cm, dm, mmax));
                 let mut best = (sc0, mo0);
                 let ev = |sc: i32, mo: i32, codes: &mut [u8]| {

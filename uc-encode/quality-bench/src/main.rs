@@ -226,9 +226,7 @@ fn load_model_filtered(path: &Path, set_name: &str, keep: &dyn Fn(&str) -> bool)
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
             .unwrap_or_default();
-        let linear = keep(name)
-            && name.ends_with(".weight")
-            && shape.len() == 2;
+        let linear = keep(name) && name.ends_with(".weight") && shape.len() == 2;
         if !linear || dtype != "F32" {
             skipped.push(format!("{name} {dtype} {shape:?}"));
             continue;
@@ -646,7 +644,9 @@ fn parse_args() -> Result<Args, String> {
                 a.affine_layouts = Some(
                     val()?
                         .split(',')
-                        .map(|x| parse_layout(x.trim()).ok_or_else(|| format!("--affine-layouts: bad {x:?} (b2s16q4m3)")))
+                        .map(|x| {
+                            parse_layout(x.trim()).ok_or_else(|| format!("--affine-layouts: bad {x:?} (b2s16q4m3)"))
+                        })
                         .collect::<Result<_, _>>()?,
                 )
             }
@@ -656,7 +656,11 @@ fn parse_args() -> Result<Args, String> {
                 a.smol_layers = if v == "all" {
                     None
                 } else {
-                    Some(v.split(',').map(|x| x.trim().parse().map_err(|e| format!("--smol-layers: {e}"))).collect::<Result<_, _>>()?)
+                    Some(
+                        v.split(',')
+                            .map(|x| x.trim().parse().map_err(|e| format!("--smol-layers: {e}")))
+                            .collect::<Result<_, _>>()?,
+                    )
                 }
             }
             "-h" | "--help" => {
@@ -747,22 +751,7 @@ fn main() -> ExitCode {
 
         // Candidates for the budgeted uc, once per tensor.
         let t0 = Instant::now();
-        let bits: Vec<u8> = UC_BITS.collect();
-        let cands: Vec<Vec<(Option<SubScales>, uc_encode::Candidate)>> = set
-            .tensors
-            .iter()
-            .map(|t| {
-                args.sub_blocks
-                    .iter()
-                    .flat_map(|&sub| {
-                        candidates(&t.data, &t.dims, &bits, &args.ranks, SVD_SEED, sub)
-                            .expect("candidates")
-                            .into_iter()
-                            .map(move |c| (sub, c))
-                    })
-                    .collect()
-            })
-            .collect();
+        let cands = uc_candidates(&set, &args.sub_blocks, &args.ranks);
         let cand_secs = t0.elapsed().as_secs_f64();
         eprintln!("  candidates {cand_secs:.1}s");
         notes.push(format!(
@@ -949,7 +938,36 @@ const CANDLE_VERSION: &str = env!("CANDLE_CORE_VERSION");
 // ---------------------------------------------------------------------------------------------
 // Affine simulation (research; see affine.rs)
 
-const AFFINE_TIERS: [GgmlDType; 5] = [GgmlDType::Q2K, GgmlDType::Q3K, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K];
+const AFFINE_TIERS: [GgmlDType; 5] = [
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+];
+
+/// Every tensor's uc candidates (bits 2..=8 × `ranks`) under each sub-block layout of `subs`,
+/// with the layout they were evaluated under.
+fn uc_candidates(
+    set: &InputSet,
+    subs: &[Option<SubScales>],
+    ranks: &[u32],
+) -> Vec<Vec<(Option<SubScales>, uc_encode::Candidate)>> {
+    let bits: Vec<u8> = UC_BITS.collect();
+    set.tensors
+        .iter()
+        .map(|t| {
+            subs.iter()
+                .flat_map(|&sub| {
+                    candidates(&t.data, &t.dims, &bits, ranks, SVD_SEED, sub)
+                        .expect("candidates")
+                        .into_iter()
+                        .map(move |c| (sub, c))
+                })
+                .collect()
+        })
+        .collect()
+}
 
 fn tier_bpw(d: GgmlDType) -> f64 {
     d.type_size() as f64 * 8.0 / d.block_size() as f64
@@ -994,8 +1012,14 @@ fn parse_layout(v: &str) -> Option<affine::Layout> {
     let (b, r) = v.split_once('s')?;
     let (s, r) = r.split_once('q')?;
     let (q, m) = r.split_once('m')?;
-    let l = affine::Layout { b: b.parse().ok()?, s: s.parse().ok()?, q: q.parse().ok()?, qm: m.parse().ok()? };
-    ((1..=8).contains(&l.b) && (l.s == 16 || l.s == 32) && (1..=8).contains(&l.q) && (1..=8).contains(&l.qm)).then_some(l)
+    let l = affine::Layout {
+        b: b.parse().ok()?,
+        s: s.parse().ok()?,
+        q: q.parse().ok()?,
+        qm: m.parse().ok()?,
+    };
+    ((1..=8).contains(&l.b) && (l.s == 16 || l.s == 32) && (1..=8).contains(&l.q) && (1..=8).contains(&l.qm))
+        .then_some(l)
 }
 
 fn load_set(args: &Args, set_name: &str) -> Result<InputSet, String> {
@@ -1005,8 +1029,12 @@ fn load_set(args: &Args, set_name: &str) -> Result<InputSet, String> {
             let p = args.smol_model.as_deref().ok_or("smollm2 needs --smol-model FILE")?;
             let layers = args.smol_layers.clone();
             let mut set = load_model_filtered(p, "smollm2", &move |name: &str| {
-                let Some(rest) = name.strip_prefix("model.layers.") else { return false };
-                let Some(l) = rest.split('.').next().and_then(|x| x.parse::<u32>().ok()) else { return false };
+                let Some(rest) = name.strip_prefix("model.layers.") else {
+                    return false;
+                };
+                let Some(l) = rest.split('.').next().and_then(|x| x.parse::<u32>().ok()) else {
+                    return false;
+                };
                 layers.as_ref().is_none_or(|ls| ls.contains(&l))
             })?;
             set.notes.clear();
@@ -1020,11 +1048,18 @@ fn load_set(args: &Args, set_name: &str) -> Result<InputSet, String> {
 fn affine_main(args: &Args) -> ExitCode {
     let start = Instant::now();
     let layouts = args.affine_layouts.clone().unwrap_or_else(affine_layouts);
-    println!("# affine GSQ simulation (candle-core {CANDLE_VERSION}), rayon threads {}\n", rayon::current_num_threads());
+    println!(
+        "# affine GSQ simulation (candle-core {CANDLE_VERSION}), rayon threads {}\n",
+        rayon::current_num_threads()
+    );
     println!(
         "affine layouts evaluated ({}): {}\n",
         layouts.len(),
-        layouts.iter().map(|l| format!("{}({:.4})", l.name(), l.nominal_bpw())).collect::<Vec<_>>().join(", ")
+        layouts
+            .iter()
+            .map(|l| format!("{}({:.4})", l.name(), l.nominal_bpw()))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut all_json = Vec::new();
     for set_name in &args.sets {
@@ -1050,22 +1085,7 @@ fn affine_main(args: &Args) -> ExitCode {
         let kq_secs = t0.elapsed().as_secs_f64();
         // Current uc: rank-0 candidates (exact err2) for bits 2..8 x sub-block layouts.
         let t0 = Instant::now();
-        let bits: Vec<u8> = UC_BITS.collect();
-        let cands: Vec<Vec<(Option<SubScales>, uc_encode::Candidate)>> = set
-            .tensors
-            .iter()
-            .map(|t| {
-                args.sub_blocks
-                    .iter()
-                    .flat_map(|&sub| {
-                        candidates(&t.data, &t.dims, &bits, &[0], SVD_SEED, sub)
-                            .expect("candidates")
-                            .into_iter()
-                            .map(move |c| (sub, c))
-                    })
-                    .collect()
-            })
-            .collect();
+        let cands = uc_candidates(&set, &args.sub_blocks, &[0]);
         let uc_secs = t0.elapsed().as_secs_f64();
         eprintln!("  uc candidates {uc_secs:.1}s");
         // Affine: per tensor, per layout (uniform err2, learned err2).
@@ -1092,16 +1112,26 @@ fn affine_main(args: &Args) -> ExitCode {
             aff.push(v);
         }
         let aff_secs = t0.elapsed().as_secs_f64();
-        eprintln!("  affine {aff_secs:.1}s ({} layouts{})", layouts.len(), if args.affine_learned { ", + learned grid" } else { "" });
+        eprintln!(
+            "  affine {aff_secs:.1}s ({} layouts{})",
+            layouts.len(),
+            if args.affine_learned { ", + learned grid" } else { "" }
+        );
 
         println!("## {}\n\n{}\n", set.name, set.description);
         println!(
             "times: k-quants {kq_secs:.1} s (5 tiers, one thread), uc candidates {uc_secs:.1} s ({} sub layouts x 7 widths), affine {aff_secs:.1} s ({} layouts{})\n",
             args.sub_blocks.len(),
             layouts.len(),
-            if args.affine_learned { ", uniform + learned grid each" } else { ", uniform grid" }
+            if args.affine_learned {
+                ", uniform + learned grid each"
+            } else {
+                ", uniform grid"
+            }
         );
-        println!("| tier | k-quant bpw / wrel | uc bpw / wrel | affine-U bpw / wrel | affine-L bpw / wrel | U/k | U/uc | L/k | L/uc | uc picks | affine-U picks | affine-L picks |");
+        println!(
+            "| tier | k-quant bpw / wrel | uc bpw / wrel | affine-U bpw / wrel | affine-L bpw / wrel | U/k | U/uc | L/k | L/uc | uc picks | affine-U picks | affine-L picks |"
+        );
         println!("|---|---|---|---|---|---:|---:|---:|---:|---|---|---|");
         let mut tiers_json = Vec::new();
         for (di, d) in AFFINE_TIERS.iter().enumerate() {
@@ -1123,7 +1153,9 @@ fn affine_main(args: &Args) -> ExitCode {
                     .unwrap_or_else(|| cands[ti].iter().min_by_key(|c| c.1.cost_bits).unwrap());
                 ub += best.1.cost_bits;
                 ue += best.1.err2;
-                *upicks.entry(format!("b{}{}", best.1.bits, sub_name(best.0))).or_default() += 1;
+                *upicks
+                    .entry(format!("b{}{}", best.1.bits, sub_name(best.0)))
+                    .or_default() += 1;
                 // Affine-U: best uniform among fitting layouts; affine-L: best of uniform/learned.
                 let fits: Vec<_> = aff[ti].iter().filter(|a| a.1 <= budget).collect();
                 if let Some(a) = fits.iter().min_by(|x, y| x.2.total_cmp(&y.2)) {
@@ -1154,7 +1186,8 @@ fn affine_main(args: &Args) -> ExitCode {
             }
             let w = |e: f64| (e / d_total).sqrt();
             let bpw = |b: u64| b as f64 / n_total as f64;
-            let fmtp = |m: &BTreeMap<String, usize>| m.iter().map(|(k, c)| format!("{k}x{c}")).collect::<Vec<_>>().join(" ");
+            let fmtp =
+                |m: &BTreeMap<String, usize>| m.iter().map(|(k, c)| format!("{k}x{c}")).collect::<Vec<_>>().join(" ");
             let (kw, uw, aw, lw) = (w(ke), w(ue), w(ae), w(le));
             println!(
                 "| {} ({:.4}) | {:.4} / {:.4} | {:.4} / {:.4} | {:.4} / {:.4} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} |",
@@ -1166,11 +1199,23 @@ fn affine_main(args: &Args) -> ExitCode {
                 uw,
                 bpw(ab),
                 aw,
-                if args.affine_learned { format!("{:.4} / {:.4}", bpw(lb), lw) } else { "-".into() },
+                if args.affine_learned {
+                    format!("{:.4} / {:.4}", bpw(lb), lw)
+                } else {
+                    "-".into()
+                },
                 aw / kw,
                 aw / uw,
-                if args.affine_learned { format!("{:.3}", lw / kw) } else { "-".into() },
-                if args.affine_learned { format!("{:.3}", lw / uw) } else { "-".into() },
+                if args.affine_learned {
+                    format!("{:.3}", lw / kw)
+                } else {
+                    "-".into()
+                },
+                if args.affine_learned {
+                    format!("{:.3}", lw / uw)
+                } else {
+                    "-".into()
+                },
                 fmtp(&upicks),
                 fmtp(&apicks),
                 fmtp(&lpicks)
@@ -1196,12 +1241,18 @@ fn affine_main(args: &Args) -> ExitCode {
                 l.name(),
                 l.nominal_bpw(),
                 (eu / d_total).sqrt(),
-                if args.affine_learned { format!(" [{:.5}]", (el / d_total).sqrt()) } else { String::new() }
+                if args.affine_learned {
+                    format!(" [{:.5}]", (el / d_total).sqrt())
+                } else {
+                    String::new()
+                }
             );
         }
         println!();
-        all_json.push(json!({"set": set.name, "description": set.description, "tiers": tiers_json,
-            "seconds": {"kquant": kq_secs, "uc": uc_secs, "affine": aff_secs}}));
+        all_json.push(
+            json!({"set": set.name, "description": set.description, "tiers": tiers_json,
+            "seconds": {"kquant": kq_secs, "uc": uc_secs, "affine": aff_secs}}),
+        );
     }
     println!("total wall time {:.1} s", start.elapsed().as_secs_f64());
     if let Some(p) = &args.json {
