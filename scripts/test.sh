@@ -3,7 +3,8 @@
 # the thumbv7em-none-eabihf target, the 1.85.0 toolchain (MSRV) and a Vulkan driver (Mesa's
 # lavapipe, Debian package mesa-vulkan-drivers, when there is no GPU), and for the fuzz smoke a
 # nightly toolchain and cargo-fuzz (UC_FUZZ_SECONDS per target, default 60), and Python 3 with venv
-# and pip (the OMS interop step installs PyPI model-signing into .cache/oms-venv); `.ci/run` installs them.
+# and pip (the OMS interop step installs PyPI model-signing into .cache/oms-venv, the Python
+# package's step maturin, numpy, pytest and safetensors into .cache/py-venv); `.ci/run` installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -20,6 +21,7 @@ disk
 
 step "format"
 cargo fmt --all --check
+cargo fmt --manifest-path python/Cargo.toml --check
 
 step "clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -110,5 +112,10 @@ bash scripts/oms-interop.sh "$uc" "$bin/uc-verify"
 disk
 step "fuzz smoke: every cargo-fuzz target for ${UC_FUZZ_SECONDS:-60} s from the conformance seeds (fuzz/smoke.sh)"
 bash fuzz/smoke.sh "${UC_FUZZ_SECONDS:-60}"
+
+disk
+step "Python package (python/): pip install ./python, then its pytest suite (scripts/test-python.sh)"
+cargo clippy --locked --manifest-path python/Cargo.toml --all-targets -- -D warnings
+bash scripts/test-python.sh
 
 step "all checks passed"

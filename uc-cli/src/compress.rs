@@ -18,7 +18,7 @@ pub struct Opts {
     #[arg(long)]
     pub list_devices: bool,
     /// Bits-per-weight budget over all quantized weights (everything stored counts).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = uc_encode::policy::DEFAULT_BPW)]
     pub bpw: f64,
     /// Use this code width (1..=8) for every tensor instead of letting the budget choose.
     #[arg(long)]
@@ -61,7 +61,7 @@ pub struct Opts {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Method version recorded in the manifest.
-    #[arg(long, default_value = "gsq-1")]
+    #[arg(long, default_value = uc_encode::policy::DEFAULT_METHOD_VERSION)]
     pub method_version: String,
     /// License identifier recorded in the manifest (SPDX).
     #[arg(long)]
@@ -91,13 +91,13 @@ pub struct Opts {
     #[arg(long)]
     pub calibration: Option<PathBuf>,
     /// Calibration tokens (whole windows of --calib-ctx).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = CalibOptions::DEFAULT_TOKENS)]
     pub calib_tokens: usize,
     /// Calibration window length in tokens.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = CalibOptions::DEFAULT_CTX)]
     pub calib_ctx: usize,
     /// Distillation steps per layer (0: activation-aware initialisation only).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = CalibOptions::DEFAULT_STEPS)]
     pub distill_steps: usize,
     /// How calibration chooses the codes: nearest (the nearest grid value, as without
     /// calibration) or gptq (error feedback against each layer's input statistics, GPTQ; with
@@ -115,7 +115,7 @@ pub struct Opts {
     #[arg(long, value_enum, default_value_t = ImportanceArg::Auto)]
     pub importance: ImportanceArg,
     /// Distillation step size (Adam), relative to each overlay factor's RMS.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = CalibOptions::DEFAULT_LR)]
     pub distill_lr: f64,
 }
 
@@ -130,6 +130,17 @@ pub enum ImportanceArg {
     Norms,
     /// Unweighted.
     None,
+}
+
+impl ImportanceArg {
+    fn name(self) -> &'static str {
+        match self {
+            ImportanceArg::Auto => "auto",
+            ImportanceArg::Activations => "activations",
+            ImportanceArg::Norms => "norms",
+            ImportanceArg::None => "none",
+        }
+    }
 }
 
 /// `--analysis`.
@@ -202,21 +213,8 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     if let Some(t) = threads {
         crate::output::set_threads(t)?;
     }
-    let importance = match (importance, calibration.is_some()) {
-        (ImportanceArg::Auto, true) => ImportanceArg::Activations,
-        (ImportanceArg::Auto, false) => ImportanceArg::None,
-        (ImportanceArg::Activations, false) => {
-            return Err(CompressError::Usage(
-                "--importance activations needs --calibration (the activations are measured on its text)".into(),
-            ));
-        }
-        (ImportanceArg::Norms, true) => {
-            return Err(CompressError::Usage(
-                "--importance norms is for data-free runs: with --calibration use activations or none".into(),
-            ));
-        }
-        (i, _) => i,
-    };
+    let importance = uc_encode::policy::Importance::resolve(importance.name(), calibration.is_some())
+        .map_err(|e| CompressError::Usage(format!("--{e}")))?;
     // The key is read first: a missing or unusable key fails before any work.
     let sign = match &sign_key {
         Some(k) => Some(uc_encode::sign::SignSpec::load(k, &sign_certificate_chain)?),
@@ -240,7 +238,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
             block: sub_block,
             bits: sub_bits,
         }),
-        norm_importance: importance == ImportanceArg::Norms,
+        norm_importance: importance == uc_encode::policy::Importance::Norms,
         analysis: match analysis {
             AnalysisArg::Exact => uc_encode::compress::Analysis::Exact,
             AnalysisArg::Sampled => uc_encode::compress::Analysis::Sampled,
@@ -259,7 +257,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
                 steps: distill_steps,
                 lr: distill_lr,
                 gptq: rounding == Rounding::Gptq,
-                importance: importance == ImportanceArg::Activations,
+                importance: importance == uc_encode::policy::Importance::Activations,
             })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
         }),
         progress: crate::output::progress_if_terminal(),

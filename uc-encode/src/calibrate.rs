@@ -31,6 +31,30 @@ pub struct CalibOptions {
     pub importance: bool,
 }
 
+impl CalibOptions {
+    /// Calibration tokens by default.
+    pub const DEFAULT_TOKENS: usize = 2048;
+    /// Window length by default.
+    pub const DEFAULT_CTX: usize = 256;
+    /// Distillation steps per layer by default.
+    pub const DEFAULT_STEPS: usize = 200;
+    /// Distillation step size by default.
+    pub const DEFAULT_LR: f64 = 0.01;
+
+    /// The defaults of `uc compress --calibration TEXT`: nearest rounding, importance weights.
+    pub fn defaults(text: PathBuf) -> Self {
+        CalibOptions {
+            text,
+            tokens: Self::DEFAULT_TOKENS,
+            ctx: Self::DEFAULT_CTX,
+            steps: Self::DEFAULT_STEPS,
+            lr: Self::DEFAULT_LR,
+            gptq: false,
+            importance: true,
+        }
+    }
+}
+
 /// What calibration did to one layer: losses on the calibration tokens, by [`LayerReport::objective`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LayerReport {

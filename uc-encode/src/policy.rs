@@ -15,6 +15,46 @@ pub const DEFAULT_SKIP: [&str; 1] = ["*norm*"];
 pub const OUTER: [&str; 5] = ["*embed*", "*lm_head*", "*wte*", "*wpe*", "*position*"];
 /// Code width of the outer tensors by default.
 pub const DEFAULT_OUTER_BITS: u8 = 6;
+/// Bits-per-weight budget of `uc compress` (and `ucpack.compress`) when none is given.
+pub const DEFAULT_BPW: f64 = 5.0;
+/// Method version recorded in the manifest by default.
+pub const DEFAULT_METHOD_VERSION: &str = "gsq-1";
+
+/// How each weight's error is weighed when the grid is fitted and the scales searched (`uc
+/// compress --importance`, `ucpack.compress(importance=...)`), once resolved against whether the
+/// run is calibrated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Importance {
+    /// By the input features' mean squares on the calibration tokens (needs calibration).
+    Activations,
+    /// By the squares of the input normalisation's weights (data-free).
+    Norms,
+    /// Every weight alike.
+    None,
+}
+
+impl Importance {
+    /// Resolves `auto`, `activations`, `norms` or `none`: `auto` is activations in a calibrated
+    /// run and none in a data-free one; activations without calibration and norms with it are
+    /// refused with the reason.
+    pub fn resolve(name: &str, calibrated: bool) -> Result<Importance, String> {
+        match (name, calibrated) {
+            ("auto", true) | ("activations", true) => Ok(Importance::Activations),
+            ("auto", false) | ("none", _) => Ok(Importance::None),
+            ("norms", false) => Ok(Importance::Norms),
+            ("activations", false) => {
+                Err("importance activations needs calibration (the activations are measured on its text)".into())
+            }
+            ("norms", true) => {
+                Err("importance norms is for data-free runs: with calibration use activations or none".into())
+            }
+            (other, _) => Err(format!(
+                "importance: expected auto, activations, norms or none, got {other:?}"
+            )),
+        }
+    }
+}
+
 /// Tensors with fewer weights than this stay verbatim (a record's fixed overhead would dominate).
 pub const MIN_QUANTIZED_WEIGHTS: u64 = 4096;
 
