@@ -72,3 +72,22 @@ def wrap_record(record: bytes, path: pathlib.Path, name: str = "t") -> pathlib.P
 
     save_file({name: np.frombuffer(record, dtype=np.uint8).copy()}, str(path))
     return path
+
+
+def vectors(kind: str):
+    """(metadata, record bytes) of every conformance vector of a kind (positive, negative)."""
+    for meta_path in sorted((VECTORS / kind).glob("*.json")):
+        meta = json.loads(meta_path.read_text())
+        yield meta, (VECTORS / kind / meta["record"]).read_bytes()
+
+
+def damaged_copy(pack: pathlib.Path, dst: pathlib.Path, from_end: int, mask: int) -> pathlib.Path:
+    """A copy of a pack with one bit pattern flipped in its safetensors file."""
+    import shutil
+
+    shutil.copytree(pack, dst)
+    f = dst / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-from_end] ^= mask
+    f.write_bytes(bytes(data))
+    return dst

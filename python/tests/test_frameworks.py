@@ -12,7 +12,7 @@ import pytest
 
 import ucpack
 import ucpack.numpy
-from conftest import run_uc
+from conftest import damaged_copy, run_uc
 
 torch = pytest.importorskip("torch")
 import ucpack.torch  # noqa: E402
@@ -91,17 +91,10 @@ def test_minilm_from_pack_matches_uc_eval(tmp_path: pathlib.Path) -> None:
 
 
 def test_from_pack_refuses_a_damaged_pack(pack: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    import shutil
-
     pytest.importorskip("transformers")
     from ucpack.transformers import from_pack
 
-    bad = tmp_path / "bad"
-    shutil.copytree(pack, bad)
-    f = bad / "model.safetensors"
-    data = bytearray(f.read_bytes())
-    data[-64] ^= 1
-    f.write_bytes(bytes(data))
+    bad = damaged_copy(pack, tmp_path / "bad", 64, 1)
     with pytest.raises(ucpack.PackError) as e:
         from_pack(bad)
     assert e.value.receipt is not None and not e.value.receipt.verified
