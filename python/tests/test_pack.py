@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -318,3 +319,23 @@ def _check_ticks_inside(calls: dict, before: dict = {}) -> None:
         rate = inside / (hi - lo)
         print(f"{what}: {hi - lo:.4f} s, {rate:.0f} ticks/s")
         assert rate > 100_000, (what, rate)
+
+
+def test_negative_vectors_inside_a_pack(pack: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """A pack whose weights file holds a conformance negative: verify reports the record's
+    failure (no exception), loading raises FormatError with the vector's class and offset."""
+    tried = 0
+    for meta, rec in vectors("negative"):
+        if not rec.startswith(b"\x89UCR\r\n\x1a\n") or meta.get("every_prefix"):
+            continue
+        bad = tmp_path / meta["name"]
+        shutil.copytree(pack, bad)
+        wrap_record(rec, bad / "model.safetensors", name="layers.0.proj.weight")
+        receipt = ucpack.verify(bad)
+        assert not receipt.verified, meta["name"]
+        assert any(c["check"] == "tensor.record" and c["tensor"] == "layers.0.proj.weight" for c in receipt.failures), meta["name"]
+        with pytest.raises(ucpack.FormatError) as e:
+            ucpack.numpy.load_file(bad)
+        assert (e.value.error_class, e.value.offset) == (meta["error"], meta["offset"]), meta["name"]
+        tried += 1
+    assert tried > 100
