@@ -346,7 +346,10 @@ struct CompressArgs {
     calib_ctx: Option<usize>,
     distill_steps: Option<usize>,
     rounding: Option<String>,
+    distill_lr: Option<f64>,
+    method_version: Option<String>,
     sign_key: Option<PathBuf>,
+    sign_certificate_chain: Option<Vec<PathBuf>>,
 }
 
 fn compress_error(e: uc_encode::error::CompressError) -> PyErr {
@@ -386,7 +389,10 @@ fn compress(py: Python<'_>, source: PathBuf, output_dir: PathBuf, args: Compress
     }
     let embed_bits = args.embed_bits.unwrap_or(uc_encode::policy::DEFAULT_OUTER_BITS);
     let sign = match &args.sign_key {
-        Some(k) => Some(uc_encode::sign::SignSpec::load(k, &[]).map_err(compress_error)?),
+        Some(k) => Some(
+            uc_encode::sign::SignSpec::load(k, args.sign_certificate_chain.as_deref().unwrap_or_default())
+                .map_err(compress_error)?,
+        ),
         None => None,
     };
     let bpw = args.bpw.unwrap_or(uc_encode::policy::DEFAULT_BPW);
@@ -408,7 +414,9 @@ fn compress(py: Python<'_>, source: PathBuf, output_dir: PathBuf, args: Compress
             uc_encode::compress::Analysis::Sampled
         },
         seed: args.seed.unwrap_or(0),
-        method_version: uc_encode::policy::DEFAULT_METHOD_VERSION.into(),
+        method_version: args
+            .method_version
+            .unwrap_or_else(|| uc_encode::policy::DEFAULT_METHOD_VERSION.into()),
         license: args.license,
         skip: args.skip.unwrap_or_default(),
         fresh: args.fresh.unwrap_or(false),
@@ -420,6 +428,7 @@ fn compress(py: Python<'_>, source: PathBuf, output_dir: PathBuf, args: Compress
                 tokens: args.calib_tokens.unwrap_or(d.tokens),
                 ctx: args.calib_ctx.unwrap_or(d.ctx),
                 steps: args.distill_steps.unwrap_or(d.steps),
+                lr: args.distill_lr.unwrap_or(d.lr),
                 gptq,
                 importance: importance == Importance::Activations,
                 ..d

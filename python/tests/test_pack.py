@@ -271,7 +271,8 @@ def test_the_gil_is_released_during_native_work(tmp_path: pathlib.Path) -> None:
     from ucpack import _ucpack
 
     args = {k: None for k in ("bpw", "sub_block", "sub_bits", "embed_bits", "seed", "skip", "license",
-                              "calibration", "calib_tokens", "calib_ctx", "distill_steps", "sign_key")}
+                              "calibration", "calib_tokens", "calib_ctx", "distill_steps", "sign_key",
+                              "distill_lr", "method_version", "sign_certificate_chain")}
     args.update(bits=4, rank=0, threads=1, fresh=False, exact_analysis=False, importance="auto", rounding="nearest")
     calls = {
         "compress": lambda: _ucpack.compress(str(src), str(pack), args),
@@ -339,3 +340,19 @@ def test_negative_vectors_inside_a_pack(pack: pathlib.Path, tmp_path: pathlib.Pa
         assert (e.value.error_class, e.value.offset) == (meta["error"], meta["offset"]), meta["name"]
         tried += 1
     assert tried > 100
+
+
+def test_compress_signs_with_a_key(model_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    import subprocess
+
+    key = tmp_path / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)], check=True)
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(tmp_path / "pub.pem")], check=True)
+    out = tmp_path / "signed"
+    s = ucpack.compress(model_dir, out, bits=4, rank=0, sign_key=key, method_version="gsq-test")
+    assert (out / "model.sig").is_file() and s["verification_checks_passed"] > 0
+    assert manifest(out)["method_version"] == "gsq-test"
+    run_uc(str(out), "--public-key", str(tmp_path / "pub.pem"), tool="uc-verify")  # exits 0: signature valid
+    with pytest.raises(ucpack.PackError, match="no-key.pem"):  # the key is read before any work
+        ucpack.compress(model_dir, tmp_path / "x", sign_key=tmp_path / "no-key.pem")
+    assert not (tmp_path / "x").exists()

@@ -324,12 +324,17 @@ def compress(
     calib_ctx: Optional[int] = None,
     distill_steps: Optional[int] = None,
     rounding: str = "nearest",
+    distill_lr: Optional[float] = None,
+    method_version: Optional[str] = None,
     sign_key: Optional[PathLike] = None,
+    sign_certificate_chain: Optional[Sequence[PathLike]] = None,
 ) -> Dict[str, Any]:
     """Compresses a local Hugging Face model directory into a uc pack, exactly as
     ``uc compress SOURCE --output-dir OUTPUT_DIR`` with the same options does (``None`` means
     the CLI's default: ``bpw=5.0``, ``sub_block=16``, ``sub_bits=6``, ``embed_bits=6``, all cores,
-    seed 0; with ``calibration``, 2048 tokens in windows of 256 and 200 distillation steps). The
+    seed 0; with ``calibration``, 2048 tokens in windows of 256 and 200 distillation steps at step
+    size 0.01; ``sign_key`` and ``sign_certificate_chain`` as ``--sign-key`` and
+    ``--sign-certificate-chain``, ``exact_analysis`` as ``--analysis exact``). The
     pack is verified before it is installed; ``fresh=True`` replaces a previous pack that uc
     wrote there (never a directory it did not write). Returns the summary of ``uc compress
     --json``."""
@@ -355,6 +360,9 @@ def compress(
         "calib_ctx": calib_ctx,
         "distill_steps": distill_steps,
         "rounding": rounding,
+        "distill_lr": distill_lr,
+        "method_version": method_version,
         "sign_key": fs(sign_key),
+        "sign_certificate_chain": [os.fspath(p) for p in sign_certificate_chain] if sign_certificate_chain else None,
     }
     return json.loads(_ucpack.compress(os.fspath(source), os.fspath(output_dir), args))
