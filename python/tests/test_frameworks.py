@@ -98,3 +98,22 @@ def test_from_pack_refuses_a_damaged_pack(pack: pathlib.Path, tmp_path: pathlib.
     with pytest.raises(ucpack.PackError) as e:
         from_pack(bad)
     assert e.value.receipt is not None and not e.value.receipt.verified
+
+
+def test_smollm2_from_pack_equals_the_unpacked_model(tmp_path: pathlib.Path) -> None:
+    """A causal LM with a tied embedding (one record used both ways): from_pack gives the logits
+    of the same model unpacked by `uc unpack --merge-overlay`, bit for bit."""
+    transformers = pytest.importorskip("transformers")
+    pack = os.environ.get("UC_TEST_SMOLLM2_PACK")
+    if not pack:
+        pytest.skip("UC_TEST_SMOLLM2_PACK is not set (scripts/test.sh sets it)")
+    from ucpack.transformers import from_pack
+
+    model = from_pack(pack, transformers.AutoModelForCausalLM)
+    assert model.config.tie_word_embeddings
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    run_uc("unpack", pack, "--output-dir", str(tmp_path / "f32"), "--merge-overlay")
+    unpacked = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "f32")).eval()
+    ids = torch.tensor([[1, 504, 3145, 282, 253, 1789, 30, 216]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, unpacked(ids).logits)
