@@ -369,9 +369,22 @@ fn compress_error(e: uc_encode::error::CompressError) -> PyErr {
 #[pyfunction]
 fn compress(py: Python<'_>, source: PathBuf, output_dir: PathBuf, args: CompressArgs) -> PyResult<String> {
     use uc_encode::calibrate::CalibOptions;
-    use uc_encode::policy::Importance;
+    use uc_encode::policy::{Importance, ImportanceError};
     let importance = Importance::resolve(args.importance.as_deref().unwrap_or("auto"), args.calibration.is_some())
-        .map_err(PyValueError::new_err)?;
+        .map_err(|e| {
+            PyValueError::new_err(match e {
+                ImportanceError::NeedsCalibration => {
+                    "importance=\"activations\" needs calibration= (the activations are measured on its text)".into()
+                }
+                ImportanceError::DataFreeOnly => {
+                    "importance=\"norms\" is for data-free runs: with calibration= use \"activations\" or \"none\""
+                        .into()
+                }
+                ImportanceError::Unknown(n) => {
+                    format!("importance: expected \"auto\", \"activations\", \"norms\" or \"none\", got {n:?}")
+                }
+            })
+        })?;
     let gptq = match args.rounding.as_deref().unwrap_or("nearest") {
         "nearest" => false,
         "gptq" => true,

@@ -213,8 +213,18 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     if let Some(t) = threads {
         crate::output::set_threads(t)?;
     }
-    let importance = uc_encode::policy::Importance::resolve(importance.name(), calibration.is_some())
-        .map_err(|e| CompressError::Usage(format!("--{e}")))?;
+    use uc_encode::policy::ImportanceError;
+    let importance = uc_encode::policy::Importance::resolve(importance.name(), calibration.is_some()).map_err(|e| {
+        CompressError::Usage(match e {
+            ImportanceError::NeedsCalibration => {
+                "--importance activations needs --calibration (the activations are measured on its text)".into()
+            }
+            ImportanceError::DataFreeOnly => {
+                "--importance norms is for data-free runs: with --calibration use activations or none".into()
+            }
+            ImportanceError::Unknown(n) => format!("--importance: unknown mode {n:?}"),
+        })
+    })?;
     // The key is read first: a missing or unusable key fails before any work.
     let sign = match &sign_key {
         Some(k) => Some(uc_encode::sign::SignSpec::load(k, &sign_certificate_chain)?),

@@ -33,24 +33,30 @@ pub enum Importance {
     None,
 }
 
+/// Why an importance mode was refused ([`Importance::resolve`]); each front end words it with
+/// its own option names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportanceError {
+    /// `activations` in a data-free run.
+    NeedsCalibration,
+    /// `norms` in a calibrated run.
+    DataFreeOnly,
+    /// Not one of the four names.
+    Unknown(String),
+}
+
 impl Importance {
     /// Resolves `auto`, `activations`, `norms` or `none`: `auto` is activations in a calibrated
     /// run and none in a data-free one; activations without calibration and norms with it are
-    /// refused with the reason.
-    pub fn resolve(name: &str, calibrated: bool) -> Result<Importance, String> {
+    /// refused.
+    pub fn resolve(name: &str, calibrated: bool) -> Result<Importance, ImportanceError> {
         match (name, calibrated) {
             ("auto", true) | ("activations", true) => Ok(Importance::Activations),
             ("auto", false) | ("none", _) => Ok(Importance::None),
             ("norms", false) => Ok(Importance::Norms),
-            ("activations", false) => {
-                Err("importance activations needs calibration (the activations are measured on its text)".into())
-            }
-            ("norms", true) => {
-                Err("importance norms is for data-free runs: with calibration use activations or none".into())
-            }
-            (other, _) => Err(format!(
-                "importance: expected auto, activations, norms or none, got {other:?}"
-            )),
+            ("activations", false) => Err(ImportanceError::NeedsCalibration),
+            ("norms", true) => Err(ImportanceError::DataFreeOnly),
+            (other, _) => Err(ImportanceError::Unknown(other.to_string())),
         }
     }
 }
