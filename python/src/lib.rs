@@ -44,20 +44,13 @@ fn raise(class: &str, args: impl FnOnce(Python<'_>) -> PyResult<Bound<'_, pyo3::
 
 /// `FormatError` for an invalid record: class, clause, offset in the record and in the file.
 fn record_error(path: &Path, file_offset: u64, tensor: &str, e: uc_format::Error) -> PyErr {
-    let msg = format!(
-        "{}: tensor {tensor:?}: invalid uc record: {} at byte offset {} of the record (file offset {}), spec {}",
-        path.display(),
-        e.kind.name(),
-        e.offset,
-        file_offset.saturating_add(e.offset),
-        e.clause()
-    );
+    let at = file_offset.saturating_add(e.offset);
     let args = (
-        msg,
+        format!("{}: tensor {tensor:?}: {e} (file offset {at})", path.display()),
         e.kind.name(),
         e.clause(),
         e.offset,
-        file_offset.saturating_add(e.offset),
+        at,
         path.display().to_string(),
         Some(tensor.to_string()),
     );

@@ -201,7 +201,7 @@ class safe_open:
         rank = d["overlay_rank"]
         shape = tuple(d["shape"])
         rows = shape[0] if shape else 1
-        cols = d["shape"] and int(np.prod(shape[1:], dtype=np.int64)) or 1
+        cols = int(np.prod(shape[1:], dtype=np.int64))  # 1 for a 1-D record
         return RecordView(
             name=name,
             version_minor=d["version_minor"],
