@@ -12,10 +12,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-venv=${UC_PY_VENV:-.cache/py-venv}
+venv=$(realpath -m "${UC_PY_VENV:-.cache/py-venv}")
+# Only a venv this script made (its marker file) is ever removed: UC_PY_VENV may name anything.
+marker=.ucpack-test-venv
+if [ -e "$venv" ] && [ ! -f "$venv/$marker" ]; then
+  echo "error: $venv exists and was not made by $0; remove it or set UC_PY_VENV" >&2
+  exit 2
+fi
 rm -rf "$venv"
 python3 -m venv "$venv"
-py="$root/$venv/bin/python"
+touch "$venv/$marker"
+py="$venv/bin/python"
 pip=("$py" -m pip install --quiet --disable-pip-version-check --no-cache-dir)
 "${pip[@]}" "numpy>=1.21" "pytest>=7" "safetensors>=0.4"
 want_torch=${UC_PY_TORCH:-auto}
@@ -42,7 +49,7 @@ cd "$work"
 UC_BIN_DIR="$bin" UC_TEST_SMOLLM2_PACK="$work/smollm2" UC_TEST_MINILM="$root/$(cd "$root" && bash scripts/fetch-models.sh minilm)" \
   UC_TEST_TEXT="${texts[0]}" "$py" -m pytest -q -p no:cacheprovider -rs "$root/python/tests"
 if [ "$want_torch" = 1 ]; then
-  rm -rf "${root:?}/$venv" # 5.7 GB
+  rm -rf "${venv:?}" # 5.7 GB, made here (its marker)
 else
-  echo "NOTE: ucpack.torch / ucpack.transformers tests NOT RUN: torch is not installed (UC_PY_TORCH=$want_torch; under 12 GB of free disk for PyPI's CUDA torch)"
+  echo "NOTE: ucpack.torch / ucpack.transformers tests NOT RUN: torch is not installed (UC_PY_TORCH=${UC_PY_TORCH:-auto}: off, or under 12 GB of free disk for PyPI's CUDA torch)"
 fi
