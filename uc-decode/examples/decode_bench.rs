@@ -1,7 +1,7 @@
 //! Decode throughput benchmark (single thread), against a same-sized f32 memcpy in the same run.
 //!
 //! cargo run --release -p uc-decode --example decode_bench -- --bits 4 --n 16777216 [--json]
-//!     [--path auto|scalar|portable|avx2] [--runs R] [--sub-block 16|32] [--sub-bits Q]
+//!     [--path auto|scalar|portable|avx2] [--runs R] [--sub-block 16|32] [--sub-bits Q] [--dot COLS]
 //!
 //! `--sub-block S` benchmarks a v0.4 record with two-level scales (spec section 13: one binary16
 //! scale per 256 weights times one Q-bit sub-scale per S weights, Q = 6 by default) instead of a v0.3
@@ -9,6 +9,12 @@
 //!
 //! decode_gbps = f32 output bytes per second of the best of R runs; memcpy_gbps = bytes copied
 //! per second by the best of R copies of an equally sized f32 buffer; ratio = decode / memcpy.
+//!
+//! `--dot COLS` benchmarks `Record::dot_rows` instead (a matrix-vector product of the record as a
+//! `[n / COLS, COLS]` matrix, what a linear layer runs for one token) against the same product over
+//! the decoded f32 matrix in the same run (`f32_gws`: a plain 8-lane f32 matrix-vector loop over
+//! `n` f32 weights read from memory, what a runtime over the unpacked model does) and against
+//! decoding the whole matrix first (`decode_then_dot_gws`). Figures are weights per second.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -26,6 +32,8 @@ struct Args {
     /// 0: a v0.3 record; 16 or 32: a v0.4 record with two-level scales.
     sub_block: u32,
     sub_bits: u8,
+    /// Non-zero: benchmark `dot_rows` with rows of this many columns.
+    dot: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         runs: 7,
         sub_block: 0,
         sub_bits: 6,
+        dot: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
                     p => return Err(format!("--path: unknown path {p:?} (auto|scalar|portable|avx2)")),
                 }
             }
+            "--dot" => a.dot = val("--dot")?.parse().map_err(|e| format!("--dot: {e}"))?,
             "--json" => a.json = true,
             "-h" | "--help" => {
                 println!(
@@ -64,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
                      --path P     auto|scalar|portable|avx2 (default auto)\n  --runs R     repetitions, best is kept (default 7)\n  \
                      --sub-block S  16|32: a v0.4 record with two-level scales (default: v0.3)\n  \
                      --sub-bits Q   1..=8: its sub-scale width (default 6)\n  \
+                     --dot COLS   benchmark dot_rows over [n/COLS, COLS] against an f32 matrix-vector product\n  \
                      --json       one JSON line"
                 );
                 std::process::exit(0);
@@ -79,6 +90,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.n == 0 || a.runs == 0 {
         return Err("--n and --runs must be positive".into());
+    }
+    if a.dot != 0 && a.n % a.dot != 0 {
+        return Err("--n must be a multiple of --dot".into());
     }
     Ok(a)
 }
@@ -116,9 +130,13 @@ fn main() -> ExitCode {
         }
     };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(a.bits));
+    let dims = match a.n.checked_div(a.dot) {
+        Some(rows) => vec![rows, a.dot],
+        None => vec![a.n],
+    };
     let params = match a.sub_block {
-        0 => RecordParams::new(a.bits, &[a.n], 0, OverlayDtype::None),
-        s => RecordParams::with_subscales_bits(a.bits, &[a.n], 0, OverlayDtype::None, s, a.sub_bits),
+        0 => RecordParams::new(a.bits, &dims, 0, OverlayDtype::None),
+        s => RecordParams::with_subscales_bits(a.bits, &dims, 0, OverlayDtype::None, s, a.sub_bits),
     };
     let params = match params {
         Ok(p) => p,
@@ -147,6 +165,9 @@ fn main() -> ExitCode {
     let rec = Record::parse(&buf).expect("bench record parses");
 
     let n = a.n as usize;
+    if a.dot != 0 {
+        return dot_bench(&a, &rec, &mut rng);
+    }
     let mut out = vec![0f32; n];
     let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
     let mut dst = vec![0f32; n];
@@ -193,6 +214,61 @@ fn main() -> ExitCode {
             decode_gbps / 4.0,
             memcpy_gbps,
             ratio
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// A plain f32 matrix-vector product in 8 lanes per row (what the compiler vectorises): the
+/// unpacked model's reference.
+fn f32_matvec(w: &[f32], x: &[f32], y: &mut [f32]) {
+    for (row, o) in w.chunks_exact(x.len()).zip(y.iter_mut()) {
+        let mut lanes = [0f32; 8];
+        for (wc, xc) in row.chunks_exact(8).zip(x.chunks_exact(8)) {
+            for j in 0..8 {
+                lanes[j] += wc[j] * xc[j];
+            }
+        }
+        *o = lanes.iter().sum();
+    }
+}
+
+fn dot_bench(a: &Args, rec: &Record<'_>, rng: &mut Rng) -> ExitCode {
+    let (rows, cols) = ((a.n / a.dot) as usize, a.dot as usize);
+    let x: Vec<f32> = (0..cols).map(|_| rng.unit() - 0.5).collect();
+    let mut y = vec![0f32; rows];
+    let mut w = vec![0f32; a.n as usize];
+    rec.decode_with(a.path, &mut w).expect("sizes match");
+    let t_dot = best_secs(a.runs, || {
+        rec.dot_rows_with(a.path, 0..rows as u64, black_box(&x), black_box(&mut y))
+            .expect("sizes match");
+        black_box(&y);
+    });
+    let t_f32 = best_secs(a.runs, || {
+        f32_matvec(black_box(&w), black_box(&x), black_box(&mut y));
+        black_box(&y);
+    });
+    let t_dec = best_secs(a.runs, || {
+        rec.decode_with(a.path, black_box(&mut w)).expect("sizes match");
+        f32_matvec(black_box(&w), black_box(&x), black_box(&mut y));
+        black_box(&y);
+    });
+    let n = a.n as f64;
+    let (dot, f32, dec) = (n / t_dot / 1e9, n / t_f32 / 1e9, n / t_dec / 1e9);
+    let path = a.path.resolve(a.bits).name();
+    if a.json {
+        println!(
+            "{{\"bits\":{},\"rows\":{rows},\"cols\":{cols},\"sub_block\":{},\"path\":\"{path}\",\"dot_gws\":{dot:.3},\"f32_gws\":{f32:.3},\"decode_then_dot_gws\":{dec:.3},\"ratio_to_f32\":{:.3}}}",
+            a.bits,
+            a.sub_block,
+            dot / f32
+        );
+    } else {
+        println!(
+            "bits {}  {rows}x{cols}  sub-block {}  path {path:<8}  dot_rows {dot:6.3} Gweights/s  f32 matvec {f32:6.3}  decode then matvec {dec:6.3}  ratio to f32 {:.3}",
+            a.bits,
+            a.sub_block,
+            dot / f32
         );
     }
     ExitCode::SUCCESS

@@ -355,11 +355,62 @@ mod avx2 {
         match bytes.get(at..at + 8) {
             Some(b) => w.copy_from_slice(b),
             None => {
-                let avail = bytes.len().saturating_sub(at).min(8);
-                w[..avail].copy_from_slice(&bytes[at..at + avail]);
+                // Past the end (a partial last block's missing sub-scales) reads as zero.
+                let rest = bytes.get(at..).unwrap_or(&[]);
+                w[..rest.len()].copy_from_slice(rest);
             }
         }
         u64::from_le_bytes(w)
+    }
+
+    /// What [`block_scales`] needs to unpack a record's `q`-bit sub-scales, built once per call.
+    struct SubCtl {
+        ctl: __m256i,
+        sh: __m256i,
+        mask: __m256i,
+        /// `q`: sub-scale bytes per block of 256 with sub-blocks of 32 (half of them with 16).
+        q: usize,
+        s16: bool,
+    }
+
+    impl SubCtl {
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn new(rec: &Record<'_>) -> SubCtl {
+            let q = usize::from(rec.layout.params.sub_bits);
+            // SAFETY: AVX2 is available (this function's contract).
+            let (ctl, sh, mask) = unsafe { unpack_ctl(q as u32) };
+            SubCtl {
+                ctl,
+                sh,
+                mask,
+                q,
+                s16: rec.sub_shift == 4,
+            }
+        }
+    }
+
+    /// The 8 (S = 32) or 16 (S = 16) effective scales `f32(scale) * sub` of 256-element block
+    /// `k` (exact, R-13.4), on a line of their own.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn block_scales(rec: &Record<'_>, k: u64, sc: &SubCtl) -> Es {
+        // SAFETY: AVX2 is available (this function's contract); the stores write inside `es`.
+        unsafe {
+            let d = _mm256_set1_ps(super::f16_to_f32(super::scale_bits_at(rec, k * 256)));
+            let s0 = k as usize * if sc.s16 { 2 * sc.q } else { sc.q };
+            let sub = |at: usize| {
+                let v = _mm256_set1_epi64x(word_at(rec.subscales, at) as i64);
+                let f = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(v, sc.ctl), sc.sh), sc.mask);
+                _mm256_mul_ps(_mm256_cvtepi32_ps(f), d)
+            };
+            let mut es = Es([0f32; 16]);
+            _mm256_storeu_ps(es.0.as_mut_ptr(), sub(s0));
+            if sc.s16 {
+                _mm256_storeu_ps(es.0.as_mut_ptr().add(8), sub(s0 + sc.q));
+            }
+            es
+        }
     }
 
     /// A record with two-level scales: the whole 256-element blocks of the range a block at a
@@ -382,11 +433,9 @@ mod avx2 {
             }
             let head = (k * SB - start) as usize;
             decode_v04_groups::<B>(rec, start, &mut out[..head]);
-            let q = usize::from(rec.layout.params.sub_bits);
             let s16 = rec.sub_shift == 4;
             let cb = 32 * B; // code bytes per block
-            let sb = if s16 { 2 * q } else { q }; // sub-scale bytes per block
-            let (ctl_q, sh_q, mask_q) = unpack_ctl(q as u32);
+            let sc = SubCtl::new(rec);
             let (ctl_b, sh_b, mask_b) = unpack_ctl(B as u32);
             let b = B as i32;
             let sh_lo = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
@@ -400,18 +449,7 @@ mod avx2 {
                     break;
                 }
                 let codes = rec.codes.as_ptr().add(c0);
-                let d = _mm256_set1_ps(super::f16_to_f32(super::scale_bits_at(rec, k * SB)));
-                let s0 = k as usize * sb;
-                let sub = |at: usize| {
-                    let v = _mm256_set1_epi64x(word_at(rec.subscales, at) as i64);
-                    let f = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(v, ctl_q), sh_q), mask_q);
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(f), d)
-                };
-                let mut es = Es([0f32; 16]);
-                _mm256_storeu_ps(es.0.as_mut_ptr(), sub(s0));
-                if s16 {
-                    _mm256_storeu_ps(es.0.as_mut_ptr().add(8), sub(s0 + q));
-                }
+                let es = block_scales(rec, k, &sc);
                 let es = &es.0;
                 let dst = out.as_mut_ptr().add(o);
                 if s16 {
@@ -567,6 +605,125 @@ mod avx2 {
         out
     }
 
+    /// One 64-element code group's operands for [`group`].
+    struct Kern<'g> {
+        /// The group's first code byte; 8 bytes are readable from every 8-code group's first byte.
+        codes: *const u8,
+        /// `x` at the group's first column; 64 values readable.
+        xs: *const f32,
+        t: &'g [__m256; 4],
+        grid: &'g [f32; 256],
+        ctl: __m256i,
+        sh: __m256i,
+        mask: __m256i,
+        sh_lo: __m256i,
+    }
+
+    /// Adds one group's products into the lanes: `es[s]` is the scale of the 8-code groups
+    /// `s * PER .. (s + 1) * PER`. Constant trip counts, so that the loops unroll and the four
+    /// accumulators stay in registers.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn group<const B: usize, const PER: usize>(k: &Kern<'_>, es: &[f32], acc: &mut [__m256; 4]) {
+        // SAFETY: AVX2 is available (this function's contract); `Kern`'s fields say what is
+        // readable, and `es` holds `8 / PER` scales (checked by the slice indexing).
+        unsafe {
+            for (sb, &e) in es[..8 / PER].iter().enumerate() {
+                let sv = _mm256_set1_ps(e);
+                // Up to 4 bits, the table scaled once per scale: each lookup is then the product
+                // `scale × grid[code]` itself (the same single rounding).
+                let u = [_mm256_mul_ps(k.t[0], sv), _mm256_mul_ps(k.t[1], sv), k.t[2], k.t[3]];
+                for g in sb * PER..(sb + 1) * PER {
+                    let p = k.codes.add(g * B);
+                    let v = if B <= 4 {
+                        lookup::<B>(p, &u, k.grid, k.ctl, k.sh, k.mask, k.sh_lo)
+                    } else {
+                        _mm256_mul_ps(lookup::<B>(p, k.t, k.grid, k.ctl, k.sh, k.mask, k.sh_lo), sv)
+                    };
+                    let prod = _mm256_mul_ps(v, _mm256_loadu_ps(k.xs.add(8 * g)));
+                    acc[g % 4] = _mm256_add_ps(acc[g % 4], prod);
+                }
+            }
+        }
+    }
+
+    /// Fused row dot products (`crate::dot`'s defined order, bit for bit): for rows of whole
+    /// 64-element code groups (`cols % 64 == 0`, so that every row starts on a group), each group's
+    /// 8 codes at a time are looked up, multiplied by their effective scale (the decoded value of
+    /// the same single rounding) and by `x`, and added into the four 8-lane
+    /// registers that hold lanes `0..32` (`c % 32`: group `g` of 8 goes to register `g % 4`);
+    /// separate multiplies and adds, no FMA. The reconstruction never leaves the registers.
+    /// The caller checked the ranges and `cols % 64 == 0`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dot_rows<const B: usize>(rec: &Record<'_>, first_row: u64, x: &[f32], y: &mut [f32]) {
+        let cols = x.len();
+        let gb = 8 * B; // code bytes per 64-element group
+        let b = B as i32;
+        // SAFETY: AVX2 is available (this function's contract); see the module comment. Code
+        // loads read at most 8 bytes from a group's first byte, either in place (checked per group:
+        // 8 more bytes of the codes section follow the group) or from `pad`; the `x` loads read
+        // `x[c..c + 8]` with `c + 8 <= cols`.
+        unsafe {
+            let (ctl, sh, mask) = unpack_ctl(B as u32);
+            let sh_lo = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
+            let grid = &rec.grid;
+            let t: [__m256; 4] = core::array::from_fn(|j| _mm256_loadu_ps(grid.as_ptr().add(8 * j)));
+            let sc = SubCtl::new(rec);
+            let mut es = Es([0f32; 16]);
+            let mut es_blk = u64::MAX;
+            let mut pad = [0u8; 72];
+            for (k, out) in y.iter_mut().enumerate() {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let row0 = (first_row + k as u64) * cols as u64;
+                for c0 in (0..cols).step_by(BLOCK) {
+                    let blk = (row0 + c0 as u64) / BLOCK as u64;
+                    let at = blk as usize * gb;
+                    let codes = if rec.codes.len() >= at + gb + 8 {
+                        rec.codes.as_ptr().add(at)
+                    } else {
+                        pad[..gb].copy_from_slice(&rec.codes[at..at + gb]);
+                        pad.as_ptr()
+                    };
+                    let xs = x.as_ptr().add(c0);
+                    // The effective scales of this 64-element group's 8-code groups: one for the
+                    // group in a v0.3 record; with two-level scales those of its sub-blocks (2
+                    // groups per sub-block of 16, 4 per 32), from the block's scales computed once
+                    // per 256-element block.
+                    let k = Kern {
+                        codes,
+                        xs,
+                        t: &t,
+                        grid,
+                        ctl,
+                        sh,
+                        mask,
+                        sh_lo,
+                    };
+                    if rec.sub_shift == 0 {
+                        es.0[0] = v03_scales(rec, blk);
+                        group::<B, 8>(&k, &es.0[..1], &mut acc);
+                    } else {
+                        if blk / 4 != es_blk {
+                            es = block_scales(rec, blk / 4, &sc);
+                            es_blk = blk / 4;
+                        }
+                        let j = (blk % 4) as usize;
+                        if sc.s16 {
+                            group::<B, 2>(&k, &es.0[4 * j..4 * j + 4], &mut acc);
+                        } else {
+                            group::<B, 4>(&k, &es.0[2 * j..2 * j + 2], &mut acc);
+                        }
+                    }
+                }
+                let mut lanes = [0f32; 32];
+                for (j, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * j), *a);
+                }
+                *out = crate::dot::fold(lanes);
+            }
+        }
+    }
+
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn decode_with<const B: usize, S: GroupScales>(
@@ -708,4 +865,30 @@ pub(crate) fn decode_blocks(rec: &Record<'_>, start: u64, out: &mut [f32], use_a
     }
     let _ = use_avx2;
     dispatch!(decode_portable);
+}
+
+/// The fused AVX2 row dot products of [`crate::dot`] where they apply (AVX2 available and
+/// `cols % 64 == 0`); returns false, having done nothing, where they do not.
+pub(crate) fn dot_rows_fused(rec: &Record<'_>, first_row: u64, x: &[f32], y: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_available() && x.len() % BLOCK == 0 {
+        #[allow(unsafe_code)]
+        fn run<const B: usize>(rec: &Record<'_>, first_row: u64, x: &[f32], y: &mut [f32]) {
+            // SAFETY: AVX2 availability and `cols % 64 == 0` were checked just above.
+            unsafe { avx2::dot_rows::<B>(rec, first_row, x, y) }
+        }
+        match rec.bits() {
+            1 => run::<1>(rec, first_row, x, y),
+            2 => run::<2>(rec, first_row, x, y),
+            3 => run::<3>(rec, first_row, x, y),
+            4 => run::<4>(rec, first_row, x, y),
+            5 => run::<5>(rec, first_row, x, y),
+            6 => run::<6>(rec, first_row, x, y),
+            7 => run::<7>(rec, first_row, x, y),
+            _ => run::<8>(rec, first_row, x, y),
+        }
+        return true;
+    }
+    let _ = (rec, first_row, x, y);
+    false
 }

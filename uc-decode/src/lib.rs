@@ -31,6 +31,7 @@ extern crate std;
 // slices and stores a `Record` in caller-owned memory. Its SAFETY contract is the module's doc.
 #[allow(unsafe_code)]
 pub mod capi;
+pub mod dot;
 mod kernels;
 
 use core::fmt;

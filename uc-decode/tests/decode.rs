@@ -1070,3 +1070,158 @@ fn two_level_scales_every_sub_bits_width_and_range() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Row dot products (uc_decode::dot)
+// ---------------------------------------------------------------------------------------------
+
+/// The dot product of the module documentation of `uc_decode::dot`, computed here from the
+/// test's own `W_base` bits: 32 lanes, `lane[c % 32] += w·x` in order, then the halving fold.
+fn dot_ref(w: &[u32], x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 32];
+    for (c, (&wb, &xv)) in w.iter().zip(x).enumerate() {
+        let p = f32::from_bits(wb) * xv;
+        lanes[c % 32] += p;
+    }
+    for h in [16, 8, 4, 2, 1] {
+        for j in 0..h {
+            lanes[j] += lanes[j + h];
+        }
+    }
+    lanes[0]
+}
+
+/// Checks every path's `dot_rows` on every row range of `ranges` against [`dot_ref`] (bits) and
+/// against the f64 sum within the documented bound.
+fn check_dot(r: &Record<'_>, want: &[u32], x: &[f32], ranges: &[Range<u64>], what: &str) -> usize {
+    let cols = r.cols() as usize;
+    let mut checked = 0;
+    for rows in ranges {
+        let expect: Vec<f32> = rows
+            .clone()
+            .map(|row| dot_ref(&want[row as usize * cols..(row as usize + 1) * cols], x))
+            .collect();
+        for (k, row) in rows.clone().enumerate() {
+            let w = &want[row as usize * cols..(row as usize + 1) * cols];
+            let exact: f64 = w
+                .iter()
+                .zip(x)
+                .map(|(&b, &v)| f64::from(f32::from_bits(b)) * f64::from(v))
+                .sum();
+            let mag: f64 = w
+                .iter()
+                .zip(x)
+                .map(|(&b, &v)| (f64::from(f32::from_bits(b)) * f64::from(v)).abs())
+                .sum();
+            let bound = (cols as f64 / 32.0 + 6.0) * 2f64.powi(-24) * mag;
+            let err = (f64::from(expect[k]) - exact).abs();
+            assert!(
+                err <= bound,
+                "{what}: row {row}: |{} - {exact}| = {err} > {bound}",
+                expect[k]
+            );
+        }
+        for path in PATHS {
+            let mut y = vec![f32::NAN; (rows.end - rows.start) as usize];
+            r.dot_rows_with(path, rows.clone(), x, &mut y).expect("dot_rows");
+            let got: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
+            let exp: Vec<u32> = expect.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, exp, "{what}: rows {rows:?}, path {path:?}");
+            checked += 1;
+        }
+    }
+    checked
+}
+
+fn rand_x(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| (rng.below(1 << 20) as f32 / (1 << 19) as f32 - 1.0) * 3.0)
+        .collect()
+}
+
+/// Row lengths off and on every 8/16/32/64/256 boundary, and a Llama hidden size (576 = 9 × 64).
+const DOT_SHAPES: [[u64; 2]; 12] = [
+    [3, 1],
+    [2, 7],
+    [5, 31],
+    [4, 32],
+    [3, 33],
+    [9, 64],
+    [2, 100],
+    [3, 255],
+    [4, 256],
+    [3, 257],
+    [5, 576],
+    [2, 1000],
+];
+
+#[test]
+fn dot_rows_every_path_matches_the_defined_order_on_v03_and_v04_records() {
+    let mut rng = Rng::new(0xd07_0001);
+    let mut checked = 0;
+    for bits in 1u8..=8 {
+        for dims in DOT_SHAPES {
+            let rows = dims[0];
+            let ranges = [0..rows, 0..1, rows - 1..rows, 1..rows, 0..0];
+            let x = rand_x(&mut rng, dims[1] as usize);
+            let rec = Rec::random(bits, &dims, &mut rng);
+            checked += check_dot(
+                &rec.parse(),
+                &rec.expected(),
+                &x,
+                &ranges,
+                &format!("v0.3 b{bits} {dims:?}"),
+            );
+            for sub in [16u32, 32] {
+                let rec = Rec04::random_q(bits, &dims, sub, 1 + (bits % 8), 0, &mut rng);
+                let r = Record::parse(&rec.buf).expect("parse");
+                let what = format!("v0.4 b{bits} S{sub} {dims:?}");
+                checked += check_dot(&r, &rec.expected(), &x, &ranges, &what);
+            }
+        }
+    }
+    assert_eq!(checked, 8 * DOT_SHAPES.len() * 3 * 5 * PATHS.len());
+}
+
+#[test]
+fn dot_rows_ignores_the_overlay_and_refuses_bad_requests() {
+    let mut rng = Rng::new(0xd07_0002);
+    let rec = Rec04::random(4, &[6, 40], 16, 2, &mut rng);
+    let r = Record::parse(&rec.buf).expect("parse");
+    assert_eq!(r.overlay_rank(), 2);
+    let x = rand_x(&mut rng, 40);
+    checked_is_base(&r, &rec.expected(), &x);
+    let mut y = [0f32; 6];
+    assert_eq!(
+        r.dot_rows(0..6, &x[..39], &mut y),
+        Err(DecodeError::OutputLength { expected: 40, got: 39 })
+    );
+    assert_eq!(
+        r.dot_rows(0..6, &x, &mut y[..5]),
+        Err(DecodeError::OutputLength { expected: 6, got: 5 })
+    );
+    assert_eq!(
+        r.dot_rows(2..7, &x, &mut y[..5]),
+        Err(DecodeError::OutOfRange {
+            start: 2,
+            end: 7,
+            len: 6
+        })
+    );
+    #[allow(clippy::reversed_empty_ranges)]
+    let backwards = 4..2;
+    assert_eq!(
+        r.dot_rows(backwards, &x, &mut y[..0]),
+        Err(DecodeError::OutOfRange {
+            start: 4,
+            end: 2,
+            len: 6
+        })
+    );
+}
+
+/// The dot products of a record with an overlay are those of `W_base` alone.
+fn checked_is_base(r: &Record<'_>, want: &[u32], x: &[f32]) {
+    let all = [0..r.rows(), 0..r.rows()];
+    assert_eq!(check_dot(r, want, x, &all, "overlay record"), 2 * PATHS.len());
+}
