@@ -55,6 +55,15 @@ pub(crate) fn fold(mut lanes: [f32; LANES]) -> f32 {
     lanes[0]
 }
 
+/// The dot product of `w` and `x` (equal lengths) in the order of the module documentation: what
+/// [`Record::dot_rows`] returns for a row whose reconstruction is `w`, bit for bit. A runtime that
+/// holds some weights unpacked uses it to get the same results from them.
+pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    accumulate(&mut lanes, w, x);
+    fold(lanes)
+}
+
 /// The dot products of rows `rows` with `x` through `decode` (a decode path of the crate), chunk by
 /// chunk; the ranges were checked by the caller.
 #[inline(always)]

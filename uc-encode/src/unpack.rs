@@ -79,8 +79,8 @@ pub fn verify_before_reading(pack: &Path) -> Result<uc_verify::PackReport, Compr
     Ok(report)
 }
 
-/// The safetensors files of a pack, in name order.
-fn pack_files(pack: &Path) -> Result<Vec<String>, CompressError> {
+/// The safetensors files of a pack (or of a Hugging Face directory: the same layout), in name order.
+pub fn pack_files(pack: &Path) -> Result<Vec<String>, CompressError> {
     let index = pack.join("model.safetensors.index.json");
     if index.exists() {
         let v: Value = serde_json::from_slice(&std::fs::read(&index).map_err(|e| io(&index, e))?)
@@ -110,7 +110,8 @@ fn pack_files(pack: &Path) -> Result<Vec<String>, CompressError> {
     }
 }
 
-fn open_header(path: &Path) -> Result<(File, Header), CompressError> {
+/// Opens a safetensors file and parses its header (typed errors naming the file).
+pub fn open_header(path: &Path) -> Result<(File, Header), CompressError> {
     let mut f = File::open(path).map_err(|e| io(path, e))?;
     let len = f.metadata().map_err(|e| io(path, e))?.len();
     let h = read_header(&mut f, len)
@@ -127,7 +128,8 @@ fn read_at(f: &mut File, path: &Path, off: u64, len: u64) -> Result<Vec<u8>, Com
     Ok(buf)
 }
 
-fn is_record(dtype: Dtype, first: &[u8]) -> bool {
+/// Whether a tensor's bytes are a uc record (a U8 tensor that starts with the record magic).
+pub fn is_record(dtype: Dtype, first: &[u8]) -> bool {
     dtype == Dtype::U8 && first.starts_with(&uc_format::MAGIC)
 }
 

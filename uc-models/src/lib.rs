@@ -18,6 +18,7 @@ pub mod gguf;
 pub mod gguf_scan;
 pub mod llama;
 pub mod nn;
+pub mod run;
 pub mod text;
 
 pub use arch::{Arch, is_pack, load_weights, model_err};

@@ -263,11 +263,12 @@ pub fn kl_sum(teacher: &Tensor, student: &Tensor) -> candle_core::Result<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nn::Weights;
 
-    fn tiny() -> (Config, Weights) {
+    /// A tiny random Llama (2 layers, 4 query and 2 key/value heads, vocabulary 11, tied head).
+    pub(crate) fn tiny() -> (Config, Weights) {
         let cfg = Config {
             hidden: 16,
             num_layers: 2,
@@ -313,7 +314,8 @@ mod tests {
         (cfg, w)
     }
 
-    fn logits(cfg: &Config, w: &Weights, ids: &[u32]) -> Vec<f32> {
+    /// The logits at every position of `ids`, `[len, vocab]` flattened, by the candle forward pass.
+    pub(crate) fn logits(cfg: &Config, w: &Weights, ids: &[u32]) -> Vec<f32> {
         let t = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &Device::Cpu).unwrap();
         let mut x = cfg.embed(w, &t).unwrap();
         for i in 0..cfg.num_layers {
