@@ -11,6 +11,7 @@ mod eval;
 mod import_gguf;
 mod inspect;
 mod output;
+mod run;
 mod sign;
 mod unpack;
 
@@ -81,6 +82,16 @@ enum Cmd {
     /// signing the same pack with the same key gives the same bytes (Ed25519; RFC 6979 for ECDSA).
     /// Check it with `uc-verify PACK --public-key PUB.pem` (or `--certificate-chain ROOT.pem`).
     Sign(sign::Opts),
+    /// Generate text with a Llama-family model straight from its pack.
+    ///
+    /// Verifies the pack first (every uc-verify check, recon_sha256 of every tensor included) and
+    /// uses the bytes it verified. The linear maps read their records in place (fused row dot
+    /// products: no f32 copy of the weights; resident memory is about the pack's size plus the
+    /// key/value cache), one token at a time with a key/value cache, the prompt included. A
+    /// Hugging Face directory runs through the same code, and a pack gives exactly the logits of
+    /// its `uc unpack` output (without overlays), so the same prompt, options and seed give the
+    /// same tokens. Streams the text to stdout and the speeds to stderr; --json for one object.
+    Run(run::Opts),
 }
 
 fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
@@ -91,6 +102,7 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
         Cmd::ImportGguf(o) => import_gguf::run(o, out),
         Cmd::Inspect(o) => inspect::run(o, out),
         Cmd::Sign(o) => sign::run(o, out),
+        Cmd::Run(o) => run::run(o, out),
     }
 }
 

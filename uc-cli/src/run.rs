@@ -1,0 +1,201 @@
+//! `uc run`: generate text with a Llama-family model straight from its pack.
+
+use crate::outln;
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use uc_encode::error::{CompressError, bad};
+use uc_models::run::{Files, Llama, Sampler, Sampling};
+
+#[derive(clap::Args)]
+pub struct Opts {
+    /// The pack (or a Hugging Face model directory: the same code runs the unpacked model).
+    pub model: PathBuf,
+    /// The prompt.
+    #[arg(long)]
+    pub prompt: String,
+    /// Tokens to generate at most (generation also stops at the model's end-of-sequence token).
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 picks the most likely token (greedy, the default).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Sample among the K most likely tokens only (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Sample within the smallest set of most likely tokens whose probability reaches P.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampler (ChaCha8): the same pack, prompt, options and seed give the same tokens.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads [default: all cores]; the tokens do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object (text, token ids, timings, the pack's fingerprint) instead of
+    /// streaming the text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The end-of-sequence token ids of `config.json` (`eos_token_id`: a number or a list).
+fn eos_ids(dir: &Path) -> Vec<u32> {
+    let v: serde_json::Value = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    match &v["eos_token_id"] {
+        serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+        x => x.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+    }
+}
+
+/// Peak resident memory of this process (`VmHWM`), in bytes, where Linux reports it.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// Text for a terminal: control characters other than newline and tab become U+FFFD, so that
+/// a model's output cannot drive the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
+    if let Some(t) = o.threads {
+        crate::output::set_threads(t)?;
+    }
+    if !(o.temperature >= 0.0 && o.temperature.is_finite()) {
+        return Err(CompressError::Usage(
+            "--temperature must be a finite number >= 0".into(),
+        ));
+    }
+    if !(o.top_p > 0.0 && o.top_p <= 1.0) {
+        return Err(CompressError::Usage("--top-p must be in (0, 1]".into()));
+    }
+    let t_load = Instant::now();
+    let files = Files::open(&o.model)?;
+    let model = Llama::load(&o.model, &files)?;
+    let tok = uc_models::text::load_tokenizer(&o.model)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let prompt: Vec<u32> = tok
+        .encode(o.prompt.as_str(), true)
+        .map_err(|e| {
+            bad(
+                &o.model.join("tokenizer.json"),
+                format!("cannot tokenize the prompt: {e}"),
+            )
+        })?
+        .get_ids()
+        .to_vec();
+    if prompt.is_empty() {
+        return Err(CompressError::Usage("the prompt has no tokens".into()));
+    }
+    if prompt.len() + o.max_tokens > model.max_positions {
+        return Err(CompressError::Usage(format!(
+            "{} prompt tokens + --max-tokens {} exceed the model's {} positions",
+            prompt.len(),
+            o.max_tokens,
+            model.max_positions
+        )));
+    }
+    let eos = eos_ids(&o.model);
+    let fail = |e: String| CompressError::Internal { msg: e };
+    let mut session = model.session();
+    let t_prompt = Instant::now();
+    let mut logits = Vec::new();
+    for &t in &prompt {
+        logits = session.step(t).map_err(fail)?;
+    }
+    let prompt_s = t_prompt.elapsed().as_secs_f64();
+    let mut sampler = Sampler::new(Sampling {
+        temperature: o.temperature,
+        top_k: o.top_k,
+        top_p: o.top_p,
+        seed: o.seed,
+    });
+    let mut generated: Vec<u32> = Vec::new();
+    let mut shown = String::new();
+    let mut stdout = std::io::stdout().lock();
+    let t_gen = Instant::now();
+    let mut stop = "max_tokens";
+    while generated.len() < o.max_tokens {
+        let next = sampler.next(&logits);
+        if eos.contains(&next) {
+            stop = "eos";
+            break;
+        }
+        generated.push(next);
+        if !o.json {
+            // Decode the whole continuation and print what is new: a character may span tokens.
+            let text = tok.decode(&generated, true).unwrap_or_default();
+            if let Some(new) = text.strip_prefix(shown.as_str())
+                && !new.is_empty()
+                && !new.ends_with('\u{fffd}')
+            {
+                let _ = stdout.write_all(printable(new).as_bytes());
+                let _ = stdout.flush();
+                shown = text;
+            }
+        }
+        if generated.len() < o.max_tokens {
+            logits = session.step(next).map_err(fail)?;
+        }
+    }
+    let gen_s = t_gen.elapsed().as_secs_f64();
+    let text = tok.decode(&generated, true).unwrap_or_default();
+    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    let threads = rayon::current_num_threads();
+    if o.json {
+        let v = json!({
+            "model": o.model.display().to_string(),
+            "model_id": files.model_id,
+            "fingerprint": files.fingerprint,
+            "verified": files.fingerprint.is_some(),
+            "prompt_tokens": prompt.len(),
+            "generated_tokens": generated.len(),
+            "tokens": generated,
+            "text": text,
+            "stop": stop,
+            "sampling": {"temperature": o.temperature, "top_k": o.top_k, "top_p": o.top_p, "seed": o.seed},
+            "load_seconds": load_s,
+            "prompt_tokens_per_second": rate(prompt.len(), prompt_s),
+            "generation_tokens_per_second": rate(generated.len(), gen_s),
+            "threads": threads,
+            "peak_rss_bytes": peak_rss(),
+        });
+        outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        let rest = text.strip_prefix(shown.as_str()).unwrap_or("");
+        let _ = stdout.write_all(format!("{}\n", printable(rest)).as_bytes());
+        eprintln!(
+            "uc run: {} ({}), prompt {} tokens at {:.1} tokens/s, generated {} at {:.1} tokens/s ({stop}), {threads} threads, load {:.1} s{}",
+            o.model.display(),
+            files
+                .fingerprint
+                .as_deref()
+                .map(|f| format!("verified, fingerprint {f}"))
+                .unwrap_or_else(|| "not a pack: not verified".into()),
+            prompt.len(),
+            rate(prompt.len(), prompt_s),
+            generated.len(),
+            rate(generated.len(), gen_s),
+            load_s,
+            peak_rss()
+                .map(|b| format!(", peak RSS {}", crate::output::human(b)))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `uc run` through the built binary on the tiny random Llama of `common/llama.rs`: a pack and its
+//! `uc unpack` output give the same tokens, on any thread count; seeded sampling is reproducible;
+//! a corrupted pack, a non-Llama model and bad options are refused with the right exit status.
+
+mod common;
+#[path = "common/llama.rs"]
+mod llama;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+/// `uc run MODEL --prompt PROMPT --json` + `extra`, parsed.
+fn run_json(model: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["run", p(model), "--prompt", "the cat", "--json"];
+    args.extend_from_slice(extra);
+    json_of(&ok(uc(&args)))
+}
+
+fn tokens(v: &Value) -> Vec<u64> {
+    v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_pack_generates_the_tokens_of_its_unpacked_model_on_any_thread_count() {
+    let s = Scratch::new("run-same");
+    let (src, _) = llama::tiny_model(&s);
+    let pack = s.join("pack");
+    ok(uc(&[
+        "compress",
+        p(&src),
+        "--output-dir",
+        p(&pack),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+    ]));
+    let unpacked = s.join("unpacked");
+    ok(uc(&["unpack", p(&pack), "--output-dir", p(&unpacked)]));
+
+    let a = run_json(&pack, &["--max-tokens", "12"]);
+    assert_eq!(a["verified"], true);
+    assert_eq!(a["fingerprint"].as_str().unwrap().len(), 64);
+    assert_eq!(a["generated_tokens"], 12);
+    assert_eq!(a["stop"], "max_tokens");
+    let want = tokens(&a);
+    assert_eq!(tokens(&run_json(&unpacked, &["--max-tokens", "12"])), want);
+    assert_eq!(run_json(&unpacked, &["--max-tokens", "12"])["verified"], false);
+    assert_eq!(
+        tokens(&run_json(&pack, &["--max-tokens", "12", "--threads", "1"])),
+        want
+    );
+    // The source (f32, never quantized) takes another path through the weights.
+    assert_eq!(run_json(&src, &["--max-tokens", "12"])["generated_tokens"], 12);
+
+    // Sampling: the same seed gives the same tokens, on the pack and on its unpacked model. (The
+    // tiny model's tied embedding makes the next token almost certain below a temperature of 10.)
+    let sampled = |m: &Path, seed: &str| {
+        tokens(&run_json(
+            m,
+            &[
+                "--max-tokens",
+                "16",
+                "--temperature",
+                "30",
+                "--top-k",
+                "50",
+                "--top-p",
+                "0.95",
+                "--seed",
+                seed,
+            ],
+        ))
+    };
+    let s1 = sampled(&pack, "1");
+    assert_eq!(s1, sampled(&pack, "1"));
+    assert_eq!(s1, sampled(&unpacked, "1"));
+    let others: Vec<Vec<u64>> = ["2", "3", "4"].iter().map(|seed| sampled(&pack, seed)).collect();
+    assert!(
+        others.iter().any(|o| *o != s1),
+        "seeds change the stream: {s1:?} {others:?}"
+    );
+
+    // Streaming prints the same text as the JSON, and the speeds on stderr.
+    let o = uc(&["run", p(&pack), "--prompt", "the cat", "--max-tokens", "12"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("{}\n", a["text"].as_str().unwrap())
+    );
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("verified, fingerprint") && err.contains("tokens/s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupted_pack_a_non_llama_model_and_bad_options_are_refused() {
+    let s = Scratch::new("run-bad");
+    let (src, _) = llama::tiny_model(&s);
+    let pack = s.join("pack");
+    ok(uc(&["compress", p(&src), "--output-dir", p(&pack), "--bits", "3"]));
+    for (args, want) in [
+        (vec!["--top-p", "0"], "--top-p"),
+        (vec!["--temperature=-1"], "--temperature"),
+        (vec!["--max-tokens", "100000"], "positions"),
+        (vec!["--threads", "0"], "--threads"),
+    ] {
+        let mut a = vec!["run", p(&pack), "--prompt", "the cat"];
+        a.extend(args);
+        let o = uc(&a);
+        assert_eq!(o.status.code(), Some(2), "{a:?}");
+        assert!(stderr(&o).contains(want), "{a:?}: {}", stderr(&o));
+    }
+    // Not a Llama-family model: the shared test model's config has no model_type.
+    let other = s.join("other");
+    small_model(&other);
+    let e = fails(uc(&["run", p(&other), "--prompt", "x"]));
+    assert!(e.contains("Llama-family"), "{e}");
+    // One flipped bit in the weights: verification fails before the first token (exit 1).
+    let f = pack.join("model.safetensors");
+    let mut b = std::fs::read(&f).unwrap();
+    let at = b.len() - 100;
+    b[at] ^= 0x10;
+    std::fs::write(&f, &b).unwrap();
+    let o = uc(&["run", p(&pack), "--prompt", "the cat"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a valid uc pack"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+}
