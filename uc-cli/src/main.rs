@@ -12,6 +12,7 @@ mod import_gguf;
 mod inspect;
 mod output;
 mod run;
+mod serve;
 mod sign;
 mod unpack;
 
@@ -92,6 +93,15 @@ enum Cmd {
     /// its `uc unpack` output (without overlays), so the same prompt, options and seed give the
     /// same tokens. Streams the text to stdout and the speeds to stderr; --json for one object.
     Run(run::Opts),
+    /// Serve a pack over an OpenAI-compatible HTTP API.
+    ///
+    /// /v1/completions and /v1/chat/completions (ChatML templates; streaming by server-sent events
+    /// or whole), /v1/models (the served id and the pack's fingerprint), /health. Verifies the pack
+    /// before it listens, as `uc run` does, and runs it the same way. Requests are served
+    /// concurrently and generate one at a time in arrival order (a queue of --max-queue); errors
+    /// come in OpenAI's JSON shape with 4xx/5xx statuses; limits on the body size, prompt length,
+    /// max_tokens and the time of a request; SIGINT or SIGTERM stops it gracefully.
+    Serve(serve::Opts),
 }
 
 fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
@@ -103,6 +113,7 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
         Cmd::Inspect(o) => inspect::run(o, out),
         Cmd::Sign(o) => sign::run(o, out),
         Cmd::Run(o) => run::run(o, out),
+        Cmd::Serve(o) => serve::run(o, out),
     }
 }
 

@@ -1,0 +1,617 @@
+//! `uc serve`: an OpenAI-compatible HTTP API in front of a pack (axum on hyper and tokio).
+//!
+//! Requests are served concurrently, generations one at a time in arrival order (a FIFO queue of
+//! bounded length): the model's matrix-vector products already use every core, so a second
+//! generation in parallel would only slow both. Each generation runs on a blocking thread and
+//! streams its tokens back over a channel; a client that goes away (a dropped stream) stops it.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokenizers::Tokenizer;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use uc_encode::error::CompressError;
+use uc_models::run::{Files, Llama, Sampler, Sampling};
+
+#[derive(clap::Args)]
+pub struct Opts {
+    /// The pack to serve (or a Hugging Face model directory: the same code runs it, unverified).
+    pub model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// Longest prompt, in tokens (the model's own limit applies as well).
+    #[arg(long, default_value_t = 2048)]
+    pub max_prompt_tokens: usize,
+    /// Largest `max_tokens` a request may ask for; also the default when a request gives none
+    /// (then at most what the model's positions leave after the prompt).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Requests that may wait for the model at once; more are answered 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Seconds a request may take, waiting included; then it is answered 504 (a stream ends).
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Worker threads of the model [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+struct Served {
+    model: &'static Llama<'static>,
+    tok: Tokenizer,
+    id: String,
+    fingerprint: Option<String>,
+    eos: Vec<u32>,
+    chatml: bool,
+    gate: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    o: Opts,
+}
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    param: Option<&'static str>,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param,
+        }
+    }
+    fn status(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+        }
+    }
+    fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": null}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// What one request asks for, validated.
+struct Job {
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    sampling: Sampling,
+    stream: bool,
+    chat: bool,
+}
+
+/// The end-of-sequence token ids of `config.json` (`eos_token_id`: a number or a list).
+fn eos_ids(dir: &Path) -> Vec<u32> {
+    let v: Value = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    match &v["eos_token_id"] {
+        Value::Array(a) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+        x => x.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+    }
+}
+
+/// Whether the model's chat template (`tokenizer_config.json`) is ChatML, the one template this
+/// server renders itself (SmolLM2's, Qwen's).
+fn is_chatml(dir: &Path) -> bool {
+    std::fs::read(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["chat_template"].as_str().map(|t| t.contains("<|im_start|>")))
+        .unwrap_or(false)
+}
+
+pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
+    if let Some(t) = o.threads {
+        crate::output::set_threads(t)?;
+    }
+    // The model borrows the files' bytes and lives as long as the server process: leaking them
+    // gives both the 'static lifetime the request handlers need.
+    let files: &'static Files = Box::leak(Box::new(Files::open(&o.model)?));
+    let model: &'static Llama<'static> = Box::leak(Box::new(Llama::load(&o.model, files)?));
+    let tok = uc_models::text::load_tokenizer(&o.model)?;
+    let id = files.model_id.clone().unwrap_or_else(|| {
+        o.model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    });
+    let served = Arc::new(Served {
+        model,
+        tok,
+        id,
+        fingerprint: files.fingerprint.clone(),
+        eos: eos_ids(&o.model),
+        chatml: is_chatml(&o.model),
+        gate: Arc::new(Semaphore::new(1)),
+        waiting: AtomicUsize::new(0),
+        o,
+    });
+    let addr = format!("{}:{}", served.o.host, served.o.port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CompressError::Internal {
+            msg: format!("cannot start the async runtime: {e}"),
+        })?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| CompressError::Usage(format!("cannot listen on {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| CompressError::Usage(format!("{addr}: {e}")))?;
+        eprintln!(
+            "uc serve: model {} ({}), listening on http://{local}",
+            served.id,
+            served
+                .fingerprint
+                .as_deref()
+                .map(|f| format!("verified, fingerprint {f}"))
+                .unwrap_or_else(|| "not a pack: not verified".into())
+        );
+        let app = Router::new()
+            .route("/health", get(|| async { axum::Json(json!({"status": "ok"})) }))
+            .route("/v1/models", get(models))
+            .route("/v1/completions", post(completions))
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/embeddings", post(embeddings))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(served);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| CompressError::Internal {
+                msg: format!("the server failed: {e}"),
+            })
+    })?;
+    eprintln!("uc serve: shut down");
+    let _ = out;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: the server then stops accepting and finishes what it serves.
+async fn shutdown() {
+    let int = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return int.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = int => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    int.await.unwrap_or(());
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::status(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no route {method} {uri}"),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!("{method} is not allowed on {uri}"),
+    )
+}
+
+async fn models(State(s): State<Arc<Served>>) -> axum::Json<Value> {
+    axum::Json(json!({"object": "list", "data": [{
+        "id": s.id, "object": "model", "created": 0, "owned_by": "uc",
+        "fingerprint": s.fingerprint, "verified": s.fingerprint.is_some(),
+    }]}))
+}
+
+async fn embeddings() -> ApiError {
+    ApiError::bad(
+        "this server runs a Llama-family model for generation; /v1/embeddings (BERT packs) is not built yet",
+        None,
+    )
+}
+
+/// The request body as JSON, within the size limit.
+async fn body_json(s: &Served, body: Body) -> Result<Value, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(body, s.o.max_body).await.map_err(|_| {
+        ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than {} bytes", s.o.max_body),
+        )
+    })?;
+    let v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("the body is not valid JSON: {e}"), None))?;
+    if !v.is_object() {
+        return Err(ApiError::bad("the body must be a JSON object", None));
+    }
+    Ok(v)
+}
+
+fn number(v: &Value, key: &'static str, default: f64, range: (f64, f64)) -> Result<f64, ApiError> {
+    match &v[key] {
+        Value::Null => Ok(default),
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x >= range.0 && x <= range.1 {
+                Ok(x)
+            } else {
+                Err(ApiError::bad(
+                    format!("{key} must be between {} and {}", range.0, range.1),
+                    Some(key),
+                ))
+            }
+        }
+        _ => Err(ApiError::bad(format!("{key} must be a number"), Some(key))),
+    }
+}
+
+fn integer(v: &Value, key: &'static str, default: u64, max: u64) -> Result<u64, ApiError> {
+    match &v[key] {
+        Value::Null => Ok(default),
+        Value::Number(n) => match n.as_u64() {
+            Some(x) if x <= max => Ok(x),
+            _ => Err(ApiError::bad(
+                format!("{key} must be an integer from 0 to {max}"),
+                Some(key),
+            )),
+        },
+        _ => Err(ApiError::bad(format!("{key} must be an integer"), Some(key))),
+    }
+}
+
+/// Validates the options every generation request shares and tokenizes `text`.
+fn job(s: &Served, v: &Value, text: &str, chat: bool) -> Result<Job, ApiError> {
+    match &v["model"] {
+        Value::Null => {}
+        Value::String(m) if *m == s.id => {}
+        m => {
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                kind: "invalid_request_error",
+                message: format!("model {m} is not served here (this server serves {:?})", s.id),
+                param: Some("model"),
+            });
+        }
+    }
+    match &v["stop"] {
+        Value::Null => {}
+        Value::Array(a) if a.is_empty() => {}
+        _ => return Err(ApiError::bad("stop sequences are not supported", Some("stop"))),
+    }
+    if !matches!(&v["n"], Value::Null) && v["n"].as_u64() != Some(1) {
+        return Err(ApiError::bad("only n = 1 is supported", Some("n")));
+    }
+    let asked = match &v["max_tokens"] {
+        Value::Null => None,
+        _ => Some(integer(v, "max_tokens", 0, s.o.max_tokens as u64)? as usize),
+    };
+    let sampling = Sampling {
+        temperature: number(v, "temperature", 1.0, (0.0, 2.0))? as f32,
+        top_p: number(v, "top_p", 1.0, (f64::MIN_POSITIVE, 1.0))? as f32,
+        top_k: integer(v, "top_k", 0, u64::from(u32::MAX))? as usize,
+        seed: match &v["seed"] {
+            Value::Null => 0,
+            Value::Number(n) => n
+                .as_u64()
+                .or_else(|| n.as_i64().map(|x| x as u64))
+                .ok_or_else(|| ApiError::bad("seed must be an integer", Some("seed")))?,
+            _ => return Err(ApiError::bad("seed must be an integer", Some("seed"))),
+        },
+    };
+    let stream = match &v["stream"] {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        _ => return Err(ApiError::bad("stream must be a boolean", Some("stream"))),
+    };
+    let prompt: Vec<u32> = s
+        .tok
+        .encode(text, !chat)
+        .map_err(|e| ApiError::bad(format!("cannot tokenize the prompt: {e}"), Some("prompt")))?
+        .get_ids()
+        .to_vec();
+    if prompt.is_empty() {
+        return Err(ApiError::bad("the prompt has no tokens", Some("prompt")));
+    }
+    // Without max_tokens: as many as --max-tokens and the model's positions leave.
+    let max_tokens = asked.unwrap_or_else(|| s.o.max_tokens.min(s.model.max_positions.saturating_sub(prompt.len())));
+    if prompt.len() > s.o.max_prompt_tokens || prompt.len() + max_tokens > s.model.max_positions {
+        return Err(ApiError::bad(
+            format!(
+                "the prompt has {} tokens; at most {} are accepted, and prompt + max_tokens ({max_tokens}) may not exceed the model's {} positions",
+                prompt.len(),
+                s.o.max_prompt_tokens,
+                s.model.max_positions
+            ),
+            Some("prompt"),
+        ));
+    }
+    Ok(Job {
+        prompt,
+        max_tokens,
+        sampling,
+        stream,
+        chat,
+    })
+}
+
+async fn completions(State(s): State<Arc<Served>>, body: Body) -> Response {
+    let r = async {
+        let v = body_json(&s, body).await?;
+        let prompt = match &v["prompt"] {
+            Value::String(p) => p.clone(),
+            Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
+            _ => return Err(ApiError::bad("prompt must be a string", Some("prompt"))),
+        };
+        let j = job(&s, &v, &prompt, false)?;
+        Ok(generate(s.clone(), j).await)
+    };
+    r.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn chat_completions(State(s): State<Arc<Served>>, body: Body) -> Response {
+    let r = async {
+        let v = body_json(&s, body).await?;
+        if !s.chatml {
+            return Err(ApiError::bad(
+                "the model's tokenizer_config.json has no ChatML chat template (the one template uc renders)",
+                Some("messages"),
+            ));
+        }
+        let msgs = v["messages"]
+            .as_array()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| ApiError::bad("messages must be a non-empty array", Some("messages")))?;
+        let mut text = String::new();
+        for m in msgs {
+            let role = m["role"]
+                .as_str()
+                .filter(|r| matches!(*r, "system" | "user" | "assistant"));
+            let (Some(role), Some(content)) = (role, m["content"].as_str()) else {
+                return Err(ApiError::bad(
+                    "each message needs a role (system, user or assistant) and a string content",
+                    Some("messages"),
+                ));
+            };
+            text.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+        }
+        text.push_str("<|im_start|>assistant\n");
+        let j = job(&s, &v, &text, true)?;
+        Ok(generate(s.clone(), j).await)
+    };
+    r.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What the generating thread sends back.
+enum Step {
+    /// New text.
+    Text(String),
+    /// The end: why, and the completion's token count.
+    Done(&'static str, usize),
+    /// The generation failed or ran past the deadline.
+    Failed(ApiError),
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Queues the job, runs it on a blocking thread, and answers with the whole completion or a
+/// server-sent-event stream of it.
+async fn generate(s: Arc<Served>, j: Job) -> Response {
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(s.o.timeout);
+    if s.waiting.fetch_add(1, Ordering::SeqCst) >= s.o.max_queue {
+        s.waiting.fetch_sub(1, Ordering::SeqCst);
+        return ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            format!("{} requests are waiting already; try again later", s.o.max_queue),
+        )
+        .into_response();
+    }
+    let permit =
+        tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), s.gate.clone().acquire_owned()).await;
+    s.waiting.fetch_sub(1, Ordering::SeqCst);
+    let permit = match permit {
+        Ok(Ok(p)) => p,
+        _ => {
+            return ApiError::status(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "the request waited past the server's --timeout",
+            )
+            .into_response();
+        }
+    };
+    // A short channel: a generation runs at most a few tokens ahead of what the client has taken.
+    let (tx, rx) = mpsc::channel::<Step>(2);
+    let prompt_tokens = j.prompt.len();
+    let worker = s.clone();
+    let (stream, chat, max_tokens, sampling) = (j.stream, j.chat, j.max_tokens, j.sampling);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        run_job(&worker, j, deadline, &tx);
+    });
+    let id = format!("{}-{}", if chat { "chatcmpl" } else { "cmpl" }, now_s());
+    let created = now_s();
+    eprintln!(
+        "uc serve: {} prompt {prompt_tokens} tokens, max_tokens {max_tokens}, temperature {}, seed {}, stream {stream}",
+        if chat { "chat" } else { "completion" },
+        sampling.temperature,
+        sampling.seed
+    );
+    if stream {
+        let (model, sid) = (s.id.clone(), id.clone());
+        let events = ReceiverStream::new(rx).map(move |step| {
+            let chunk = |delta: Value, finish: Value| {
+                if chat {
+                    json!({"id": sid, "object": "chat.completion.chunk", "created": created, "model": model,
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                } else {
+                    json!({"id": sid, "object": "text_completion", "created": created, "model": model,
+                           "choices": [{"index": 0, "text": delta["content"].as_str().unwrap_or(""), "finish_reason": finish, "logprobs": null}]})
+                }
+            };
+            let data = match step {
+                Step::Text(t) => chunk(json!({"role": "assistant", "content": t}), Value::Null),
+                Step::Done(why, _) => chunk(json!({}), json!(why)),
+                Step::Failed(e) => e.body(),
+            };
+            Ok::<Event, Infallible>(Event::default().data(data.to_string()))
+        });
+        let done = tokio_stream::once(Ok::<Event, Infallible>(Event::default().data("[DONE]")));
+        return Sse::new(events.chain(done)).into_response();
+    }
+    let mut rx = rx;
+    let mut text = String::new();
+    while let Some(step) = rx.recv().await {
+        match step {
+            Step::Text(t) => text.push_str(&t),
+            Step::Failed(e) => return e.into_response(),
+            Step::Done(why, n) => {
+                let usage =
+                    json!({"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n});
+                let choice = if chat {
+                    json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": why})
+                } else {
+                    json!({"index": 0, "text": text, "finish_reason": why, "logprobs": null})
+                };
+                let object = if chat { "chat.completion" } else { "text_completion" };
+                return axum::Json(json!({"id": id, "object": object, "created": created, "model": s.id,
+                                          "choices": [choice], "usage": usage}))
+                .into_response();
+            }
+        }
+    }
+    ApiError::status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the generation stopped",
+    )
+    .into_response()
+}
+
+/// Generates on the calling (blocking) thread, sending text as it forms; returns early when the
+/// receiver is gone (the client disconnected) or the deadline passes.
+fn run_job(s: &Served, j: Job, deadline: Instant, tx: &mpsc::Sender<Step>) {
+    let fail = |msg: String| {
+        let _ = tx.blocking_send(Step::Failed(ApiError::status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            msg,
+        )));
+    };
+    let mut session = s.model.session();
+    let mut logits = Vec::new();
+    for &t in &j.prompt {
+        match session.step(t) {
+            Ok(l) => logits = l,
+            Err(e) => return fail(e),
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+    let mut sampler = Sampler::new(j.sampling);
+    let mut generated: Vec<u32> = Vec::new();
+    let mut shown = String::new();
+    let mut why = "length";
+    while generated.len() < j.max_tokens {
+        if Instant::now() >= deadline {
+            let _ = tx.blocking_send(Step::Failed(ApiError::status(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "the generation ran past the server's --timeout",
+            )));
+            return;
+        }
+        if tx.is_closed() {
+            eprintln!(
+                "uc serve: the client went away after {} tokens; generation stopped",
+                generated.len()
+            );
+            return;
+        }
+        let next = sampler.next(&logits);
+        if s.eos.contains(&next) {
+            why = "stop";
+            break;
+        }
+        generated.push(next);
+        let text = s.tok.decode(&generated, true).unwrap_or_default();
+        if let Some(new) = text.strip_prefix(shown.as_str())
+            && !new.is_empty()
+            && !new.ends_with('\u{fffd}')
+        {
+            if tx.blocking_send(Step::Text(new.to_string())).is_err() {
+                eprintln!(
+                    "uc serve: the client went away after {} tokens; generation stopped",
+                    generated.len()
+                );
+                return;
+            }
+            shown = text;
+        }
+        if generated.len() < j.max_tokens {
+            match session.step(next) {
+                Ok(l) => logits = l,
+                Err(e) => return fail(e),
+            }
+        }
+    }
+    let text = s.tok.decode(&generated, true).unwrap_or_default();
+    if let Some(rest) = text.strip_prefix(shown.as_str())
+        && !rest.is_empty()
+        && tx.blocking_send(Step::Text(rest.to_string())).is_err()
+    {
+        return;
+    }
+    let _ = tx.blocking_send(Step::Done(why, generated.len()));
+}
