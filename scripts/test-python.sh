@@ -24,7 +24,7 @@ python3 -m venv "$venv"
 touch "$venv/$marker"
 py="$venv/bin/python"
 pip=("$py" -m pip install --quiet --disable-pip-version-check --no-cache-dir)
-"${pip[@]}" "numpy>=1.21" "pytest>=7" "safetensors>=0.4"
+"${pip[@]}" "numpy>=1.21" "pytest>=7" "safetensors>=0.4" "openai>=1.0"
 want_torch=${UC_PY_TORCH:-auto}
 if [ "$want_torch" = auto ]; then
   free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
