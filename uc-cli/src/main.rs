@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)] // allowed only in `device`, which loads the CUDA driver at run time
 
+mod bench;
 mod compress;
 mod device;
 mod eval;
@@ -102,6 +103,12 @@ enum Cmd {
     /// come in OpenAI's JSON shape with 4xx/5xx statuses; limits on the body size, prompt length,
     /// max_tokens and the time of a request; SIGINT or SIGTERM stops it gracefully.
     Serve(serve::Opts),
+    /// Measure a pack: prompt and generation tokens/s on one thread and on all, peak resident
+    /// memory, and with --text its perplexity (a short quality check).
+    ///
+    /// Runs `uc run`'s engine (records read in place); checks that the greedy tokens are the same
+    /// on every thread count. Give the unpacked model's directory for its figures beside the pack's.
+    Bench(bench::Opts),
 }
 
 fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
@@ -114,6 +121,7 @@ fn run(cli: Cli, out: &mut String) -> Result<(), CompressError> {
         Cmd::Sign(o) => sign::run(o, out),
         Cmd::Run(o) => run::run(o, out),
         Cmd::Serve(o) => serve::run(o, out),
+        Cmd::Bench(o) => bench::run(o, out),
     }
 }
 

@@ -84,3 +84,8 @@ pub fn set_threads(t: usize) -> Result<(), uc_encode::error::CompressError> {
         .build_global()
         .map_err(|e| uc_encode::error::CompressError::Usage(format!("--threads: {e}")))
 }
+
+/// Cores available to this process.
+pub fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}

@@ -52,7 +52,7 @@ fn eos_ids(dir: &Path) -> Vec<u32> {
 }
 
 /// Peak resident memory of this process (`VmHWM`), in bytes, where Linux reports it.
-fn peak_rss() -> Option<u64> {
+pub fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)

@@ -135,3 +135,52 @@ fn a_corrupted_pack_a_non_llama_model_and_bad_options_are_refused() {
     assert!(stderr(&o).contains("not a valid uc pack"), "{}", stderr(&o));
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn bench_reports_speeds_memory_and_perplexity() {
+    let s = Scratch::new("bench");
+    let (src, text) = llama::tiny_model(&s);
+    let pack = s.join("pack");
+    ok(uc(&["compress", p(&src), "--output-dir", p(&pack), "--bits", "4"]));
+    let v = json_of(&ok(uc(&[
+        "bench",
+        p(&pack),
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--text",
+        p(&text),
+        "--ctx",
+        "16",
+        "--eval-tokens",
+        "64",
+        "--json",
+    ])));
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["same_tokens_on_every_thread_count"], true);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["threads"], 1);
+    assert!(
+        runs.iter()
+            .all(|r| r["generation_tokens_per_second"].as_f64().unwrap() > 0.0)
+    );
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+    let ppl = v["perplexity"]["ppl"].as_f64().unwrap();
+    // The same figure as `uc eval ppl` on the same windows.
+    let e = json_of(&ok(uc(&[
+        "eval",
+        "ppl",
+        p(&pack),
+        "--text",
+        p(&text),
+        "--ctx",
+        "16",
+        "--max-tokens",
+        "64",
+        "--json",
+    ])));
+    assert_eq!(ppl, e["ppl"].as_f64().unwrap());
+    let e = fails(uc(&["bench", p(&pack), "--prompt-tokens", "0"]));
+    assert!(e.contains("--prompt-tokens"), "{e}");
+}

@@ -1,0 +1,197 @@
+//! `uc bench`: speed of a pack (prompt and generation tokens/s on one thread and on all, resident
+//! memory) through `uc run`'s engine, and a short quality check (perplexity on a text).
+
+use crate::outln;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+use uc_encode::error::CompressError;
+use uc_models::run::{Files, Llama, Sampler, Sampling};
+
+#[derive(clap::Args)]
+pub struct Opts {
+    /// The pack (or a Hugging Face model directory, for the same figures of the unpacked model).
+    pub model: PathBuf,
+    /// Prompt tokens processed per run (taken from --text, or from a built-in English paragraph).
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: usize,
+    /// Tokens generated per run (greedy).
+    #[arg(long, default_value_t = 32)]
+    pub gen_tokens: usize,
+    /// Text for the prompt and for the perplexity check (e.g. the slice written by
+    /// scripts/fetch-text.sh); without it, no perplexity is measured.
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    /// Tokens of --text scored for the perplexity (windows of --ctx).
+    #[arg(long, default_value_t = 1024)]
+    pub eval_tokens: usize,
+    /// Window length of the perplexity, in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub ctx: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const PARAGRAPH: &str = "The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins \
+with a single step. All that glitters is not gold, and not all those who wander are lost. The early bird \
+catches the worm, but the second mouse gets the cheese. Knowledge speaks, but wisdom listens. ";
+
+pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
+    if o.prompt_tokens == 0 || o.gen_tokens == 0 {
+        return Err(CompressError::Usage(
+            "--prompt-tokens and --gen-tokens must be at least 1".into(),
+        ));
+    }
+    let t_load = Instant::now();
+    let files = Files::open(&o.model)?;
+    let model = Llama::load(&o.model, &files)?;
+    let tok = uc_models::text::load_tokenizer(&o.model)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let source = match &o.text {
+        Some(t) => uc_models::text::read_text(t)?.text,
+        None => PARAGRAPH.repeat(1 + o.prompt_tokens / 40),
+    };
+    let ids = tok
+        .encode(source.as_str(), false)
+        .map_err(|e| CompressError::Usage(format!("cannot tokenize the prompt text: {e}")))?
+        .get_ids()
+        .to_vec();
+    if ids.len() < o.prompt_tokens {
+        return Err(CompressError::Usage(format!(
+            "the text has {} tokens, fewer than --prompt-tokens {}",
+            ids.len(),
+            o.prompt_tokens
+        )));
+    }
+    if o.prompt_tokens + o.gen_tokens > model.max_positions {
+        return Err(CompressError::Usage(format!(
+            "--prompt-tokens + --gen-tokens exceed the model's {} positions",
+            model.max_positions
+        )));
+    }
+    let prompt = &ids[..o.prompt_tokens];
+    let fail = |e: String| CompressError::Internal { msg: e };
+    let all = crate::output::cpu_threads();
+    let mut runs = Vec::new();
+    let mut threads = vec![1];
+    if all > 1 {
+        threads.push(all);
+    }
+    for &t in &threads {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .map_err(|e| CompressError::Internal {
+                msg: format!("thread pool: {e}"),
+            })?;
+        let (p_s, g_s, tokens) = pool.install(|| -> Result<(f64, f64, Vec<u32>), CompressError> {
+            let mut s = model.session();
+            let t0 = Instant::now();
+            let mut logits = Vec::new();
+            for &id in prompt {
+                logits = s.step(id).map_err(fail)?;
+            }
+            let p_s = t0.elapsed().as_secs_f64();
+            let mut sampler = Sampler::new(Sampling::default());
+            let mut tokens = Vec::new();
+            let t1 = Instant::now();
+            for _ in 0..o.gen_tokens {
+                let next = sampler.next(&logits);
+                tokens.push(next);
+                logits = s.step(next).map_err(fail)?;
+            }
+            Ok((p_s, t1.elapsed().as_secs_f64(), tokens))
+        })?;
+        runs.push((t, o.prompt_tokens as f64 / p_s, o.gen_tokens as f64 / g_s, tokens));
+    }
+    // Greedy tokens do not depend on the thread count (the row sums have one order).
+    let same = runs.windows(2).all(|w| w[0].3 == w[1].3);
+    let rss = crate::run::peak_rss();
+    let size: u64 = std::fs::read_dir(&o.model)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let ppl = match &o.text {
+        Some(text) => {
+            let opts = uc_models::eval::EvalOptions {
+                text: text.clone(),
+                ctx: o.ctx,
+                max_tokens: o.eval_tokens,
+                batch: 4,
+            };
+            Some(uc_models::eval::perplexity(&o.model, None, &opts)?)
+        }
+        None => None,
+    };
+    if o.json {
+        let v = json!({
+            "model": o.model.display().to_string(),
+            "fingerprint": files.fingerprint,
+            "verified": files.fingerprint.is_some(),
+            "model_bytes": size,
+            "load_seconds": load_s,
+            "prompt_tokens": o.prompt_tokens,
+            "gen_tokens": o.gen_tokens,
+            "runs": runs.iter().map(|(t, p, g, _)| json!({"threads": t, "prompt_tokens_per_second": p,
+                "generation_tokens_per_second": g})).collect::<Vec<_>>(),
+            "same_tokens_on_every_thread_count": same,
+            "peak_rss_bytes": rss,
+            "perplexity": ppl.as_ref().map(|r| json!({"ppl": r.ppl, "tokens": r.tokens, "ctx": o.ctx,
+                "text_sha256": r.text_sha256})),
+        });
+        outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        outln!(
+            out,
+            "model       {} ({}, {})",
+            o.model.display(),
+            crate::output::human(size),
+            files
+                .fingerprint
+                .as_deref()
+                .map(|f| format!("verified, fingerprint {f}"))
+                .unwrap_or_else(|| "not a pack: not verified".into())
+        );
+        outln!(out, "load        {load_s:.2} s (verification included)");
+        for (t, p, g, _) in &runs {
+            outln!(
+                out,
+                "threads {t:<3} prompt {p:8.2} tokens/s ({} tokens, one at a time)   generation {g:8.2} tokens/s ({} tokens)",
+                o.prompt_tokens,
+                o.gen_tokens
+            );
+        }
+        outln!(
+            out,
+            "tokens      {} on every thread count",
+            if same { "the same" } else { "DIFFERENT" }
+        );
+        if let Some(r) = rss {
+            outln!(
+                out,
+                "peak RSS    {} (before the perplexity check)",
+                crate::output::human(r)
+            );
+        }
+        if let Some(r) = &ppl {
+            outln!(
+                out,
+                "perplexity  {:.4} on {} tokens (windows of {}; weights decoded to f32 for this check)",
+                r.ppl,
+                r.tokens,
+                o.ctx
+            );
+        }
+    }
+    if !same {
+        return Err(CompressError::Internal {
+            msg: "the greedy tokens differ between thread counts".into(),
+        });
+    }
+    Ok(())
+}
