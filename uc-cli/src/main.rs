@@ -89,7 +89,8 @@ enum Cmd {
     /// Verifies the pack first (every uc-verify check, recon_sha256 of every tensor included) and
     /// uses the bytes it verified. The linear maps read their records in place (fused row dot
     /// products: no f32 copy of the weights; resident memory is about the pack's size plus the
-    /// key/value cache), one token at a time with a key/value cache, the prompt included. A
+    /// key/value cache), the prompt all at once (each row tile decoded once for all its tokens),
+    /// then one token at a time with a key/value cache. A
     /// Hugging Face directory runs through the same code, and a pack gives exactly the logits of
     /// its `uc unpack` output (without overlays), so the same prompt, options and seed give the
     /// same tokens. Streams the text to stdout and the speeds to stderr; --json for one object.

@@ -114,10 +114,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
     let fail = |e: String| CompressError::Internal { msg: e };
     let mut session = model.session();
     let t_prompt = Instant::now();
-    let mut logits = Vec::new();
-    for &t in &prompt {
-        logits = session.step(t).map_err(fail)?;
-    }
+    let mut logits = session.forward(&prompt).map_err(fail)?;
     let prompt_s = t_prompt.elapsed().as_secs_f64();
     let mut sampler = Sampler::new(Sampling {
         temperature: o.temperature,

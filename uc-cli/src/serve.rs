@@ -549,16 +549,10 @@ fn run_job(s: &Served, j: Job, deadline: Instant, tx: &mpsc::Sender<Step>) {
         )));
     };
     let mut session = s.model.session();
-    let mut logits = Vec::new();
-    for &t in &j.prompt {
-        match session.step(t) {
-            Ok(l) => logits = l,
-            Err(e) => return fail(e),
-        }
-        if tx.is_closed() {
-            return;
-        }
-    }
+    let mut logits = match session.forward(&j.prompt) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
     let mut sampler = Sampler::new(j.sampling);
     let mut generated: Vec<u32> = Vec::new();
     let mut shown = String::new();

@@ -60,6 +60,15 @@ pub(crate) fn fold(mut lanes: [f32; LANES]) -> f32 {
 /// holds some weights unpacked uses it to get the same results from them.
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     let mut lanes = [0f32; LANES];
+    #[cfg(target_arch = "x86_64")]
+    if kernels::avx2_available() {
+        #[allow(unsafe_code)]
+        // SAFETY: AVX2 availability was checked just above.
+        unsafe {
+            avx2::acc(&mut lanes, w, x)
+        };
+        return fold(lanes);
+    }
     accumulate(&mut lanes, w, x);
     fold(lanes)
 }

@@ -1114,6 +1114,12 @@ fn check_dot(r: &Record<'_>, want: &[u32], x: &[f32], ranges: &[Range<u64>], wha
                 .map(|(&b, &v)| (f64::from(f32::from_bits(b)) * f64::from(v)).abs())
                 .sum();
             let bound = (cols as f64 / 32.0 + 6.0) * 2f64.powi(-24) * mag;
+            let wf: Vec<f32> = w.iter().map(|&b| f32::from_bits(b)).collect();
+            assert_eq!(
+                uc_decode::dot::dot_f32(&wf, x).to_bits(),
+                expect[k].to_bits(),
+                "{what}: dot_f32, row {row}"
+            );
             let err = (f64::from(expect[k]) - exact).abs();
             assert!(
                 err <= bound,

@@ -116,7 +116,11 @@ impl Files {
             rec.overlay_u_into(&mut u)
                 .and_then(|()| rec.overlay_v_into(&mut v))
                 .map_err(|e| bad(path, format!("tensor {name}: {e}")))?;
-            return Ok(Weight::Packed { rec: Box::new(rec), u, v });
+            return Ok(Weight::Packed {
+                rec: Box::new(rec),
+                u,
+                v,
+            });
         }
         let w = floats(path, name, t, bytes)?;
         let rows = *t.shape.first().unwrap_or(&1) as usize;
@@ -242,6 +246,59 @@ impl Weight<'_> {
                         *yi = dot_f32(&w[i * cols..(i + 1) * cols], x);
                     }
                 });
+            }
+        }
+    }
+
+    /// `Y = X·Wᵀ` for `X` of `T` rows of `cols` (row-major) into `Y` (`T` rows of `rows`): row
+    /// `t` of `Y` is [`Weight::matvec`] of row `t` of `X`, bit for bit (the same row sums, the same
+    /// overlay order); each tile of [`ROWS_PER_TASK`] weight rows is decoded once for all `T`.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
+        let (rows, cols) = (self.rows(), self.cols());
+        let t = x.len() / cols.max(1);
+        debug_assert_eq!((x.len(), y.len()), (t * cols, t * rows));
+        if t == 1 {
+            return self.matvec(x, y);
+        }
+        // Rows-major results first (disjoint per task), then transposed into `y`.
+        let mut yt = vec![0f32; rows * t];
+        yt.par_chunks_mut(ROWS_PER_TASK * t).enumerate().for_each(|(c, out)| {
+            let r0 = c * ROWS_PER_TASK;
+            let nr = out.len() / t;
+            let mut buf = Vec::new();
+            let tile: &[f32] = match self {
+                Weight::Packed { rec, .. } => {
+                    buf.resize(nr * cols, 0f32);
+                    rec.decode_rows_into(r0 as u64..(r0 + nr) as u64, &mut buf)
+                        .expect("lengths checked by the model");
+                    &buf
+                }
+                Weight::Dense { w, .. } => &w[r0 * cols..(r0 + nr) * cols],
+            };
+            for (row, o) in tile.chunks_exact(cols).zip(out.chunks_exact_mut(t)) {
+                for (xt, ot) in x.chunks_exact(cols).zip(o.iter_mut()) {
+                    *ot = dot_f32(row, xt);
+                }
+            }
+        });
+        for (ti, yrow) in y.chunks_exact_mut(rows).enumerate() {
+            for (r, yv) in yrow.iter_mut().enumerate() {
+                *yv = yt[r * t + ti];
+            }
+        }
+        if let Weight::Packed { rec, u, v } = self {
+            let r = rec.overlay_rank() as usize;
+            if r > 0 {
+                for (xt, yrow) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
+                    let tk: Vec<f32> = v.chunks_exact(cols).map(|vk| dot_f32(vk, xt)).collect();
+                    for (yi, ui) in yrow.iter_mut().zip(u.chunks_exact(r)) {
+                        let mut acc = 0f32;
+                        for (a, b) in ui.iter().zip(&tk) {
+                            acc += a * b;
+                        }
+                        *yi += acc;
+                    }
+                }
             }
         }
     }
@@ -441,12 +498,25 @@ impl Session<'_, '_> {
 
     /// Feeds `token` at the next position and returns the next token's logits (`vocab` values).
     pub fn step(&mut self, token: u32) -> Result<Vec<f32>, String> {
+        self.forward(&[token])
+    }
+
+    /// Feeds `tokens` at the next positions (a prompt, all at once) and returns the logits that
+    /// follow the last. Every token's arithmetic is that of [`Session::step`] (the same row sums
+    /// in the same order, the same attention loop), so feeding a prompt at once or token by
+    /// token gives the same bits; at once, each row tile of every weight is decoded once for all
+    /// tokens instead of once per token.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, String> {
         let m = self.m;
         let c = &m.cfg;
-        if token as usize >= c.vocab {
-            return Err(format!("token {token} is outside the vocabulary of {}", c.vocab));
+        if let Some(t) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
+            return Err(format!("token {t} is outside the vocabulary of {}", c.vocab));
         }
-        if self.pos >= m.max_positions {
+        let n = tokens.len();
+        if n == 0 {
+            return Err("no tokens to feed".into());
+        }
+        if self.pos + n > m.max_positions {
             return Err(format!(
                 "the sequence reached the model's {} positions",
                 m.max_positions
@@ -454,21 +524,34 @@ impl Session<'_, '_> {
         }
         let (h, hd) = (c.hidden, c.head_dim);
         let (nh, nkv) = (c.heads, c.kv_heads);
-        let mut x = vec![0f32; h];
-        m.embed.row(token as usize, &mut x);
-        let mut xn = vec![0f32; h];
-        let (mut q, mut k, mut v) = (vec![0f32; nh * hd], vec![0f32; nkv * hd], vec![0f32; nkv * hd]);
-        let mut ctx = vec![0f32; nh * hd];
-        let mut o = vec![0f32; h];
+        let mut x = vec![0f32; n * h];
+        for (t, xt) in tokens.iter().zip(x.chunks_exact_mut(h)) {
+            m.embed.row(*t as usize, xt);
+        }
+        let mut xn = vec![0f32; n * h];
+        let (mut q, mut k, mut v) = (
+            vec![0f32; n * nh * hd],
+            vec![0f32; n * nkv * hd],
+            vec![0f32; n * nkv * hd],
+        );
+        let mut ctx = vec![0f32; n * nh * hd];
+        let mut o = vec![0f32; n * h];
         let scale = 1.0 / (hd as f32).sqrt();
+        let norm_all = |x: &[f32], g: &[f32], out: &mut [f32]| {
+            for (xt, ot) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+                m.rms_norm(xt, g, ot);
+            }
+        };
         for (li, l) in m.layers.iter().enumerate() {
-            m.rms_norm(&x, &l.attn_norm, &mut xn);
-            l.q.matvec(&xn, &mut q);
-            l.k.matvec(&xn, &mut k);
-            l.v.matvec(&xn, &mut v);
+            norm_all(&x, &l.attn_norm, &mut xn);
+            l.q.matmul(&xn, &mut q);
+            l.k.matmul(&xn, &mut k);
+            l.v.matmul(&xn, &mut v);
             for (t, b) in [(&mut q, &l.q_bias), (&mut k, &l.k_bias), (&mut v, &l.v_bias)] {
                 if let Some(b) = b {
-                    t.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    for row in t.chunks_exact_mut(b.len()) {
+                        row.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    }
                 }
             }
             for (t, g) in [(&mut q, &l.q_norm), (&mut k, &l.k_norm)] {
@@ -479,17 +562,24 @@ impl Session<'_, '_> {
                     }
                 }
             }
-            q.chunks_exact_mut(hd).for_each(|hq| m.rope(hq, self.pos));
-            k.chunks_exact_mut(hd).for_each(|hk| m.rope(hk, self.pos));
+            for (i, qt) in q.chunks_exact_mut(nh * hd).enumerate() {
+                qt.chunks_exact_mut(hd).for_each(|hq| m.rope(hq, self.pos + i));
+            }
+            for (i, kt) in k.chunks_exact_mut(nkv * hd).enumerate() {
+                kt.chunks_exact_mut(hd).for_each(|hk| m.rope(hk, self.pos + i));
+            }
             self.keys[li].extend_from_slice(&k);
             self.values[li].extend_from_slice(&v);
             let (keys, values) = (&self.keys[li], &self.values[li]);
-            let n = self.pos + 1;
             let groups = nh / nkv;
-            ctx.par_chunks_mut(hd).enumerate().for_each(|(head, out)| {
+            let pos = self.pos;
+            // One task per (token, head): token i attends to positions 0..=pos + i.
+            ctx.par_chunks_mut(hd).enumerate().for_each(|(th, out)| {
+                let (i, head) = (th / nh, th % nh);
+                let len = pos + i + 1;
                 let kvh = head / groups;
-                let qh = &q[head * hd..(head + 1) * hd];
-                let mut s: Vec<f32> = (0..n)
+                let qh = &q[th * hd..(th + 1) * hd];
+                let mut s: Vec<f32> = (0..len)
                     .map(|j| dot_f32(qh, &keys[(j * nkv + kvh) * hd..(j * nkv + kvh + 1) * hd]) * scale)
                     .collect();
                 let mx = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -505,23 +595,25 @@ impl Session<'_, '_> {
                     out.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
                 }
             });
-            l.o.matvec(&ctx, &mut o);
+            l.o.matmul(&ctx, &mut o);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-            m.rms_norm(&x, &l.mlp_norm, &mut xn);
+            norm_all(&x, &l.mlp_norm, &mut xn);
             let ffn = l.gate.rows();
-            let (mut g, mut u) = (vec![0f32; ffn], vec![0f32; ffn]);
-            l.gate.matvec(&xn, &mut g);
-            l.up.matvec(&xn, &mut u);
+            let (mut g, mut u) = (vec![0f32; n * ffn], vec![0f32; n * ffn]);
+            l.gate.matmul(&xn, &mut g);
+            l.up.matmul(&xn, &mut u);
             for (a, b) in g.iter_mut().zip(&u) {
                 *a = *a / (1.0 + (-*a).exp()) * b;
             }
-            l.down.matvec(&g, &mut o);
+            l.down.matmul(&g, &mut o);
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
-        m.rms_norm(&x, &m.norm, &mut xn);
+        let last = &x[(n - 1) * h..];
+        let mut xl = vec![0f32; h];
+        m.rms_norm(last, &m.norm, &mut xl);
         let mut logits = vec![0f32; c.vocab];
-        m.head.as_ref().unwrap_or(&m.embed).matvec(&xn, &mut logits);
-        self.pos += 1;
+        m.head.as_ref().unwrap_or(&m.embed).matvec(&xl, &mut logits);
+        self.pos += n;
         Ok(logits)
     }
 }
@@ -703,6 +795,34 @@ mod tests {
         }
         assert!(s.step(1).unwrap_err().contains("8 positions"));
         assert!(s.step(11).unwrap_err().contains("outside the vocabulary"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_prompt_fed_at_once_gives_the_bits_of_feeding_it_token_by_token() {
+        let (cfg, w) = tiny();
+        let d = scratch("prefill");
+        for packed in [Some(true), None] {
+            let dir = d.join(format!("{packed:?}"));
+            write(&dir, &cfg, &w, packed);
+            let files = Files::open(&dir).unwrap();
+            let m = Llama::load(&dir, &files).unwrap();
+            let ids = [1u32, 2, 3, 4, 5, 9, 0];
+            let mut a = m.session();
+            let mut one = Vec::new();
+            for &t in &ids {
+                one = a.step(t).unwrap();
+            }
+            let mut b = m.session();
+            let mut at_once = b.forward(&ids[..4]).unwrap();
+            assert_ne!(at_once, one);
+            at_once = b.forward(&ids[4..]).unwrap();
+            assert_eq!(b.position(), ids.len());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(bits(&at_once), bits(&one), "{packed:?}");
+            // The next step after either is the same too.
+            assert_eq!(bits(&a.step(7).unwrap()), bits(&b.step(7).unwrap()));
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 
