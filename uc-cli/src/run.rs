@@ -40,7 +40,7 @@ pub struct Opts {
 }
 
 /// The end-of-sequence token ids of `config.json` (`eos_token_id`: a number or a list).
-fn eos_ids(dir: &Path) -> Vec<u32> {
+pub fn eos_ids(dir: &Path) -> Vec<u32> {
     let v: serde_json::Value = std::fs::read(dir.join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

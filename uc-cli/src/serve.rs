@@ -113,18 +113,6 @@ struct Job {
     chat: bool,
 }
 
-/// The end-of-sequence token ids of `config.json` (`eos_token_id`: a number or a list).
-fn eos_ids(dir: &Path) -> Vec<u32> {
-    let v: Value = std::fs::read(dir.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    match &v["eos_token_id"] {
-        Value::Array(a) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
-        x => x.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-    }
-}
-
 /// Whether the model's chat template (`tokenizer_config.json`) is ChatML, the one template this
 /// server renders itself (SmolLM2's, Qwen's).
 fn is_chatml(dir: &Path) -> bool {
@@ -155,7 +143,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
         tok,
         id,
         fingerprint: files.fingerprint.clone(),
-        eos: eos_ids(&o.model),
+        eos: crate::run::eos_ids(&o.model),
         chatml: is_chatml(&o.model),
         gate: Arc::new(Semaphore::new(1)),
         waiting: AtomicUsize::new(0),

@@ -29,18 +29,7 @@ fn tokens(v: &Value) -> Vec<u64> {
 #[test]
 fn a_pack_generates_the_tokens_of_its_unpacked_model_on_any_thread_count() {
     let s = Scratch::new("run-same");
-    let (src, _) = llama::tiny_model(&s);
-    let pack = s.join("pack");
-    ok(uc(&[
-        "compress",
-        p(&src),
-        "--output-dir",
-        p(&pack),
-        "--bits",
-        "4",
-        "--rank",
-        "0",
-    ]));
+    let (src, _, pack) = llama::tiny_pack(&s, &[]);
     let unpacked = s.join("unpacked");
     ok(uc(&["unpack", p(&pack), "--output-dir", p(&unpacked)]));
 
@@ -104,9 +93,7 @@ fn a_pack_generates_the_tokens_of_its_unpacked_model_on_any_thread_count() {
 #[test]
 fn a_corrupted_pack_a_non_llama_model_and_bad_options_are_refused() {
     let s = Scratch::new("run-bad");
-    let (src, _) = llama::tiny_model(&s);
-    let pack = s.join("pack");
-    ok(uc(&["compress", p(&src), "--output-dir", p(&pack), "--bits", "3"]));
+    let (_, _, pack) = llama::tiny_pack(&s, &[]);
     for (args, want) in [
         (vec!["--top-p", "0"], "--top-p"),
         (vec!["--temperature=-1"], "--temperature"),
@@ -139,9 +126,7 @@ fn a_corrupted_pack_a_non_llama_model_and_bad_options_are_refused() {
 #[test]
 fn bench_reports_speeds_memory_and_perplexity() {
     let s = Scratch::new("bench");
-    let (src, text) = llama::tiny_model(&s);
-    let pack = s.join("pack");
-    ok(uc(&["compress", p(&src), "--output-dir", p(&pack), "--bits", "4"]));
+    let (_, text, pack) = llama::tiny_pack(&s, &[]);
     let v = json_of(&ok(uc(&[
         "bench",
         p(&pack),

@@ -116,26 +116,10 @@ fn events(body: &str) -> Vec<String> {
         .collect()
 }
 
-fn tiny_pack(s: &Scratch) -> std::path::PathBuf {
-    let (src, _) = llama::tiny_model(s);
-    let pack = s.join("pack");
-    ok(uc(&[
-        "compress",
-        p(&src),
-        "--output-dir",
-        p(&pack),
-        "--bits",
-        "4",
-        "--rank",
-        "0",
-    ]));
-    pack
-}
-
 #[test]
 fn completions_streaming_models_and_bad_requests() {
     let s = Scratch::new("serve");
-    let pack = tiny_pack(&s);
+    let (_, _, pack) = llama::tiny_pack(&s, &[]);
     let srv = Server::start(
         &pack,
         &["--max-prompt-tokens", "16", "--max-body", "2000", "--max-tokens", "200"],
@@ -308,7 +292,7 @@ fn completions_streaming_models_and_bad_requests() {
 #[test]
 fn sixteen_clients_of_twenty_requests_without_errors_or_memory_growth_and_the_timeout() {
     let s = Scratch::new("serve-load");
-    let pack = tiny_pack(&s);
+    let (_, _, pack) = llama::tiny_pack(&s, &[]);
     let srv = Arc::new(Server::start(&pack, &[]));
     let round = |srv: &Arc<Server>| {
         let handles: Vec<_> = (0..16)

@@ -172,3 +172,23 @@ pub fn tiny_model(s: &Scratch) -> (PathBuf, PathBuf) {
     std::fs::write(&text, TEXT).unwrap();
     (dir, text)
 }
+
+/// The tiny model (`<scratch>/tiny`, the text `<scratch>/text.txt`) compressed to a 4-bit rank-0
+/// pack `<scratch>/pack`, plus `extra` options: (source, text, pack).
+pub fn tiny_pack(s: &Scratch, extra: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let (src, text) = tiny_model(s);
+    let pack = s.join("pack");
+    let mut args = vec![
+        "compress",
+        p(&src),
+        "--output-dir",
+        p(&pack),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    ok(uc(&args));
+    (src, text, pack)
+}
