@@ -1,7 +1,9 @@
 """`uc serve` through the official `openai` client (PyPI) on the SmolLM2 pack: models, completions
 and chat completions, whole and streamed, against `uc run`; bad requests raised as the client's
 typed errors with the server still serving; a client that leaves mid-stream stops its
-generation; concurrent clients; SIGTERM stops the server with status 0.
+generation; concurrent clients; SIGTERM stops the server with status 0. On MiniLM:
+`/v1/embeddings` of the source directory against transformers' forward pass, and of a 4-bit
+pack against the source.
 """
 
 from __future__ import annotations
@@ -17,6 +19,26 @@ import pytest
 from conftest import bin_dir, run_uc
 
 openai = pytest.importorskip("openai")  # scripts/test-python.sh installs it
+
+
+def _start(model: str, *extra: str):
+    proc = subprocess.Popen(
+        [str(bin_dir() / "uc"), "serve", model, "--port", "0", *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    log: list[str] = []
+    addr = None
+    for line in proc.stderr:
+        log.append(line)
+        if "listening on http://" in line:
+            addr = line.split("listening on http://")[1].strip()
+            break
+    assert addr, "".join(log)
+    threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
+    client = openai.OpenAI(base_url=f"http://{addr}/v1", api_key="unused", max_retries=0, timeout=120)
+    return proc, client, log
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +165,69 @@ def test_concurrent_clients_then_sigterm(server) -> None:
     assert proc.wait(timeout=60) == 0
     time.sleep(0.2)
     assert any("shut down" in line for line in log), "".join(log)
+
+
+def test_embeddings_of_minilm_match_transformers_and_the_pack_stays_near(tmp_path) -> None:
+    """The source directory served gives transformers' sentence embeddings (mean pooling, L2
+    norm) to float32 rounding; a 4-bit pack of it gives embeddings near them; the openai
+    client's default base64 encoding carries the same values as floats."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    import numpy as np
+
+    src = os.environ.get("UC_TEST_MINILM")
+    if not src:
+        pytest.skip("UC_TEST_MINILM is not set (scripts/test.sh sets it)")
+    sentences = [
+        "A hacker is a person who enjoys exploring the details of programmable systems.",
+        "The cat sat on the mat.",
+        "Kludge: a clever programming trick intended to solve a particular nasty case.",
+    ]
+    tok = tokenizers.Tokenizer.from_file(os.path.join(src, "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    ref_model = transformers.AutoModel.from_pretrained(src).eval()
+    want = []
+    with torch.no_grad():
+        for t in sentences:
+            ids = torch.tensor([tok.encode(t).ids])
+            h = ref_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state.mean(1)[0]
+            want.append((h / h.norm()).numpy())
+    n_tokens = sum(len(tok.encode(t).ids) for t in sentences)
+
+    proc, client, log = _start(src)
+    try:
+        model = client.models.list().data[0].id
+        r = client.embeddings.create(model=model, input=sentences)  # base64 on the wire
+        got = [np.array(d.embedding, dtype=np.float32) for d in r.data]
+        assert [d.index for d in r.data] == [0, 1, 2]
+        assert r.usage.prompt_tokens == n_tokens
+        for g, w in zip(got, want):
+            assert g.shape == (384,)
+            assert np.max(np.abs(g - w)) < 1e-4, np.max(np.abs(g - w))
+        f = client.embeddings.create(model=model, input=sentences[1], encoding_format="float")
+        assert np.array_equal(np.array(f.data[0].embedding, dtype=np.float32), got[1])
+        with pytest.raises(openai.BadRequestError) as e:
+            client.embeddings.create(model=model, input="word " * 600)
+        assert e.value.body["param"] == "input"
+        with pytest.raises(openai.BadRequestError):
+            client.completions.create(model=model, prompt="x", max_tokens=2)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+
+    pack = tmp_path / "minilm-4bit"
+    run_uc("compress", src, "--output-dir", str(pack), "--bits", "4", "--rank", "0")
+    proc, client, log = _start(str(pack))
+    try:
+        models = client.models.list().data
+        assert models[0].model_extra["verified"] is True
+        r = client.embeddings.create(model=models[0].id, input=sentences)
+        for d, w in zip(r.data, want):
+            g = np.array(d.embedding, dtype=np.float32)
+            cos = float(g @ w)
+            assert 0.9 < cos < 0.99999, cos
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0

@@ -178,7 +178,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
         let _ = stdout.write_all(format!("{}\n", printable(rest)).as_bytes());
         eprintln!(
             "uc run: {} ({}), prompt {} tokens at {:.1} tokens/s, generated {} at {:.1} tokens/s ({stop}), {threads} threads, load {:.1} s{}",
-            o.model.display(),
+            uc_pack::text::esc_path(&o.model),
             files
                 .fingerprint
                 .as_deref()

@@ -1,9 +1,11 @@
 //! `uc serve`: an OpenAI-compatible HTTP API in front of a pack (axum on hyper and tokio).
 //!
-//! Requests are served concurrently, generations one at a time in arrival order (a FIFO queue of
-//! bounded length): the model's matrix-vector products already use every core, so a second
-//! generation in parallel would only slow both. Each generation runs on a blocking thread and
-//! streams its tokens back over a channel; a client that goes away (a dropped stream) stops it.
+//! A Llama-family pack serves completions and chat; a BERT pack (MiniLM) serves `/v1/embeddings`.
+//! Requests are served concurrently, generations (and embedding requests) one at a time in arrival
+//! order (a FIFO queue of bounded length): the model's matrix-vector products already use every
+//! core, so a second generation in parallel would only slow both. Each generation runs on a
+//! blocking thread and streams its tokens back over a channel; a client that goes away (a dropped
+//! stream) stops it.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -19,10 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokenizers::Tokenizer;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use uc_encode::error::CompressError;
+use uc_models::embed::Bert;
 use uc_models::run::{Files, Llama, Sampler, Sampling};
 
 #[derive(clap::Args)]
@@ -56,8 +59,16 @@ pub struct Opts {
     pub threads: Option<usize>,
 }
 
+/// What the server runs.
+enum Engine {
+    /// Completions and chat.
+    Generate(&'static Llama<'static>),
+    /// Sentence embeddings.
+    Embed(&'static Bert<'static>),
+}
+
 struct Served {
-    model: &'static Llama<'static>,
+    engine: Engine,
     tok: Tokenizer,
     id: String,
     fingerprint: Option<String>,
@@ -106,6 +117,7 @@ impl IntoResponse for ApiError {
 
 /// What one request asks for, validated.
 struct Job {
+    model: &'static Llama<'static>,
     prompt: Vec<u32>,
     max_tokens: usize,
     sampling: Sampling,
@@ -130,7 +142,11 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
     // The model borrows the files' bytes and lives as long as the server process: leaking them
     // gives both the 'static lifetime the request handlers need.
     let files: &'static Files = Box::leak(Box::new(Files::open(&o.model)?));
-    let model: &'static Llama<'static> = Box::leak(Box::new(Llama::load(&o.model, files)?));
+    let engine = if model_type(&o.model).as_deref() == Some("bert") {
+        Engine::Embed(Box::leak(Box::new(Bert::load(&o.model, files)?)))
+    } else {
+        Engine::Generate(Box::leak(Box::new(Llama::load(&o.model, files)?)))
+    };
     let tok = uc_models::text::load_tokenizer(&o.model)?;
     let id = files.model_id.clone().unwrap_or_else(|| {
         o.model
@@ -139,7 +155,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
             .unwrap_or_else(|| "model".into())
     });
     let served = Arc::new(Served {
-        model,
+        engine,
         tok,
         id,
         fingerprint: files.fingerprint.clone(),
@@ -165,8 +181,12 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
             .local_addr()
             .map_err(|e| CompressError::Usage(format!("{addr}: {e}")))?;
         eprintln!(
-            "uc serve: model {} ({}), listening on http://{local}",
-            served.id,
+            "uc serve: model {} ({}, {}), listening on http://{local}",
+            uc_pack::text::esc(&served.id),
+            match served.engine {
+                Engine::Generate(_) => "completions and chat",
+                Engine::Embed(_) => "embeddings",
+            },
             served
                 .fingerprint
                 .as_deref()
@@ -235,11 +255,208 @@ async fn models(State(s): State<Arc<Served>>) -> axum::Json<Value> {
     }]}))
 }
 
-async fn embeddings() -> ApiError {
-    ApiError::bad(
-        "this server runs a Llama-family model for generation; /v1/embeddings (BERT packs) is not built yet",
-        None,
-    )
+/// `model_type` from the directory's `config.json`, when it has one.
+fn model_type(dir: &Path) -> Option<String> {
+    uc_pack::fs::read_capped(&dir.join("config.json"), 1 << 20)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["model_type"].as_str().map(str::to_string))
+}
+
+impl Served {
+    /// The generation model, or the error a generation request gets from an embedding server.
+    fn llama(&self) -> Result<&'static Llama<'static>, ApiError> {
+        match self.engine {
+            Engine::Generate(m) => Ok(m),
+            Engine::Embed(_) => Err(ApiError::bad(
+                "this server runs an embedding model (BERT): use /v1/embeddings",
+                None,
+            )),
+        }
+    }
+
+    /// Refuses a request for another model than the one served.
+    fn check_model(&self, v: &Value) -> Result<(), ApiError> {
+        match &v["model"] {
+            Value::Null => Ok(()),
+            Value::String(m) if *m == self.id => Ok(()),
+            m => Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                kind: "invalid_request_error",
+                message: format!("model {m} is not served here (this server serves {:?})", self.id),
+                param: Some("model"),
+            }),
+        }
+    }
+
+    /// A place in the FIFO queue, then the model: 503 when `--max-queue` requests wait already,
+    /// 504 when the deadline passes first.
+    async fn admit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, ApiError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.o.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                format!("{} requests are waiting already; try again later", self.o.max_queue),
+            ));
+        }
+        let permit = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            self.gate.clone().acquire_owned(),
+        )
+        .await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match permit {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(ApiError::status(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "the request waited past the server's --timeout",
+            )),
+        }
+    }
+}
+
+/// Most inputs in one embeddings request (OpenAI's limit).
+const MAX_INPUTS: usize = 2048;
+
+/// `/v1/embeddings`: `input` a string, an array of strings, an array of token ids or an array of
+/// such arrays; `encoding_format` `float` (default) or `base64` (little-endian binary32, what
+/// the openai client asks for); `dimensions`, when given, must be the model's.
+async fn embeddings(State(s): State<Arc<Served>>, body: Body) -> Response {
+    let r = async {
+        let t0 = Instant::now();
+        let v = body_json(&s, body).await?;
+        let Engine::Embed(model) = s.engine else {
+            return Err(ApiError::bad(
+                "this server runs a generation model (Llama family); /v1/embeddings needs a BERT pack",
+                None,
+            ));
+        };
+        s.check_model(&v)?;
+        let base64 = match &v["encoding_format"] {
+            Value::Null => false,
+            Value::String(f) if f == "float" => false,
+            Value::String(f) if f == "base64" => true,
+            _ => {
+                return Err(ApiError::bad(
+                    "encoding_format must be \"float\" or \"base64\"",
+                    Some("encoding_format"),
+                ));
+            }
+        };
+        let hidden = model.cfg.hidden;
+        if !v["dimensions"].is_null() && v["dimensions"].as_u64() != Some(hidden as u64) {
+            return Err(ApiError::bad(
+                format!("this model's embeddings have {hidden} dimensions; others cannot be asked for"),
+                Some("dimensions"),
+            ));
+        }
+        let input_err = || {
+            ApiError::bad(
+                "input must be a non-empty string, an array of them, an array of token ids, or an array of such arrays",
+                Some("input"),
+            )
+        };
+        let ids = |a: &[Value]| -> Option<Vec<u32>> {
+            a.iter()
+                .map(|t| t.as_u64().and_then(|t| u32::try_from(t).ok()))
+                .collect()
+        };
+        let texts: Vec<Vec<u32>> = match &v["input"] {
+            Value::String(t) => vec![tokenize(&s, t)?],
+            Value::Array(a) if !a.is_empty() && a.len() <= MAX_INPUTS => {
+                if a.iter().all(Value::is_string) {
+                    a.iter()
+                        .map(|t| tokenize(&s, t.as_str().unwrap_or_default()))
+                        .collect::<Result<_, _>>()?
+                } else if a.iter().all(Value::is_number) {
+                    vec![ids(a).ok_or_else(input_err)?]
+                } else {
+                    a.iter()
+                        .map(|x| x.as_array().filter(|x| !x.is_empty()).and_then(|x| ids(x)))
+                        .collect::<Option<_>>()
+                        .ok_or_else(input_err)?
+                }
+            }
+            _ => return Err(input_err()),
+        };
+        let limit = s.o.max_prompt_tokens.min(model.cfg.max_positions);
+        for (i, t) in texts.iter().enumerate() {
+            if t.is_empty() {
+                return Err(input_err());
+            }
+            if t.len() > limit {
+                return Err(ApiError::bad(
+                    format!(
+                        "input {i} has {} tokens; at most {limit} are accepted (--max-prompt-tokens {}, the model's {} positions)",
+                        t.len(),
+                        s.o.max_prompt_tokens,
+                        model.cfg.max_positions
+                    ),
+                    Some("input"),
+                ));
+            }
+            if let Some(bad) = t.iter().find(|&&x| x as usize >= model.vocab()) {
+                return Err(ApiError::bad(
+                    format!("input {i}: token {bad} is outside the vocabulary of {}", model.vocab()),
+                    Some("input"),
+                ));
+            }
+        }
+        let tokens: usize = texts.iter().map(Vec::len).sum();
+        let deadline = t0 + Duration::from_secs(s.o.timeout);
+        let permit = s.admit(deadline).await?;
+        eprintln!("uc serve: embeddings of {} inputs, {tokens} tokens", texts.len());
+        let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut out = Vec::with_capacity(texts.len());
+            for t in &texts {
+                if Instant::now() >= deadline {
+                    return Err(ApiError::status(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "server_error",
+                        "the request ran past the server's --timeout",
+                    ));
+                }
+                out.push(
+                    model
+                        .embed(t)
+                        .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string()))??;
+        let data: Vec<Value> = done
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let embedding = if base64 {
+                    use base64::Engine as _;
+                    let bytes: Vec<u8> = e.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    json!(e)
+                };
+                json!({"object": "embedding", "index": i, "embedding": embedding})
+            })
+            .collect();
+        Ok(axum::Json(json!({"object": "list", "data": data, "model": s.id,
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+        .into_response())
+    };
+    r.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// One input text's tokens, special tokens included (`[CLS] … [SEP]`).
+fn tokenize(s: &Served, text: &str) -> Result<Vec<u32>, ApiError> {
+    Ok(s.tok
+        .encode(text, true)
+        .map_err(|e| ApiError::bad(format!("cannot tokenize the input: {e}"), Some("input")))?
+        .get_ids()
+        .to_vec())
 }
 
 /// The request body as JSON, within the size limit.
@@ -293,18 +510,8 @@ fn integer(v: &Value, key: &'static str, default: u64, max: u64) -> Result<u64, 
 
 /// Validates the options every generation request shares and tokenizes `text`.
 fn job(s: &Served, v: &Value, text: &str, chat: bool) -> Result<Job, ApiError> {
-    match &v["model"] {
-        Value::Null => {}
-        Value::String(m) if *m == s.id => {}
-        m => {
-            return Err(ApiError {
-                status: StatusCode::NOT_FOUND,
-                kind: "invalid_request_error",
-                message: format!("model {m} is not served here (this server serves {:?})", s.id),
-                param: Some("model"),
-            });
-        }
-    }
+    let model = s.llama()?;
+    s.check_model(v)?;
     match &v["stop"] {
         Value::Null => {}
         Value::Array(a) if a.is_empty() => {}
@@ -345,19 +552,20 @@ fn job(s: &Served, v: &Value, text: &str, chat: bool) -> Result<Job, ApiError> {
         return Err(ApiError::bad("the prompt has no tokens", Some("prompt")));
     }
     // Without max_tokens: as many as --max-tokens and the model's positions leave.
-    let max_tokens = asked.unwrap_or_else(|| s.o.max_tokens.min(s.model.max_positions.saturating_sub(prompt.len())));
-    if prompt.len() > s.o.max_prompt_tokens || prompt.len() + max_tokens > s.model.max_positions {
+    let max_tokens = asked.unwrap_or_else(|| s.o.max_tokens.min(model.max_positions.saturating_sub(prompt.len())));
+    if prompt.len() > s.o.max_prompt_tokens || prompt.len() + max_tokens > model.max_positions {
         return Err(ApiError::bad(
             format!(
                 "the prompt has {} tokens; at most {} are accepted, and prompt + max_tokens ({max_tokens}) may not exceed the model's {} positions",
                 prompt.len(),
                 s.o.max_prompt_tokens,
-                s.model.max_positions
+                model.max_positions
             ),
             Some("prompt"),
         ));
     }
     Ok(Job {
+        model,
         prompt,
         max_tokens,
         sampling,
@@ -383,6 +591,7 @@ async fn completions(State(s): State<Arc<Served>>, body: Body) -> Response {
 async fn chat_completions(State(s): State<Arc<Served>>, body: Body) -> Response {
     let r = async {
         let v = body_json(&s, body).await?;
+        s.llama()?;
         if !s.chatml {
             return Err(ApiError::bad(
                 "the model's tokenizer_config.json has no ChatML chat template (the one template uc renders)",
@@ -435,28 +644,9 @@ fn now_s() -> u64 {
 async fn generate(s: Arc<Served>, j: Job) -> Response {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(s.o.timeout);
-    if s.waiting.fetch_add(1, Ordering::SeqCst) >= s.o.max_queue {
-        s.waiting.fetch_sub(1, Ordering::SeqCst);
-        return ApiError::status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            format!("{} requests are waiting already; try again later", s.o.max_queue),
-        )
-        .into_response();
-    }
-    let permit =
-        tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), s.gate.clone().acquire_owned()).await;
-    s.waiting.fetch_sub(1, Ordering::SeqCst);
-    let permit = match permit {
-        Ok(Ok(p)) => p,
-        _ => {
-            return ApiError::status(
-                StatusCode::GATEWAY_TIMEOUT,
-                "server_error",
-                "the request waited past the server's --timeout",
-            )
-            .into_response();
-        }
+    let permit = match s.admit(deadline).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
     // A short channel: a generation runs at most a few tokens ahead of what the client has taken.
     let (tx, rx) = mpsc::channel::<Step>(2);
@@ -536,7 +726,7 @@ fn run_job(s: &Served, j: Job, deadline: Instant, tx: &mpsc::Sender<Step>) {
             msg,
         )));
     };
-    let mut session = s.model.session();
+    let mut session = j.model.session();
     let mut logits = match session.forward(&j.prompt) {
         Ok(l) => l,
         Err(e) => return fail(e),

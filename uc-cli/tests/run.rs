@@ -2,6 +2,8 @@
 //! `uc unpack` output give the same tokens, on any thread count; seeded sampling is reproducible;
 //! a corrupted pack, a non-Llama model and bad options are refused with the right exit status.
 
+#[path = "common/bert.rs"]
+mod bert;
 mod common;
 #[path = "common/llama.rs"]
 mod llama;
@@ -126,7 +128,7 @@ fn a_corrupted_pack_a_non_llama_model_and_bad_options_are_refused() {
 #[test]
 fn bench_reports_speeds_memory_and_perplexity() {
     let s = Scratch::new("bench");
-    let (_, text, pack) = llama::tiny_pack(&s, &[]);
+    let (src, text, pack) = llama::tiny_pack(&s, &[]);
     let v = json_of(&ok(uc(&[
         "bench",
         p(&pack),
@@ -140,6 +142,8 @@ fn bench_reports_speeds_memory_and_perplexity() {
         "16",
         "--eval-tokens",
         "64",
+        "--source",
+        p(&src),
         "--json",
     ])));
     assert_eq!(v["verified"], true);
@@ -166,6 +170,84 @@ fn bench_reports_speeds_memory_and_perplexity() {
         "--json",
     ])));
     assert_eq!(ppl, e["ppl"].as_f64().unwrap());
+    // --source: the figures of `uc eval compare` on the same windows.
+    let c = json_of(&ok(uc(&[
+        "eval",
+        "compare",
+        p(&src),
+        p(&pack),
+        "--text",
+        p(&text),
+        "--ctx",
+        "16",
+        "--max-tokens",
+        "64",
+        "--json",
+    ])));
+    assert_eq!(v["comparison"]["ppl_ratio"], c["ppl_ratio"], "{c}");
+    assert_eq!(v["comparison"]["mean_kl"], c["mean_kl"], "{c}");
+    assert!(v["comparison"]["ppl_ratio"].as_f64().unwrap() != 1.0);
     let e = fails(uc(&["bench", p(&pack), "--prompt-tokens", "0"]));
     assert!(e.contains("--prompt-tokens"), "{e}");
+    let e = fails(uc(&["bench", p(&pack), "--source", p(&src)]));
+    assert!(e.contains("--source needs --text"), "{e}");
+}
+
+#[test]
+fn bench_of_a_bert_pack_reports_embedded_tokens_and_the_cosine_to_its_source() {
+    let s = Scratch::new("bench-bert");
+    let src = bert::tiny_bert(&s);
+    let pack = s.join("pack");
+    ok(uc(&[
+        "compress",
+        p(&src),
+        "--output-dir",
+        p(&pack),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+    ]));
+    let text = s.join("text.txt");
+    std::fs::write(&text, llama::TEXT).unwrap();
+    let v = json_of(&ok(uc(&[
+        "bench",
+        p(&pack),
+        "--prompt-tokens",
+        "100",
+        "--text",
+        p(&text),
+        "--source",
+        p(&src),
+        "--eval-tokens",
+        "128",
+        "--json",
+    ])));
+    assert_eq!(v["kind"], "embeddings");
+    assert_eq!(v["verified"], true);
+    // At most the model's positions.
+    assert_eq!(v["tokens"], bert::POSITIONS);
+    assert_eq!(v["same_embedding_on_every_thread_count"], true);
+    assert!(v["runs"][0]["tokens_per_second"].as_f64().unwrap() > 0.0);
+    let c = json_of(&ok(uc(&[
+        "eval",
+        "compare",
+        p(&src),
+        p(&pack),
+        "--text",
+        p(&text),
+        "--ctx",
+        "32",
+        "--max-tokens",
+        "128",
+        "--json",
+    ])));
+    assert_eq!(v["comparison"]["mean_cosine"], c["mean_cosine"], "{c}");
+    let cos = c["mean_cosine"].as_f64().unwrap();
+    assert!(cos > 0.5 && cos < 1.0, "{c}");
+    let plain = ok(uc(&["bench", p(&pack)]));
+    assert!(
+        plain.contains("tokens/s embedded") && plain.contains("the same bits"),
+        "{plain}"
+    );
 }

@@ -4,6 +4,8 @@
 //! requests answered in OpenAI's error shape with the server still serving, a client that leaves
 //! mid-stream, a bounded load, the request timeout, and graceful shutdown on SIGTERM.
 
+#[path = "common/bert.rs"]
+mod bert;
 mod common;
 #[path = "common/llama.rs"]
 mod llama;
@@ -239,6 +241,7 @@ fn completions_streaming_models_and_bad_requests() {
             400,
             json!("messages"),
         ),
+        // A generation model has no embeddings.
         (
             "POST",
             "/v1/embeddings",
@@ -332,4 +335,148 @@ fn sixteen_clients_of_twenty_requests_without_errors_or_memory_growth_and_the_ti
     assert_eq!(st, 504, "{e}");
     assert_eq!(e["error"]["type"], "server_error");
     assert!(srv.healthy());
+}
+
+#[test]
+fn embeddings_from_a_bert_pack_equal_its_unpacked_model_and_bad_inputs_are_refused() {
+    let s = Scratch::new("serve-bert");
+    let src = bert::tiny_bert(&s);
+    let (pack, unpacked) = (s.join("pack"), s.join("unpacked"));
+    ok(uc(&[
+        "compress",
+        p(&src),
+        "--output-dir",
+        p(&pack),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+    ]));
+    ok(uc(&["unpack", p(&pack), "--output-dir", p(&unpacked)]));
+    let srv = Server::start(&pack, &["--max-prompt-tokens", "20"]);
+    assert!(srv.log().contains("embeddings"), "{}", srv.log());
+    let (st, models) = srv.request("GET", "/v1/models", "");
+    assert_eq!(st, 200);
+    let models: Value = serde_json::from_str(&models).unwrap();
+    assert_eq!(models["data"][0]["verified"], true);
+    let id = models["data"][0]["id"].as_str().unwrap().to_string();
+
+    let floats = |v: &Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let one = |srv: &Server, input: Value| -> (Value, Vec<Vec<f32>>) {
+        let (st, e) = srv.post("/v1/embeddings", &json!({"model": id, "input": input}));
+        assert_eq!(st, 200, "{e}");
+        assert_eq!(e["object"], "list");
+        let data = e["data"].as_array().unwrap();
+        for (i, d) in data.iter().enumerate() {
+            assert_eq!(
+                (&d["object"], d["index"].as_u64()),
+                (&json!("embedding"), Some(i as u64))
+            );
+        }
+        let v = data.iter().map(|d| floats(&d["embedding"])).collect();
+        (e, v)
+    };
+    let (e, a) = one(&srv, json!("the cat sat on the mat."));
+    assert_eq!(a[0].len(), bert::HIDDEN);
+    let norm: f32 = a[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    // [CLS] the cat sat on the mat . [SEP]
+    assert_eq!(e["usage"]["prompt_tokens"], 9, "{e}");
+    assert_eq!(e["usage"]["total_tokens"], 9);
+    // A batch: in order, each as if alone; token ids are accepted too.
+    let (e, b) = one(
+        &srv,
+        json!(["the dog ran", "the cat sat on the mat.", "we hold these truths"]),
+    );
+    assert_eq!(b.len(), 3);
+    assert_eq!(b[1], a[0]);
+    assert_ne!(b[0], b[1]);
+    assert_eq!(e["usage"]["prompt_tokens"], 5 + 9 + 6);
+    let (_, c) = one(&srv, json!([2, 4, 6, 10, 11, 4, 12, 62 - 10, 3]));
+    let (_, d) = one(&srv, json!([[2, 4, 6, 10, 11, 4, 12, 62 - 10, 3], [2, 5, 3]]));
+    assert_eq!(c[0], d[0]);
+    // base64: the same binary32 values, little-endian.
+    let (st, e) = srv.post(
+        "/v1/embeddings",
+        &json!({"input": "the cat sat on the mat.", "encoding_format": "base64"}),
+    );
+    assert_eq!(st, 200, "{e}");
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(e["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let dec: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(dec, a[0]);
+
+    // The unpacked model through the same code gives the same bits; the source is near them.
+    let srv2 = Server::start(&unpacked, &[]);
+    let (st, e2) = srv2.post("/v1/embeddings", &json!({"input": ["the cat sat on the mat."]}));
+    assert_eq!(st, 200, "{e2}");
+    assert_eq!(floats(&e2["data"][0]["embedding"]), a[0]);
+    drop(srv2);
+    let srv3 = Server::start(&src, &[]);
+    assert!(srv3.log().contains("not verified"), "{}", srv3.log());
+    let (_, e3) = srv3.post("/v1/embeddings", &json!({"input": "the cat sat on the mat."}));
+    let f = floats(&e3["data"][0]["embedding"]);
+    let cos: f32 = f.iter().zip(&a[0]).map(|(x, y)| x * y).sum();
+    assert!(cos > 0.9 && f != a[0], "cosine to the source {cos}");
+    drop(srv3);
+
+    let long = "the cat ".repeat(10);
+    for (path, body, want, param) in [
+        ("/v1/embeddings", json!({}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": []}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": [[]]}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": [1, "a"]}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": [-1]}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": 7}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": long}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": [[2, 64, 3]]}), 400, json!("input")),
+        (
+            "/v1/embeddings",
+            json!({"input": "x", "encoding_format": "hex"}),
+            400,
+            json!("encoding_format"),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": "x", "dimensions": 8}),
+            400,
+            json!("dimensions"),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": "x", "model": "other"}),
+            404,
+            json!("model"),
+        ),
+        // An embedding model generates nothing.
+        ("/v1/completions", json!({"prompt": "the cat"}), 400, Value::Null),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            400,
+            Value::Null,
+        ),
+    ] {
+        let (st, e) = srv.post(path, &body);
+        assert_eq!(st, want, "{path} {body}: {e}");
+        assert!(e["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+        assert_eq!(e["error"]["param"], param, "{e}");
+        assert!(srv.healthy());
+    }
+    let (_, e) = srv.post("/v1/completions", &json!({"prompt": "the cat"}));
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("/v1/embeddings"),
+        "{e}"
+    );
 }

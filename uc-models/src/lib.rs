@@ -13,6 +13,7 @@
 pub mod arch;
 pub mod bert;
 pub mod calib;
+pub mod embed;
 pub mod eval;
 pub mod gguf;
 pub mod gguf_scan;
