@@ -72,6 +72,15 @@ pub struct Opts {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// When the pack is written, run `uc bench` on it (prompt and generation tokens/s on one
+    /// thread and on all, peak memory; embedded tokens/s for BERT): its report follows the
+    /// summary (with --json, the summary's member "bench").
+    #[arg(long)]
+    pub bench_on_finish: bool,
+    /// Text for --bench-on-finish's quality check: perplexity, and `uc eval compare`'s figures
+    /// against the source (PPL ratio, mean KL, top-1 agreement; for BERT the embedding cosine).
+    #[arg(long, requires = "bench_on_finish")]
+    pub bench_text: Option<PathBuf>,
     /// Replace an existing output directory and discard an unfinished run's journal.
     #[arg(long)]
     pub fresh: bool,
@@ -191,6 +200,8 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         license,
         skip,
         json,
+        bench_on_finish,
+        bench_text,
         fresh,
         sign_key,
         sign_certificate_chain,
@@ -276,14 +287,40 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     let s = compress(&opts);
     crate::output::finish_progress();
     let s = s?;
+    // The bench runs on the installed pack, after the summary's figures are final; its failure
+    // is reported as this command's (the pack stays: it is complete and verified).
+    let bench = if bench_on_finish {
+        let mut b = String::new();
+        crate::bench::run(
+            crate::bench::Opts {
+                model: s.output_dir.clone(),
+                prompt_tokens: 64,
+                gen_tokens: 32,
+                source: bench_text.is_some().then(|| opts.source.clone()),
+                text: bench_text,
+                eval_tokens: 1024,
+                ctx: 256,
+                json,
+            },
+            &mut b,
+        )?;
+        Some(b)
+    } else {
+        None
+    };
     if json {
-        outln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&summary_json(&s)).unwrap_or_default()
-        );
+        let mut v = serde_json::to_value(summary_json(&s)).unwrap_or_default();
+        if let Some(b) = &bench {
+            v["bench"] = serde_json::from_str(b).unwrap_or(serde_json::Value::Null);
+        }
+        outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         summary_text(&s, out);
+        if let Some(b) = bench {
+            outln!(out, "");
+            outln!(out, "bench (uc bench {}):", uc_pack::text::esc_path(&s.output_dir));
+            out.push_str(&b);
+        }
     }
     Ok(())
 }

@@ -191,6 +191,32 @@ fn bench_reports_speeds_memory_and_perplexity() {
     assert!(e.contains("--prompt-tokens"), "{e}");
     let e = fails(uc(&["bench", p(&pack), "--source", p(&src)]));
     assert!(e.contains("--source needs --text"), "{e}");
+    // uc compress --bench-on-finish: the same report inside the summary.
+    let pack2 = s.join("pack2");
+    let v = json_of(&ok(uc(&[
+        "compress",
+        p(&src),
+        "--output-dir",
+        p(&pack2),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+        "--bench-on-finish",
+        "--bench-text",
+        p(&text),
+        "--json",
+    ])));
+    let b = &v["bench"];
+    assert_eq!(b["verified"], true, "{v}");
+    assert_eq!(b["same_tokens_on_every_thread_count"], true);
+    assert_eq!(b["prompt_tokens"], 64);
+    assert!(b["perplexity"]["ppl"].as_f64().unwrap() > 1.0);
+    assert!(b["comparison"]["ppl_ratio"].as_f64().is_some(), "{b}");
+    // clap's own usage error (exit 2): --bench-text needs --bench-on-finish.
+    let o = uc(&["compress", p(&src), "--output-dir", p(&pack2), "--bench-text", p(&text)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--bench-on-finish"), "{}", stderr(&o));
 }
 
 #[test]
