@@ -6,6 +6,7 @@
 #![deny(unsafe_code)] // allowed only in `device`, which loads the CUDA driver at run time
 
 mod bench;
+mod chat;
 mod compress;
 mod device;
 mod eval;

@@ -12,9 +12,16 @@ use uc_models::run::{Files, Llama, Sampler, Sampling};
 pub struct Opts {
     /// The pack (or a Hugging Face model directory: the same code runs the unpacked model).
     pub model: PathBuf,
-    /// The prompt.
+    /// The prompt (with --chat: the user's message).
     #[arg(long)]
     pub prompt: String,
+    /// Render the prompt as a user's chat message through the model's chat template
+    /// (`chat_template` of tokenizer_config.json, Jinja), the assistant's answer to follow.
+    #[arg(long)]
+    pub chat: bool,
+    /// With --chat: a system message before the user's.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
     /// Tokens to generate at most (generation also stops at the model's end-of-sequence token).
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
@@ -89,8 +96,29 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
     let model = Llama::load(&o.model, &files)?;
     let tok = uc_models::text::load_tokenizer(&o.model)?;
     let load_s = t_load.elapsed().as_secs_f64();
+    // With --chat the template writes the special tokens (BOS among them) itself.
+    let text = if o.chat {
+        let cfg = o.model.join("tokenizer_config.json");
+        let t = crate::chat::ChatTemplate::load(&o.model)?
+            .ok_or_else(|| bad(&cfg, "--chat: the model has no chat_template in tokenizer_config.json"))?;
+        let mut m = Vec::new();
+        if let Some(s) = &o.system {
+            m.push(crate::chat::Message {
+                role: "system".into(),
+                content: s.clone(),
+            });
+        }
+        m.push(crate::chat::Message {
+            role: "user".into(),
+            content: o.prompt.clone(),
+        });
+        t.render(&m)
+            .map_err(|e| bad(&cfg, format!("the chat template failed: {e}")))?
+    } else {
+        o.prompt.clone()
+    };
     let prompt: Vec<u32> = tok
-        .encode(o.prompt.as_str(), true)
+        .encode(text.as_str(), !o.chat)
         .map_err(|e| {
             bad(
                 &o.model.join("tokenizer.json"),

@@ -73,7 +73,7 @@ struct Served {
     id: String,
     fingerprint: Option<String>,
     eos: Vec<u32>,
-    chatml: bool,
+    chat: Option<crate::chat::ChatTemplate>,
     gate: Arc<Semaphore>,
     waiting: AtomicUsize,
     o: Opts,
@@ -125,16 +125,6 @@ struct Job {
     chat: bool,
 }
 
-/// Whether the model's chat template (`tokenizer_config.json`) is ChatML, the one template this
-/// server renders itself (SmolLM2's, Qwen's).
-fn is_chatml(dir: &Path) -> bool {
-    std::fs::read(dir.join("tokenizer_config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v["chat_template"].as_str().map(|t| t.contains("<|im_start|>")))
-        .unwrap_or(false)
-}
-
 pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
     if let Some(t) = o.threads {
         crate::output::set_threads(t)?;
@@ -160,7 +150,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
         id,
         fingerprint: files.fingerprint.clone(),
         eos: crate::run::eos_ids(&o.model),
-        chatml: is_chatml(&o.model),
+        chat: crate::chat::ChatTemplate::load(&o.model)?,
         gate: Arc::new(Semaphore::new(1)),
         waiting: AtomicUsize::new(0),
         o,
@@ -592,30 +582,48 @@ async fn chat_completions(State(s): State<Arc<Served>>, body: Body) -> Response 
     let r = async {
         let v = body_json(&s, body).await?;
         s.llama()?;
-        if !s.chatml {
+        let Some(template) = &s.chat else {
             return Err(ApiError::bad(
-                "the model's tokenizer_config.json has no ChatML chat template (the one template uc renders)",
+                "the model's tokenizer_config.json has no chat_template",
                 Some("messages"),
             ));
-        }
+        };
         let msgs = v["messages"]
             .as_array()
             .filter(|m| !m.is_empty())
             .ok_or_else(|| ApiError::bad("messages must be a non-empty array", Some("messages")))?;
-        let mut text = String::new();
+        let mut messages = Vec::with_capacity(msgs.len());
         for m in msgs {
             let role = m["role"]
                 .as_str()
                 .filter(|r| matches!(*r, "system" | "user" | "assistant"));
-            let (Some(role), Some(content)) = (role, m["content"].as_str()) else {
+            // A string, or OpenAI's array of content parts (text parts only).
+            let content = match &m["content"] {
+                Value::String(c) => Some(c.clone()),
+                Value::Array(parts) => parts
+                    .iter()
+                    .map(|p| (p["type"] == "text").then(|| p["text"].as_str()).flatten())
+                    .collect::<Option<Vec<&str>>>()
+                    .map(|t| t.concat()),
+                _ => None,
+            };
+            let (Some(role), Some(content)) = (role, content) else {
                 return Err(ApiError::bad(
-                    "each message needs a role (system, user or assistant) and a string content",
+                    "each message needs a role (system, user or assistant) and a content: a string or text parts",
                     Some("messages"),
                 ));
             };
-            text.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+            messages.push(crate::chat::Message {
+                role: role.to_string(),
+                content,
+            });
         }
-        text.push_str("<|im_start|>assistant\n");
+        let text = template.render(&messages).map_err(|e| {
+            ApiError::bad(
+                format!("the model's chat template refused the messages: {e}"),
+                Some("messages"),
+            )
+        })?;
         let j = job(&s, &v, &text, true)?;
         Ok(generate(s.clone(), j).await)
     };

@@ -480,3 +480,83 @@ fn embeddings_from_a_bert_pack_equal_its_unpacked_model_and_bad_inputs_are_refus
         "{e}"
     );
 }
+
+#[test]
+fn chat_renders_the_models_jinja_template_the_same_in_run_and_serve() {
+    let s = Scratch::new("chat");
+    let (src, _) = llama::tiny_model(&s);
+    let template = "{% for m in messages %}{% if m['role'] == 'assistant' and loop.last %}\
+                    {{ raise_exception('the last message must not be the assistant') }}{% endif %}\
+                    {{ m['role'] | upper + ': ' + m['content'].strip() + '\n' }}{% endfor %}\
+                    {% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
+    std::fs::write(
+        src.join("tokenizer_config.json"),
+        json!({"chat_template": template}).to_string(),
+    )
+    .unwrap();
+    let pack = s.join("pack");
+    ok(uc(&[
+        "compress",
+        p(&src),
+        "--output-dir",
+        p(&pack),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+    ]));
+    let run = |extra: &[&str]| {
+        let mut a = vec!["run", p(&pack), "--prompt", " the cat ", "--max-tokens", "6", "--json"];
+        a.extend_from_slice(extra);
+        json_of(&ok(uc(&a)))
+    };
+    let chat = run(&["--chat", "--system", "be brief"]);
+    // The template's text, tokenized without the tokenizer's own special tokens.
+    let plain = run(&[]);
+    let rendered = json_of(&ok(uc(&[
+        "run",
+        p(&pack),
+        "--prompt",
+        "SYSTEM: be brief\nUSER: the cat\nASSISTANT:",
+        "--max-tokens",
+        "6",
+        "--json",
+    ])));
+    assert_ne!(chat["prompt_tokens"], plain["prompt_tokens"]);
+    assert!(
+        chat["prompt_tokens"] == rendered["prompt_tokens"]
+            || chat["prompt_tokens"].as_u64().unwrap() + 1 == rendered["prompt_tokens"].as_u64().unwrap(),
+        "{chat} {rendered}"
+    );
+    let srv = Server::start(&pack, &[]);
+    let msgs = json!([{"role": "system", "content": "be brief"},
+                      {"role": "user", "content": [{"type": "text", "text": " the cat "}]}]);
+    let (st, c) = srv.post(
+        "/v1/chat/completions",
+        &json!({"messages": msgs, "max_tokens": 6, "temperature": 0}),
+    );
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["choices"][0]["message"]["content"], chat["text"]);
+    assert_eq!(c["usage"]["prompt_tokens"], chat["prompt_tokens"]);
+    // The template's raise_exception is the client's 400.
+    let (st, e) = srv.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}),
+    );
+    assert_eq!(st, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must not be the assistant"),
+        "{e}"
+    );
+    assert_eq!(e["error"]["param"], "messages");
+    // --chat on a model without a template, and --system without --chat.
+    let s2 = Scratch::new("chat-bare");
+    let (_, _, bare) = llama::tiny_pack(&s2, &[]);
+    let e = fails(uc(&["run", p(&bare), "--prompt", "x", "--chat"]));
+    assert!(e.contains("no chat_template"), "{e}");
+    let o = uc(&["run", p(&pack), "--prompt", "x", "--system", "y"]);
+    assert_eq!(o.status.code(), Some(2));
+}
