@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use uc_decode::Record;
 use uc_decode::dot::dot_f32;
@@ -51,13 +52,28 @@ impl Files {
         let mut index = HashMap::new();
         for name in uc_encode::unpack::pack_files(dir)? {
             let path = dir.join(&name);
-            // The header first, so that a file that is not safetensors is refused before it is
-            // read whole.
-            drop(uc_encode::unpack::open_header(&path)?);
-            let bytes = std::fs::read(&path).map_err(|e| CompressError::Io {
+            let ioe = |e: std::io::Error| CompressError::Io {
                 path: path.clone(),
                 source: e,
-            })?;
+            };
+            // A regular file only (a FIFO never blocks the open), its header parsed first so that
+            // a file that is not safetensors is refused before it is read whole; then the whole
+            // file through the same handle, no more than the length the header was checked
+            // against.
+            let (mut f, len) = uc_pack::fs::open_regular(&path)?;
+            let header = uc_pack::safetensors::read_header(&mut f, len)
+                .map_err(ioe)?
+                .map_err(|e| bad(&path, e.to_string()))?;
+            let cap = usize::try_from(len).map_err(|_| bad(&path, "too large for this machine"))?;
+            let mut bytes = Vec::with_capacity(cap);
+            f.seek(SeekFrom::Start(0)).map_err(ioe)?;
+            (&mut f).take(len).read_to_end(&mut bytes).map_err(ioe)?;
+            if bytes.len() != cap {
+                return Err(bad(
+                    &path,
+                    format!("changed while it was read ({} of {len} bytes)", bytes.len()),
+                ));
+            }
             if let Some(r) = &report {
                 let digest = uc_pack::hex(&Sha256::digest(&bytes));
                 let want = r.files.iter().find(|f| f.name == name).map(|f| f.sha256.as_str());
@@ -69,8 +85,6 @@ impl Files {
                     )));
                 }
             }
-            let header = uc_pack::safetensors::parse_header(&bytes, bytes.len() as u64)
-                .map_err(|e| bad(&path, e.to_string()))?;
             for (k, t) in header.tensors.iter().enumerate() {
                 if !t.is_padding() {
                     index.insert(t.name.clone(), (files.len(), k));
@@ -852,6 +866,25 @@ mod tests {
             .expect("a corrupted pack is refused")
             .to_string();
         assert!(err.contains("not a valid uc pack"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_a_file_that_is_not_safetensors_is_refused_without_blocking() {
+        let d = scratch("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(d.join("model.safetensors"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        let err = Files::open(&d).err().expect("a FIFO is refused").to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_file(d.join("model.safetensors")).unwrap();
+        std::fs::write(d.join("model.safetensors"), [0xffu8; 64]).unwrap();
+        assert!(Files::open(&d).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
