@@ -11,7 +11,7 @@ use std::time::Instant;
 use uc_encode::error::CompressError;
 use uc_models::embed::Bert;
 use uc_models::eval::{Comparison, EvalOptions};
-use uc_models::run::{Files, Llama, Sampler, Sampling};
+use uc_models::run::{Files, Generation, Llama, Sampling};
 
 #[derive(clap::Args)]
 pub struct Opts {
@@ -103,19 +103,14 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
                 msg: format!("thread pool: {e}"),
             })?;
         let (p_s, g_s, tokens) = pool.install(|| -> Result<(f64, f64, Vec<u32>), CompressError> {
-            let mut s = model.session();
+            // Greedy, no end-of-sequence token: every run steps the model on --gen-tokens
+            // tokens (a generation of N tokens steps on N - 1 of them, hence the one more).
             let t0 = Instant::now();
-            let mut logits = s.forward(prompt).map_err(fail)?;
+            let mut g = Generation::start(&model, prompt, Sampling::default(), &[], o.gen_tokens + 1).map_err(fail)?;
             let p_s = t0.elapsed().as_secs_f64();
-            let mut sampler = Sampler::new(Sampling::default());
-            let mut tokens = Vec::new();
             let t1 = Instant::now();
-            for _ in 0..o.gen_tokens {
-                let next = sampler.next(&logits);
-                tokens.push(next);
-                logits = s.step(next).map_err(fail)?;
-            }
-            Ok((p_s, t1.elapsed().as_secs_f64(), tokens))
+            while g.next_token().map_err(fail)?.is_some() {}
+            Ok((p_s, t1.elapsed().as_secs_f64(), g.tokens))
         })?;
         runs.push((t, o.prompt_tokens as f64 / p_s, o.gen_tokens as f64 / g_s, tokens));
     }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use uc_encode::error::{CompressError, bad};
-use uc_models::run::{Files, Llama, Sampler, Sampling};
+use uc_models::run::{Files, Generation, Llama, Sampling, TextStream};
 
 #[derive(clap::Args)]
 pub struct Opts {
@@ -140,46 +140,30 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
     }
     let eos = eos_ids(&o.model);
     let fail = |e: String| CompressError::Internal { msg: e };
-    let mut session = model.session();
     let t_prompt = Instant::now();
-    let mut logits = session.forward(&prompt).map_err(fail)?;
-    let prompt_s = t_prompt.elapsed().as_secs_f64();
-    let mut sampler = Sampler::new(Sampling {
+    let sampling = Sampling {
         temperature: o.temperature,
         top_k: o.top_k,
         top_p: o.top_p,
         seed: o.seed,
-    });
-    let mut generated: Vec<u32> = Vec::new();
-    let mut shown = String::new();
+    };
+    let mut g = Generation::start(&model, &prompt, sampling, &eos, o.max_tokens).map_err(fail)?;
+    let prompt_s = t_prompt.elapsed().as_secs_f64();
+    let mut stream = TextStream::default();
     let mut stdout = std::io::stdout().lock();
     let t_gen = Instant::now();
-    let mut stop = "max_tokens";
-    while generated.len() < o.max_tokens {
-        let next = sampler.next(&logits);
-        if eos.contains(&next) {
-            stop = "eos";
-            break;
-        }
-        generated.push(next);
-        if !o.json {
-            // Decode the whole continuation and print what is new: a character may span tokens.
-            let text = tok.decode(&generated, true).unwrap_or_default();
-            if let Some(new) = text.strip_prefix(shown.as_str())
-                && !new.is_empty()
-                && !new.ends_with('\u{fffd}')
-            {
-                let _ = stdout.write_all(printable(new).as_bytes());
-                let _ = stdout.flush();
-                shown = text;
-            }
-        }
-        if generated.len() < o.max_tokens {
-            logits = session.step(next).map_err(fail)?;
+    while g.next_token().map_err(fail)?.is_some() {
+        if !o.json
+            && let Some(new) = stream.update(&tok, &g.tokens)
+        {
+            let _ = stdout.write_all(printable(&new).as_bytes());
+            let _ = stdout.flush();
         }
     }
     let gen_s = t_gen.elapsed().as_secs_f64();
-    let text = tok.decode(&generated, true).unwrap_or_default();
+    let stop = if g.at_eos { "eos" } else { "max_tokens" };
+    let generated = &g.tokens;
+    let (text, rest) = stream.finish(&tok, generated);
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let threads = rayon::current_num_threads();
     if o.json {
@@ -202,8 +186,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
         });
         outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        let rest = text.strip_prefix(shown.as_str()).unwrap_or("");
-        let _ = stdout.write_all(format!("{}\n", printable(rest)).as_bytes());
+        let _ = stdout.write_all(format!("{}\n", printable(&rest)).as_bytes());
         eprintln!(
             "uc run: {} ({}), prompt {} tokens at {:.1} tokens/s, generated {} at {:.1} tokens/s ({stop}), {threads} threads, load {:.1} s{}",
             uc_pack::text::esc_path(&o.model),

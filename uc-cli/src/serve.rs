@@ -26,7 +26,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use uc_encode::error::CompressError;
 use uc_models::embed::Bert;
-use uc_models::run::{Files, Llama, Sampler, Sampling};
+use uc_models::run::{Files, Generation, Llama, Sampling, TextStream};
 
 #[derive(clap::Args)]
 pub struct Opts {
@@ -734,16 +734,13 @@ fn run_job(s: &Served, j: Job, deadline: Instant, tx: &mpsc::Sender<Step>) {
             msg,
         )));
     };
-    let mut session = j.model.session();
-    let mut logits = match session.forward(&j.prompt) {
-        Ok(l) => l,
+    let mut g = match Generation::start(j.model, &j.prompt, j.sampling, &s.eos, j.max_tokens) {
+        Ok(g) => g,
         Err(e) => return fail(e),
     };
-    let mut sampler = Sampler::new(j.sampling);
-    let mut generated: Vec<u32> = Vec::new();
-    let mut shown = String::new();
-    let mut why = "length";
-    while generated.len() < j.max_tokens {
+    let mut stream = TextStream::default();
+    let gone = |n: usize| eprintln!("uc serve: the client went away after {n} tokens; generation stopped");
+    loop {
         if Instant::now() >= deadline {
             let _ = tx.blocking_send(Step::Failed(ApiError::status(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -753,45 +750,23 @@ fn run_job(s: &Served, j: Job, deadline: Instant, tx: &mpsc::Sender<Step>) {
             return;
         }
         if tx.is_closed() {
-            eprintln!(
-                "uc serve: the client went away after {} tokens; generation stopped",
-                generated.len()
-            );
-            return;
+            return gone(g.tokens.len());
         }
-        let next = sampler.next(&logits);
-        if s.eos.contains(&next) {
-            why = "stop";
-            break;
+        match g.next_token() {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => return fail(e),
         }
-        generated.push(next);
-        let text = s.tok.decode(&generated, true).unwrap_or_default();
-        if let Some(new) = text.strip_prefix(shown.as_str())
-            && !new.is_empty()
-            && !new.ends_with('\u{fffd}')
+        if let Some(new) = stream.update(&s.tok, &g.tokens)
+            && tx.blocking_send(Step::Text(new)).is_err()
         {
-            if tx.blocking_send(Step::Text(new.to_string())).is_err() {
-                eprintln!(
-                    "uc serve: the client went away after {} tokens; generation stopped",
-                    generated.len()
-                );
-                return;
-            }
-            shown = text;
-        }
-        if generated.len() < j.max_tokens {
-            match session.step(next) {
-                Ok(l) => logits = l,
-                Err(e) => return fail(e),
-            }
+            return gone(g.tokens.len());
         }
     }
-    let text = s.tok.decode(&generated, true).unwrap_or_default();
-    if let Some(rest) = text.strip_prefix(shown.as_str())
-        && !rest.is_empty()
-        && tx.blocking_send(Step::Text(rest.to_string())).is_err()
-    {
+    let (_, rest) = stream.finish(&s.tok, &g.tokens);
+    if !rest.is_empty() && tx.blocking_send(Step::Text(rest)).is_err() {
         return;
     }
-    let _ = tx.blocking_send(Step::Done(why, generated.len()));
+    let why = if g.at_eos { "stop" } else { "length" };
+    let _ = tx.blocking_send(Step::Done(why, g.tokens.len()));
 }

@@ -276,26 +276,10 @@ impl SourceModel {
     /// A floating-point tensor as f32 (F32, F16 and BF16 sources; exact conversions).
     pub fn read_f32(&self, t: &SourceTensor) -> Result<Vec<f32>, CompressError> {
         let raw = self.read_raw(t)?;
-        let v: Vec<f32> = match t.dtype {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            Dtype::Bf16 => raw
-                .chunks_exact(2)
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-                .collect(),
-            d => {
-                return Err(CompressError::UnsupportedDtype {
-                    tensor: t.name.clone(),
-                    dtype: d.name().to_string(),
-                });
-            }
-        };
+        let v = float_values(t.dtype, &raw).ok_or_else(|| CompressError::UnsupportedDtype {
+            tensor: t.name.clone(),
+            dtype: t.dtype.name().to_string(),
+        })?;
         if let Some(index) = v.iter().position(|x| !x.is_finite()) {
             return Err(CompressError::NonFinite {
                 tensor: t.name.clone(),
@@ -312,4 +296,25 @@ impl SourceModel {
             .iter()
             .find_map(|k| c.get(*k).and_then(Value::as_u64))
     }
+}
+
+/// The values of a tensor's little-endian F32, F16 or BF16 bytes as f32 (every conversion exact);
+/// `None` for any other dtype. Trailing bytes short of a whole element are ignored (callers pass
+/// bytes whose length the safetensors header already checked).
+pub fn float_values(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::Bf16 => bytes
+            .chunks_exact(2)
+            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+            .collect(),
+        _ => return None,
+    })
 }

@@ -529,20 +529,8 @@ pub fn read_pack_f32(
                 decoded += 1;
                 continue;
             }
-            let v: Vec<f32> = match t.dtype {
-                Dtype::F32 => bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => bytes
-                    .chunks_exact(2)
-                    .map(|c| uc_format::num::f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                    .collect(),
-                Dtype::Bf16 => bytes
-                    .chunks_exact(2)
-                    .map(|c| uc_format::num::bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                    .collect(),
-                _ => continue,
+            let Some(v) = crate::source::float_values(t.dtype, &bytes) else {
+                continue;
             };
             visit(&t.name, &t.shape, v)?;
         }

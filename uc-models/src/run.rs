@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use uc_decode::Record;
 use uc_decode::dot::dot_f32;
 use uc_encode::error::{CompressError, bad};
-use uc_pack::safetensors::{Dtype, Header, TensorInfo};
+use uc_pack::safetensors::{Header, TensorInfo};
 
 /// A model's safetensors files, read into memory once (a memory map would need `unsafe`, which
 /// this crate forbids; inference touches every page anyway).
@@ -163,27 +163,29 @@ impl Files {
 
 /// A tensor's values as f32 (f32, f16 or bf16 storage).
 fn floats(path: &Path, name: &str, t: &TensorInfo, b: &[u8]) -> Result<Vec<f32>, CompressError> {
-    use uc_format::num::{bf16_to_f32, f16_to_f32};
-    Ok(match t.dtype {
-        Dtype::F32 => b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => b
-            .chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        Dtype::Bf16 => b
-            .chunks_exact(2)
-            .map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        d => {
-            return Err(bad(
-                path,
-                format!("tensor {name}: dtype {d:?} is neither a uc record nor a float"),
-            ));
-        }
+    uc_encode::source::float_values(t.dtype, b).ok_or_else(|| {
+        bad(
+            path,
+            format!("tensor {name}: dtype {:?} is neither a uc record nor a float", t.dtype),
+        )
     })
+}
+
+/// `y += U·(V·x)` for an overlay of rank `r` (nothing for `r = 0`): `V·x` by [`dot_f32`], then
+/// each row of `U` against it summed in index order. [`Weight::matvec`] and [`Weight::matmul`]
+/// share it, so that both give the same bits.
+fn add_overlay(r: usize, u: &[f32], v: &[f32], x: &[f32], y: &mut [f32]) {
+    if r == 0 {
+        return;
+    }
+    let t: Vec<f32> = v.chunks_exact(x.len()).map(|vk| dot_f32(vk, x)).collect();
+    for (yi, ui) in y.iter_mut().zip(u.chunks_exact(r)) {
+        let mut acc = 0f32;
+        for (a, b) in ui.iter().zip(&t) {
+            acc += a * b;
+        }
+        *yi += acc;
+    }
 }
 
 /// A weight matrix `[rows, cols]`.
@@ -241,17 +243,7 @@ impl Weight<'_> {
                     rec.dot_rows(r0..r0 + ys.len() as u64, x, ys)
                         .expect("lengths checked by the model");
                 });
-                let r = rec.overlay_rank() as usize;
-                if r > 0 {
-                    let t: Vec<f32> = v.chunks_exact(x.len()).map(|vk| dot_f32(vk, x)).collect();
-                    for (yi, ui) in y.iter_mut().zip(u.chunks_exact(r)) {
-                        let mut acc = 0f32;
-                        for (a, b) in ui.iter().zip(&t) {
-                            acc += a * b;
-                        }
-                        *yi += acc;
-                    }
-                }
+                add_overlay(rec.overlay_rank() as usize, u, v, x, y);
             }
             Weight::Dense { w, cols, .. } => {
                 y.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(c, ys)| {
@@ -301,18 +293,8 @@ impl Weight<'_> {
             }
         }
         if let Weight::Packed { rec, u, v } = self {
-            let r = rec.overlay_rank() as usize;
-            if r > 0 {
-                for (xt, yrow) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
-                    let tk: Vec<f32> = v.chunks_exact(cols).map(|vk| dot_f32(vk, xt)).collect();
-                    for (yi, ui) in yrow.iter_mut().zip(u.chunks_exact(r)) {
-                        let mut acc = 0f32;
-                        for (a, b) in ui.iter().zip(&tk) {
-                            acc += a * b;
-                        }
-                        *yi += acc;
-                    }
-                }
+            for (xt, yrow) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
+                add_overlay(rec.overlay_rank() as usize, u, v, xt, yrow);
             }
         }
     }
@@ -632,6 +614,93 @@ impl Session<'_, '_> {
     }
 }
 
+/// A generation in progress: the prompt fed at once, then one sampled token at a time until
+/// `max_tokens` tokens or an end-of-sequence token (`uc run`, `uc serve` and `uc bench` share
+/// it, so that the same prompt, options and seed give them the same tokens).
+pub struct Generation<'m, 'a> {
+    session: Session<'m, 'a>,
+    sampler: Sampler,
+    logits: Vec<f32>,
+    eos: Vec<u32>,
+    max_tokens: usize,
+    /// The tokens generated so far.
+    pub tokens: Vec<u32>,
+    /// Whether it ended at an end-of-sequence token (otherwise at `max_tokens`, once
+    /// [`Generation::next_token`] returned `None`).
+    pub at_eos: bool,
+}
+
+impl<'m, 'a> Generation<'m, 'a> {
+    /// Feeds `prompt` (the slow part of a short generation) and gets ready to sample.
+    pub fn start(
+        model: &'m Llama<'a>,
+        prompt: &[u32],
+        sampling: Sampling,
+        eos: &[u32],
+        max_tokens: usize,
+    ) -> Result<Generation<'m, 'a>, String> {
+        let mut session = model.session();
+        let logits = session.forward(prompt)?;
+        Ok(Generation {
+            session,
+            sampler: Sampler::new(sampling),
+            logits,
+            eos: eos.to_vec(),
+            max_tokens,
+            tokens: Vec::new(),
+            at_eos: false,
+        })
+    }
+
+    /// The next token, or `None` at the end. The model steps on the token only when another
+    /// one may follow.
+    pub fn next_token(&mut self) -> Result<Option<u32>, String> {
+        if self.at_eos || self.tokens.len() >= self.max_tokens {
+            return Ok(None);
+        }
+        let next = self.sampler.next(&self.logits);
+        if self.eos.contains(&next) {
+            self.at_eos = true;
+            return Ok(None);
+        }
+        self.tokens.push(next);
+        if self.tokens.len() < self.max_tokens {
+            self.logits = self.session.step(next)?;
+        }
+        Ok(Some(next))
+    }
+}
+
+/// Text of a growing token sequence, handed out as it becomes complete: the whole continuation
+/// is decoded each time and what is new is returned, unless it ends inside a character (a
+/// character may span tokens).
+#[derive(Default)]
+pub struct TextStream {
+    shown: String,
+}
+
+impl TextStream {
+    /// The new text of `ids` (the whole sequence so far) since the last call, if any.
+    pub fn update(&mut self, tok: &tokenizers::Tokenizer, ids: &[u32]) -> Option<String> {
+        let text = tok.decode(ids, true).unwrap_or_default();
+        let new = text.strip_prefix(self.shown.as_str())?;
+        if new.is_empty() || new.ends_with('\u{fffd}') {
+            return None;
+        }
+        let new = new.to_string();
+        self.shown = text;
+        Some(new)
+    }
+
+    /// At the end: the whole text of `ids`, and what was not handed out yet.
+    pub fn finish(&mut self, tok: &tokenizers::Tokenizer, ids: &[u32]) -> (String, String) {
+        let text = tok.decode(ids, true).unwrap_or_default();
+        let rest = text.strip_prefix(self.shown.as_str()).unwrap_or("").to_string();
+        self.shown.clone_from(&text);
+        (text, rest)
+    }
+}
+
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampling {
@@ -728,6 +797,7 @@ mod tests {
     use crate::llama::tests::{logits, tiny};
     use crate::nn::Weights;
     use uc_pack::PackWriter;
+    use uc_pack::safetensors::Dtype;
 
     /// Writes `w` as a pack: 2-D tensors as 4-bit records (`packed`) or as the f32 values those
     /// records decode to (the unpacked model), vectors verbatim; with the tiny model's config.json.
@@ -867,6 +937,58 @@ mod tests {
             .to_string();
         assert!(err.contains("not a valid uc pack"), "{err}");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_overlay_is_added_alike_by_matvec_and_matmul_and_near_the_merged_product() {
+        let (rows, cols, r, t) = (40usize, 70usize, 3usize, 3usize);
+        let w = uc_pack::testkit::weights(rows * cols, 9);
+        let bf = |n: usize, k: usize| -> Vec<u16> {
+            (0..n)
+                .map(|i| uc_format::num::f32_to_bf16_bits(((i * k % 11) as f32 - 5.0) * 0.02))
+                .collect()
+        };
+        let (ub, vb) = (bf(rows * r, 3), bf(r * cols, 7));
+        let bytes = uc_pack::testkit::record_with(&w, &[rows as u64, cols as u64], 4, Some((r as u32, &ub, &vb)));
+        let rec = Record::parse(&bytes).unwrap();
+        let (mut u, mut v) = (vec![0f32; rows * r], vec![0f32; r * cols]);
+        rec.overlay_u_into(&mut u).unwrap();
+        rec.overlay_v_into(&mut v).unwrap();
+        let mut base = vec![0f32; rows * cols];
+        rec.decode_into(&mut base).unwrap();
+        let wt = Weight::Packed {
+            rec: Box::new(rec),
+            u: u.clone(),
+            v: v.clone(),
+        };
+        let x: Vec<f32> = (0..t * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let mut y = vec![0f32; t * rows];
+        wt.matmul(&x, &mut y);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        for k in 0..t {
+            let xk = &x[k * cols..(k + 1) * cols];
+            let mut yk = vec![0f32; rows];
+            wt.matvec(xk, &mut yk);
+            assert_eq!(bits(&yk), bits(&y[k * rows..(k + 1) * rows]), "token {k}");
+            let mut moved = false;
+            for i in 0..rows {
+                let (mut want, mut base_only) = (0f64, 0f64);
+                for j in 0..cols {
+                    let uv: f64 = (0..r)
+                        .map(|q| f64::from(u[i * r + q]) * f64::from(v[q * cols + j]))
+                        .sum();
+                    want += (f64::from(base[i * cols + j]) + uv) * f64::from(xk[j]);
+                    base_only += f64::from(base[i * cols + j]) * f64::from(xk[j]);
+                }
+                let got = f64::from(yk[i]);
+                assert!(
+                    (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{k},{i}: {got} vs {want}"
+                );
+                moved |= (got - base_only).abs() > 1e-3;
+            }
+            assert!(moved, "the overlay changes the product");
+        }
     }
 
     #[cfg(unix)]
