@@ -89,6 +89,18 @@ impl Server {
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Whether the server's stderr shows `needle` within 10 s (the reader thread may still be
+    /// copying the last lines after the process exited).
+    fn logged(&self, needle: &str) -> bool {
+        for _ in 0..200 {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
 }
 
 impl Drop for Server {
@@ -289,7 +301,7 @@ fn completions_streaming_models_and_bad_requests() {
     );
     let status = srv.child.wait().unwrap();
     assert!(status.success(), "{status:?}: {}", srv.log());
-    assert!(srv.log().contains("shut down"));
+    assert!(srv.logged("shut down"), "{}", srv.log());
 }
 
 #[test]
