@@ -270,7 +270,7 @@ fn bench_bert(o: &Opts, files: &Files, t_load: Instant, out: &mut String) -> Res
     let model = Bert::load(&o.model, files)?;
     let tok = uc_models::text::load_tokenizer(&o.model)?;
     let load_s = t_load.elapsed().as_secs_f64();
-    let n = o.prompt_tokens.min(model.cfg.max_positions);
+    let n = o.prompt_tokens.min(model.max_tokens);
     let source = match &o.text {
         Some(t) => uc_models::text::read_text(t)?.text,
         None => PARAGRAPH.repeat(1 + n / 40),

@@ -288,10 +288,12 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
     crate::output::finish_progress();
     let s = s?;
     // The bench runs on the installed pack, after the summary's figures are final; its failure
-    // is reported as this command's (the pack stays: it is complete and verified).
+    // is reported as this command's, after the summary (the pack stays: it is complete and
+    // verified).
+    let mut bench_err = None;
     let bench = if bench_on_finish {
         let mut b = String::new();
-        crate::bench::run(
+        let r = crate::bench::run(
             crate::bench::Opts {
                 model: s.output_dir.clone(),
                 prompt_tokens: 64,
@@ -303,8 +305,14 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
                 json,
             },
             &mut b,
-        )?;
-        Some(b)
+        );
+        match r {
+            Ok(()) => Some(b),
+            Err(e) => {
+                bench_err = Some(e);
+                None
+            }
+        }
     } else {
         None
     };
@@ -322,7 +330,10 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
             out.push_str(&b);
         }
     }
-    Ok(())
+    match bench_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The `--json` summary (serde derive; members in key order).

@@ -172,12 +172,20 @@ fn message(e: &CompressError) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = String::new();
-    let result = run(cli, &mut out).and_then(|()| {
-        write_stdout(&out).map_err(|e| CompressError::Io {
-            path: PathBuf::from("<stdout>"),
-            source: e,
+    // What a command reported before it failed (e.g. `uc compress --bench-on-finish`'s summary
+    // of the written pack when its bench fails) is printed before the error.
+    let result = run(cli, &mut out)
+        .inspect_err(|_| {
+            if !out.is_empty() {
+                let _ = write_stdout(&out);
+            }
         })
-    });
+        .and_then(|()| {
+            write_stdout(&out).map_err(|e| CompressError::Io {
+                path: PathBuf::from("<stdout>"),
+                source: e,
+            })
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -150,7 +150,11 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
         id,
         fingerprint: files.fingerprint.clone(),
         eos: crate::run::eos_ids(&o.model),
-        chat: crate::chat::ChatTemplate::load(&o.model)?,
+        // A template this server cannot parse leaves chat unavailable, not the server.
+        chat: crate::chat::ChatTemplate::load(&o.model).unwrap_or_else(|e| {
+            eprintln!("uc serve: warning: {e}; /v1/chat/completions is unavailable");
+            None
+        }),
         gate: Arc::new(Semaphore::new(1)),
         waiting: AtomicUsize::new(0),
         o,
@@ -310,6 +314,18 @@ impl Served {
 /// Most inputs in one embeddings request (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
 
+/// Most tokens of all inputs of one embeddings request (OpenAI's limit).
+const MAX_REQUEST_TOKENS: usize = 300_000;
+
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// `/v1/embeddings`: `input` a string, an array of strings, an array of token ids or an array of
 /// such arrays; `encoding_format` `float` (default) or `base64` (little-endian binary32, what
 /// the openai client asks for); `dimensions`, when given, must be the model's.
@@ -353,15 +369,18 @@ async fn embeddings(State(s): State<Arc<Served>>, body: Body) -> Response {
                 .map(|t| t.as_u64().and_then(|t| u32::try_from(t).ok()))
                 .collect()
         };
+        // Tokenizing up to a megabyte of text is blocking work: off the async workers' queue.
         let texts: Vec<Vec<u32>> = match &v["input"] {
-            Value::String(t) => vec![tokenize(&s, t)?],
+            Value::String(t) if !t.is_empty() => vec![tokio::task::block_in_place(|| tokenize(&s, t))?],
+            // One sequence of token ids (taken as given: no [CLS]/[SEP] added).
+            Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_number) => vec![ids(a).ok_or_else(input_err)?],
             Value::Array(a) if !a.is_empty() && a.len() <= MAX_INPUTS => {
-                if a.iter().all(Value::is_string) {
-                    a.iter()
-                        .map(|t| tokenize(&s, t.as_str().unwrap_or_default()))
-                        .collect::<Result<_, _>>()?
-                } else if a.iter().all(Value::is_number) {
-                    vec![ids(a).ok_or_else(input_err)?]
+                if a.iter().all(|t| t.as_str().is_some_and(|t| !t.is_empty())) {
+                    tokio::task::block_in_place(|| {
+                        a.iter()
+                            .map(|t| tokenize(&s, t.as_str().unwrap_or_default()))
+                            .collect::<Result<_, _>>()
+                    })?
                 } else {
                     a.iter()
                         .map(|x| x.as_array().filter(|x| !x.is_empty()).and_then(|x| ids(x)))
@@ -371,7 +390,7 @@ async fn embeddings(State(s): State<Arc<Served>>, body: Body) -> Response {
             }
             _ => return Err(input_err()),
         };
-        let limit = s.o.max_prompt_tokens.min(model.cfg.max_positions);
+        let limit = s.o.max_prompt_tokens.min(model.max_tokens);
         for (i, t) in texts.iter().enumerate() {
             if t.is_empty() {
                 return Err(input_err());
@@ -379,10 +398,10 @@ async fn embeddings(State(s): State<Arc<Served>>, body: Body) -> Response {
             if t.len() > limit {
                 return Err(ApiError::bad(
                     format!(
-                        "input {i} has {} tokens; at most {limit} are accepted (--max-prompt-tokens {}, the model's {} positions)",
+                        "input {i} has {} tokens; at most {limit} are accepted (--max-prompt-tokens {}, the model's {})",
                         t.len(),
                         s.o.max_prompt_tokens,
-                        model.cfg.max_positions
+                        model.max_tokens
                     ),
                     Some("input"),
                 ));
@@ -395,13 +414,36 @@ async fn embeddings(State(s): State<Arc<Served>>, body: Body) -> Response {
             }
         }
         let tokens: usize = texts.iter().map(Vec::len).sum();
+        if tokens > MAX_REQUEST_TOKENS {
+            return Err(ApiError::bad(
+                format!(
+                    "the inputs have {tokens} tokens in all; at most {MAX_REQUEST_TOKENS} are accepted per request"
+                ),
+                Some("input"),
+            ));
+        }
         let deadline = t0 + Duration::from_secs(s.o.timeout);
         let permit = s.admit(deadline).await?;
         eprintln!("uc serve: embeddings of {} inputs, {tokens} tokens", texts.len());
+        // Set when this handler's future is dropped (the client went away): the worker stops
+        // between inputs and frees the model for the next request.
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _guard = SetOnDrop(gone.clone());
         let done = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut out = Vec::with_capacity(texts.len());
-            for t in &texts {
+            for (i, t) in texts.iter().enumerate() {
+                if gone.load(Ordering::SeqCst) {
+                    eprintln!(
+                        "uc serve: the client went away after {i} of {} embeddings; stopped",
+                        texts.len()
+                    );
+                    return Err(ApiError::status(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "the client went away",
+                    ));
+                }
                 if Instant::now() >= deadline {
                     return Err(ApiError::status(
                         StatusCode::GATEWAY_TIMEOUT,
@@ -532,9 +574,7 @@ fn job(s: &Served, v: &Value, text: &str, chat: bool) -> Result<Job, ApiError> {
         Value::Bool(b) => *b,
         _ => return Err(ApiError::bad("stream must be a boolean", Some("stream"))),
     };
-    let prompt: Vec<u32> = s
-        .tok
-        .encode(text, !chat)
+    let prompt: Vec<u32> = tokio::task::block_in_place(|| s.tok.encode(text, !chat))
         .map_err(|e| ApiError::bad(format!("cannot tokenize the prompt: {e}"), Some("prompt")))?
         .get_ids()
         .to_vec();
@@ -618,7 +658,7 @@ async fn chat_completions(State(s): State<Arc<Served>>, body: Body) -> Response 
                 content,
             });
         }
-        let text = template.render(&messages).map_err(|e| {
+        let text = tokio::task::block_in_place(|| template.render(&messages)).map_err(|e| {
             ApiError::bad(
                 format!("the model's chat template refused the messages: {e}"),
                 Some("messages"),

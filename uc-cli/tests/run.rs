@@ -213,6 +213,31 @@ fn bench_reports_speeds_memory_and_perplexity() {
     assert_eq!(b["prompt_tokens"], 64);
     assert!(b["perplexity"]["ppl"].as_f64().unwrap() > 1.0);
     assert!(b["comparison"]["ppl_ratio"].as_f64().is_some(), "{b}");
+    // A bench that fails (a text too short for one window): the summary of the written pack is
+    // still printed, then the error (exit 2), and the pack stays.
+    let short = s.join("short.txt");
+    std::fs::write(&short, "the cat").unwrap();
+    let pack3 = s.join("pack3");
+    let o = uc(&[
+        "compress",
+        p(&src),
+        "--output-dir",
+        p(&pack3),
+        "--bits",
+        "4",
+        "--rank",
+        "0",
+        "--bench-on-finish",
+        "--bench-text",
+        p(&short),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["output_dir"].as_str().unwrap().ends_with("pack3"), "{summary}");
+    assert!(summary.get("bench").is_none());
+    assert!(stderr(&o).contains("uc: error: "), "{}", stderr(&o));
+    assert!(pack3.join("ultracompress.json").is_file());
     // clap's own usage error (exit 2): --bench-text needs --bench-on-finish.
     let o = uc(&["compress", p(&src), "--output-dir", p(&pack2), "--bench-text", p(&text)]);
     assert_eq!(o.status.code(), Some(2));

@@ -437,7 +437,8 @@ fn embeddings_from_a_bert_pack_equal_its_unpacked_model_and_bad_inputs_are_refus
     drop(srv2);
     let srv3 = Server::start(&src, &[]);
     assert!(srv3.log().contains("not verified"), "{}", srv3.log());
-    let (_, e3) = srv3.post("/v1/embeddings", &json!({"input": "the cat sat on the mat."}));
+    let (st, e3) = srv3.post("/v1/embeddings", &json!({"input": "the cat sat on the mat."}));
+    assert_eq!(st, 200, "{e3}");
     let f = floats(&e3["data"][0]["embedding"]);
     let cos: f32 = f.iter().zip(&a[0]).map(|(x, y)| x * y).sum();
     assert!(cos > 0.9 && f != a[0], "cosine to the source {cos}");
@@ -453,6 +454,9 @@ fn embeddings_from_a_bert_pack_equal_its_unpacked_model_and_bad_inputs_are_refus
         ("/v1/embeddings", json!({"input": 7}), 400, json!("input")),
         ("/v1/embeddings", json!({"input": long}), 400, json!("input")),
         ("/v1/embeddings", json!({"input": [[2, 64, 3]]}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": ""}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": ["a", ""]}), 400, json!("input")),
+        ("/v1/embeddings", json!({"input": vec![5; 3000]}), 400, json!("input")),
         (
             "/v1/embeddings",
             json!({"input": "x", "encoding_format": "hex"}),

@@ -52,6 +52,12 @@ struct Layer<'a> {
 pub struct Bert<'a> {
     /// The configuration.
     pub cfg: Config,
+    /// Longest input in tokens: the model's positions, or sentence-transformers'
+    /// `max_seq_length` (`sentence_bert_config.json`) when it is smaller.
+    pub max_tokens: usize,
+    /// Whether the embedding is L2-normalised: a `Normalize` module in `modules.json`, or no
+    /// `modules.json` at all (a plain BERT directory).
+    pub normalize: bool,
     word: Weight<'a>,
     position: Weight<'a>,
     token_type: Weight<'a>,
@@ -75,6 +81,7 @@ impl<'a> Bert<'a> {
             ));
         }
         let cfg = Config::from_json(&cpath, &v)?;
+        let (max_tokens, normalize) = sentence_transformers(dir, cfg.max_positions)?;
         let h = cfg.hidden;
         let shaped = |name: &str, rows: Option<usize>, cols: usize| -> Result<Weight<'a>, CompressError> {
             let w = files.weight(name)?;
@@ -146,6 +153,8 @@ impl<'a> Bert<'a> {
             embed_norm: norm("embeddings.LayerNorm")?,
             layers,
             cfg,
+            max_tokens,
+            normalize,
         })
     }
 
@@ -246,11 +255,68 @@ impl<'a> Bert<'a> {
         }
         e.iter_mut().for_each(|v| *v /= n as f32);
         let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
+        if self.normalize && norm > 0.0 {
             e.iter_mut().for_each(|v| *v /= norm);
         }
         Ok(e)
     }
+}
+
+/// Reads a JSON file of the model directory (at most 1 MiB), `None` when it is absent.
+fn json_file(dir: &Path, rel: &str) -> Result<Option<serde_json::Value>, CompressError> {
+    let p = dir.join(rel);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let b = uc_pack::fs::read_capped(&p, 1 << 20)?;
+    serde_json::from_slice(&b)
+        .map(Some)
+        .map_err(|e| bad(&p, format!("invalid JSON: {e}")))
+}
+
+/// sentence-transformers' configuration around the encoder: the longest input (`max_seq_length`,
+/// within `positions`) and whether the embedding is normalised. Only mean pooling is built: a
+/// pooling module configured otherwise (CLS, max, mean-sqrt-len) is refused, not approximated.
+fn sentence_transformers(dir: &Path, positions: usize) -> Result<(usize, bool), CompressError> {
+    let max_tokens = json_file(dir, "sentence_bert_config.json")?
+        .and_then(|v| v["max_seq_length"].as_u64())
+        .map_or(positions, |m| positions.min(m.max(1) as usize));
+    let Some(modules) = json_file(dir, "modules.json")? else {
+        return Ok((max_tokens, true));
+    };
+    let modules = modules.as_array().cloned().unwrap_or_default();
+    let kind = |m: &serde_json::Value, k: &str| m["type"].as_str().is_some_and(|t| t.ends_with(k));
+    for m in modules.iter().filter(|m| kind(m, ".Pooling")) {
+        let rel = format!("{}/config.json", m["path"].as_str().unwrap_or(""));
+        let Some(c) = json_file(dir, &rel)? else { continue };
+        let on = |k: &str| c[k].as_bool() == Some(true);
+        let others = [
+            "pooling_mode_cls_token",
+            "pooling_mode_max_tokens",
+            "pooling_mode_mean_sqrt_len_tokens",
+            "pooling_mode_weightedmean_tokens",
+            "pooling_mode_lasttoken",
+        ];
+        if !on("pooling_mode_mean_tokens") || others.iter().any(|k| on(k)) {
+            return Err(model_err(
+                dir,
+                format!("{rel}: only mean pooling (pooling_mode_mean_tokens alone) is built"),
+            ));
+        }
+    }
+    if let Some(m) = modules
+        .iter()
+        .find(|m| !(kind(m, ".Transformer") || kind(m, ".Pooling") || kind(m, ".Normalize")))
+    {
+        return Err(model_err(
+            dir,
+            format!(
+                "modules.json: the module {} is not built (Transformer, Pooling, Normalize are)",
+                m["type"]
+            ),
+        ));
+    }
+    Ok((max_tokens, modules.iter().any(|m| kind(m, ".Normalize"))))
 }
 
 #[cfg(test)]
@@ -401,6 +467,57 @@ mod tests {
         // A Llama directory is not a BERT model.
         let err = crate::run::Llama::load(&dir, &files).err().unwrap().to_string();
         assert!(err.contains("\"bert\""), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn sentence_transformers_modules_set_pooling_normalisation_and_length() {
+        let (cfg, w) = tiny();
+        let d = scratch("st");
+        let dir = d.join("dense");
+        write(&dir, &cfg, &w, None);
+        // The pack's files are verified; an HF directory of the same tensors takes extra files.
+        let hf = d.join("hf");
+        std::fs::create_dir_all(hf.join("1_Pooling")).unwrap();
+        for f in ["model.safetensors", "config.json"] {
+            std::fs::copy(dir.join(f), hf.join(f)).unwrap();
+        }
+        let ids = [2u32, 5, 7, 1, 3];
+        let files = Files::open(&hf).unwrap();
+        let plain = Bert::load(&hf, &files).unwrap();
+        assert!(plain.normalize && plain.max_tokens == 8);
+        let e = plain.embed(&ids).unwrap();
+        let st = |normalize: bool| {
+            let mut m = vec![
+                serde_json::json!({"type": "sentence_transformers.models.Transformer", "path": ""}),
+                serde_json::json!({"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"}),
+            ];
+            if normalize {
+                m.push(serde_json::json!({"type": "sentence_transformers.models.Normalize", "path": "2_Normalize"}));
+            }
+            std::fs::write(hf.join("modules.json"), serde_json::Value::from(m).to_string()).unwrap();
+        };
+        let pooling = |cls: bool| {
+            let c = serde_json::json!({"pooling_mode_mean_tokens": !cls, "pooling_mode_cls_token": cls});
+            std::fs::write(hf.join("1_Pooling/config.json"), c.to_string()).unwrap();
+        };
+        st(true);
+        pooling(false);
+        std::fs::write(hf.join("sentence_bert_config.json"), r#"{"max_seq_length": 6}"#).unwrap();
+        let m = Bert::load(&hf, &files).unwrap();
+        assert!(m.normalize && m.max_tokens == 6);
+        assert_eq!(m.embed(&ids).unwrap(), e);
+        st(false);
+        let m = Bert::load(&hf, &files).unwrap();
+        let raw = m.embed(&ids).unwrap();
+        let n = raw.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() > 1e-3, "not normalised: {n}");
+        for (a, b) in raw.iter().zip(&e) {
+            assert!((a / n - b).abs() < 1e-5);
+        }
+        pooling(true);
+        let err = Bert::load(&hf, &files).err().unwrap().to_string();
+        assert!(err.contains("only mean pooling"), "{err}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 
