@@ -51,9 +51,13 @@ cargo test --locked -p uc-decode --no-default-features --tests
 
 step "GPU decoder (wgpu; Mesa lavapipe without a GPU): bit-exact against the CPU, a GPU adapter is required"
 UC_REQUIRE_GPU=1 cargo test --locked -p uc-decode-wgpu
-step "uc unpack / uc-verify with their optional wgpu feature (--device wgpu)"
-cargo clippy --locked -p uc-encode -p uc-cli -p uc-verify --features uc-cli/wgpu,uc-verify/wgpu --all-targets -- -D warnings
+step "uc unpack / uc-verify / uc run / uc bench with their optional wgpu feature (--device wgpu)"
+cargo clippy --locked -p uc-encode -p uc-models -p uc-cli -p uc-verify --features uc-cli/wgpu,uc-verify/wgpu --all-targets -- -D warnings
 cargo run --locked -q -p uc-verify --features wgpu -- --quiet --device wgpu conformance/vectors/packs/tiny
+# The engine's products on the device, within the kernel's bound of the CPU's (uc-models), and
+# uc run / uc bench --device wgpu through the binary (uc-cli).
+UC_REQUIRE_GPU=1 cargo test --locked -p uc-models --features wgpu --lib gpu
+UC_REQUIRE_GPU=1 cargo test --locked -p uc-cli --features wgpu --test run device_wgpu
 for sub in "" "--sub-block 16 --sub-bits 6"; do
   # shellcheck disable=SC2086 # $sub is two options or none
   line=$(cargo run --locked -q -p uc-decode-wgpu --example gpu_bench -- --bits 4 --n 262144 --runs 3 --json $sub)

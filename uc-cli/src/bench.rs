@@ -39,6 +39,10 @@ pub struct Opts {
     /// mean KL and top-1 agreement; for BERT, the embedding cosine). Needs --text.
     #[arg(long)]
     pub source: Option<PathBuf>,
+    /// Where the linear layers' products run: cpu, or wgpu (a GPU through Vulkan; needs a build
+    /// with `--features wgpu`). The perplexity and --source figures are computed on the CPU.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::unpack::DeviceArg,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -58,11 +62,13 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
         return Err(CompressError::Usage("--source needs --text".into()));
     }
     let t_load = Instant::now();
+    let gpu = crate::run::open_device(o.device)?;
     let files = Files::open(&o.model)?;
     if uc_models::Arch::load(&o.model).is_ok_and(|a| matches!(a, uc_models::Arch::Bert(_))) {
-        return bench_bert(&o, &files, t_load, out);
+        return bench_bert(&o, &files, &gpu, t_load, out);
     }
-    let model = Llama::load(&o.model, &files)?;
+    let mut model = Llama::load(&o.model, &files)?;
+    crate::run::place_llama(&mut model, &gpu)?;
     let tok = uc_models::text::load_tokenizer(&o.model)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let source = match &o.text {
@@ -136,6 +142,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
             "model": o.model.display().to_string(),
             "fingerprint": files.fingerprint,
             "verified": files.fingerprint.is_some(),
+            "device": crate::run::device_name(&gpu),
             "model_bytes": size,
             "load_seconds": load_s,
             "prompt_tokens": o.prompt_tokens,
@@ -162,6 +169,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
                 .unwrap_or_else(|| "not a pack: not verified".into())
         );
         outln!(out, "load        {load_s:.2} s (verification included)");
+        outln!(out, "device      {}", crate::run::device_name(&gpu));
         for (t, p, g, _) in &runs {
             outln!(
                 out,
@@ -266,8 +274,15 @@ const EMBED_PASSES: usize = 4;
 /// `uc bench` of a BERT model: `--prompt-tokens` tokens of text (at most the model's positions)
 /// embedded [`EMBED_PASSES`] times on one thread and on all, the embedding's bits compared across
 /// thread counts, resident memory, and with --source the embedding cosine against it.
-fn bench_bert(o: &Opts, files: &Files, t_load: Instant, out: &mut String) -> Result<(), CompressError> {
-    let model = Bert::load(&o.model, files)?;
+fn bench_bert(
+    o: &Opts,
+    files: &Files,
+    gpu: &Option<crate::run::Gpu>,
+    t_load: Instant,
+    out: &mut String,
+) -> Result<(), CompressError> {
+    let mut model = Bert::load(&o.model, files)?;
+    crate::run::place_bert(&mut model, gpu)?;
     let tok = uc_models::text::load_tokenizer(&o.model)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let n = o.prompt_tokens.min(model.max_tokens);
@@ -317,6 +332,7 @@ fn bench_bert(o: &Opts, files: &Files, t_load: Instant, out: &mut String) -> Res
             "kind": "embeddings",
             "fingerprint": files.fingerprint,
             "verified": files.fingerprint.is_some(),
+            "device": crate::run::device_name(gpu),
             "model_bytes": size,
             "load_seconds": load_s,
             "tokens": n,
@@ -340,6 +356,7 @@ fn bench_bert(o: &Opts, files: &Files, t_load: Instant, out: &mut String) -> Res
                 .unwrap_or_else(|| "not a pack: not verified".into())
         );
         outln!(out, "load        {load_s:.2} s (verification included)");
+        outln!(out, "device      {}", crate::run::device_name(gpu));
         for (t, r, _) in &runs {
             outln!(
                 out,

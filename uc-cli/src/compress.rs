@@ -302,6 +302,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
                 text: bench_text,
                 eval_tokens: 1024,
                 ctx: 256,
+                device: crate::unpack::DeviceArg::Cpu,
                 json,
             },
             &mut b,

@@ -1,6 +1,7 @@
 //! `uc run`: generate text with a Llama-family model straight from its pack.
 
 use crate::outln;
+use crate::unpack::DeviceArg;
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,10 +41,76 @@ pub struct Opts {
     /// Worker threads [default: all cores]; the tokens do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the linear layers' products run: cpu, or wgpu (a GPU through Vulkan; needs a build
+    /// with `--features wgpu`). The GPU's kernel sums in its own order, so its tokens can differ
+    /// from the CPU's.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
     /// Print one JSON object (text, token ids, timings, the pack's fingerprint) instead of
     /// streaming the text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The GPU of `--device wgpu` (never exists in a build without the `wgpu` feature).
+#[cfg(feature = "wgpu")]
+pub type Gpu = uc_models::run::Gpu;
+/// The GPU of `--device wgpu` (never exists in a build without the `wgpu` feature).
+#[cfg(not(feature = "wgpu"))]
+pub type Gpu = std::convert::Infallible;
+
+/// Opens `--device`: `None` for the CPU, the default GPU adapter for wgpu; a build without the
+/// `wgpu` feature says so (exit 2) instead of running on the CPU.
+pub fn open_device(d: DeviceArg) -> Result<Option<Gpu>, CompressError> {
+    match d {
+        DeviceArg::Cpu => Ok(None),
+        #[cfg(feature = "wgpu")]
+        DeviceArg::Wgpu => uc_models::run::open_gpu().map(Some),
+        #[cfg(not(feature = "wgpu"))]
+        DeviceArg::Wgpu => Err(uc_encode::error::opt(
+            "device",
+            "wgpu: this build has no GPU path; rebuild with `cargo build --release -p uc-cli --features wgpu`",
+        )),
+    }
+}
+
+/// The device, for logs and `--json`: `cpu`, or `wgpu: <adapter>`.
+pub fn device_name(gpu: &Option<Gpu>) -> String {
+    match gpu {
+        None => "cpu".into(),
+        #[cfg(feature = "wgpu")]
+        Some(g) => format!("wgpu: {}", uc_models::run::gpu_name(g)),
+        #[cfg(not(feature = "wgpu"))]
+        Some(never) => match *never {},
+    }
+}
+
+/// Moves a Llama model's records to the GPU of `--device wgpu` (nothing for the CPU).
+pub fn place_llama(model: &mut Llama<'_>, gpu: &Option<Gpu>) -> Result<(), CompressError> {
+    match gpu {
+        None => Ok(()),
+        #[cfg(feature = "wgpu")]
+        Some(g) => model.to_gpu(g).map(drop),
+        #[cfg(not(feature = "wgpu"))]
+        Some(never) => {
+            let _ = model;
+            match *never {}
+        }
+    }
+}
+
+/// Moves a BERT model's records to the GPU of `--device wgpu` (nothing for the CPU).
+pub fn place_bert(model: &mut uc_models::embed::Bert<'_>, gpu: &Option<Gpu>) -> Result<(), CompressError> {
+    match gpu {
+        None => Ok(()),
+        #[cfg(feature = "wgpu")]
+        Some(g) => model.to_gpu(g).map(drop),
+        #[cfg(not(feature = "wgpu"))]
+        Some(never) => {
+            let _ = model;
+            match *never {}
+        }
+    }
 }
 
 /// The end-of-sequence token ids of `config.json` (`eos_token_id`: a number or a list).
@@ -92,8 +159,10 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
         return Err(CompressError::Usage("--top-p must be in (0, 1]".into()));
     }
     let t_load = Instant::now();
+    let gpu = open_device(o.device)?;
     let files = Files::open(&o.model)?;
-    let model = Llama::load(&o.model, &files)?;
+    let mut model = Llama::load(&o.model, &files)?;
+    place_llama(&mut model, &gpu)?;
     let tok = uc_models::text::load_tokenizer(&o.model)?;
     let load_s = t_load.elapsed().as_secs_f64();
     // With --chat the template writes the special tokens (BOS among them) itself.
@@ -182,13 +251,14 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
             "prompt_tokens_per_second": rate(prompt.len(), prompt_s),
             "generation_tokens_per_second": rate(generated.len(), gen_s),
             "threads": threads,
+            "device": device_name(&gpu),
             "peak_rss_bytes": peak_rss(),
         });
         outln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         let _ = stdout.write_all(format!("{}\n", printable(&rest)).as_bytes());
         eprintln!(
-            "uc run: {} ({}), prompt {} tokens at {:.1} tokens/s, generated {} at {:.1} tokens/s ({stop}), {threads} threads, load {:.1} s{}",
+            "uc run: {} ({}), prompt {} tokens at {:.1} tokens/s, generated {} at {:.1} tokens/s ({stop}), {threads} threads, {}, load {:.1} s{}",
             uc_pack::text::esc_path(&o.model),
             files
                 .fingerprint
@@ -199,6 +269,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
             rate(prompt.len(), prompt_s),
             generated.len(),
             rate(generated.len(), gen_s),
+            device_name(&gpu),
             load_s,
             peak_rss()
                 .map(|b| format!(", peak RSS {}", crate::output::human(b)))

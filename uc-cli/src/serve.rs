@@ -57,6 +57,11 @@ pub struct Opts {
     /// Worker threads of the model [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the linear layers' products run: cpu, or wgpu (a GPU through Vulkan; needs a build
+    /// with `--features wgpu`). The GPU's kernel sums in its own order: its tokens can differ
+    /// from the CPU's.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::unpack::DeviceArg,
 }
 
 /// What the server runs.
@@ -131,12 +136,18 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
     }
     // The model borrows the files' bytes and lives as long as the server process: leaking them
     // gives both the 'static lifetime the request handlers need.
+    let gpu = crate::run::open_device(o.device)?;
     let files: &'static Files = Box::leak(Box::new(Files::open(&o.model)?));
     let engine = if model_type(&o.model).as_deref() == Some("bert") {
-        Engine::Embed(Box::leak(Box::new(Bert::load(&o.model, files)?)))
+        let mut m = Bert::load(&o.model, files)?;
+        crate::run::place_bert(&mut m, &gpu)?;
+        Engine::Embed(Box::leak(Box::new(m)))
     } else {
-        Engine::Generate(Box::leak(Box::new(Llama::load(&o.model, files)?)))
+        let mut m = Llama::load(&o.model, files)?;
+        crate::run::place_llama(&mut m, &gpu)?;
+        Engine::Generate(Box::leak(Box::new(m)))
     };
+    let device = crate::run::device_name(&gpu);
     let tok = uc_models::text::load_tokenizer(&o.model)?;
     let id = files.model_id.clone().unwrap_or_else(|| {
         o.model
@@ -175,7 +186,7 @@ pub fn run(o: Opts, out: &mut String) -> Result<(), CompressError> {
             .local_addr()
             .map_err(|e| CompressError::Usage(format!("{addr}: {e}")))?;
         eprintln!(
-            "uc serve: model {} ({}, {}), listening on http://{local}",
+            "uc serve: model {} ({}, {}, {device}), listening on http://{local}",
             uc_pack::text::esc(&served.id),
             match served.engine {
                 Engine::Generate(_) => "completions and chat",

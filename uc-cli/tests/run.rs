@@ -92,6 +92,59 @@ fn a_pack_generates_the_tokens_of_its_unpacked_model_on_any_thread_count() {
     );
 }
 
+/// `--device wgpu`: on a build with the `wgpu` feature and a GPU adapter (CI: Mesa's lavapipe,
+/// `UC_REQUIRE_GPU=1`), `uc run` and `uc bench` run the records there and name the adapter, the
+/// same tokens twice; on a build without it, both refuse with exit 2 instead of running on the CPU.
+#[test]
+fn device_wgpu_runs_the_records_on_a_gpu_or_is_refused_by_a_build_without_one() {
+    let s = Scratch::new("run-gpu");
+    let (_, _, pack) = llama::tiny_pack(&s, &[]);
+    let gpu = ["--max-tokens", "6", "--device", "wgpu"];
+    if cfg!(feature = "wgpu") {
+        let mut args = vec!["run", p(&pack), "--prompt", "the cat", "--json"];
+        args.extend_from_slice(&gpu);
+        let o = uc(&args);
+        if !o.status.success() && std::env::var_os("UC_REQUIRE_GPU").is_none() && stderr(&o).contains("adapter") {
+            eprintln!("skipped, no GPU adapter: {}", stderr(&o));
+            return;
+        }
+        let a = json_of(&ok(o));
+        assert!(a["device"].as_str().unwrap().starts_with("wgpu: "), "{a}");
+        assert_eq!(a["verified"], true);
+        assert_eq!(a["generated_tokens"], 6);
+        assert_eq!(
+            tokens(&a),
+            tokens(&run_json(&pack, &gpu)),
+            "the same device, the same tokens"
+        );
+        let cpu = run_json(&pack, &["--max-tokens", "6"]);
+        assert_eq!(cpu["device"], "cpu");
+        let b = json_of(&ok(uc(&[
+            "bench",
+            p(&pack),
+            "--prompt-tokens",
+            "8",
+            "--gen-tokens",
+            "4",
+            "--device",
+            "wgpu",
+            "--json",
+        ])));
+        assert_eq!(b["device"], a["device"]);
+        assert_eq!(b["same_tokens_on_every_thread_count"], true);
+    } else {
+        for cmd in [
+            vec!["run", p(&pack), "--prompt", "the cat", "--device", "wgpu"],
+            vec!["bench", p(&pack), "--device", "wgpu"],
+            vec!["serve", p(&pack), "--port", "0", "--device", "wgpu"],
+        ] {
+            let o = uc(&cmd);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains("no GPU path"), "{cmd:?}: {}", stderr(&o));
+        }
+    }
+}
+
 #[test]
 fn a_corrupted_pack_a_non_llama_model_and_bad_options_are_refused() {
     let s = Scratch::new("run-bad");

@@ -23,11 +23,12 @@ struct Linear<'a> {
 
 impl Linear<'_> {
     /// `Y = X·Wᵀ + b` for `X` of whole rows.
-    fn apply(&self, x: &[f32], y: &mut [f32]) {
-        self.w.matmul(x, y);
+    fn apply(&self, x: &[f32], y: &mut [f32]) -> Result<(), String> {
+        self.w.matmul(x, y)?;
         for row in y.chunks_exact_mut(self.b.len()) {
             row.iter_mut().zip(&self.b).for_each(|(a, b)| *a += b);
         }
+        Ok(())
     }
 }
 
@@ -179,6 +180,29 @@ impl<'a> Bert<'a> {
         }
     }
 
+    /// Moves the layers' records to `gpu` (their products run there; the embeddings' row
+    /// lookups stay on the CPU). Returns the records moved; refuses a model with none.
+    #[cfg(feature = "wgpu")]
+    pub fn to_gpu(&mut self, gpu: &crate::run::Gpu) -> Result<usize, CompressError> {
+        let mut n = 0;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            for w in [
+                &mut l.q.w,
+                &mut l.k.w,
+                &mut l.v.w,
+                &mut l.o.w,
+                &mut l.inter.w,
+                &mut l.out.w,
+            ] {
+                n += usize::from(
+                    w.to_gpu(gpu)
+                        .map_err(|e| crate::run::gpu_err(&format!("layer {i}"), e))?,
+                );
+            }
+        }
+        crate::run::gpu_count(n)
+    }
+
     /// The sentence embedding of one tokenized sequence (special tokens included): `hidden`
     /// values of unit L2 norm.
     pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, String> {
@@ -213,9 +237,9 @@ impl<'a> Bert<'a> {
         let (mut ctx, mut a) = (vec![0f32; n * h], vec![0f32; n * h]);
         let scale = 1.0 / (hd as f32).sqrt();
         for l in &self.layers {
-            l.q.apply(&x, &mut q);
-            l.k.apply(&x, &mut k);
-            l.v.apply(&x, &mut v);
+            l.q.apply(&x, &mut q)?;
+            l.k.apply(&x, &mut k)?;
+            l.v.apply(&x, &mut v)?;
             // One task per (token, head); every token attends to every token (no padding).
             ctx.par_chunks_mut(hd).enumerate().for_each(|(th, out)| {
                 let (i, head) = (th / nh, th % nh);
@@ -236,16 +260,16 @@ impl<'a> Bert<'a> {
                     out.iter_mut().zip(vj).for_each(|(a, b)| *a += pj * b);
                 }
             });
-            l.o.apply(&ctx, &mut a);
+            l.o.apply(&ctx, &mut a)?;
             a.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
             self.layer_norm(&mut a, &l.attn_norm);
             let mut m = vec![0f32; n * l.inter.w.rows()];
-            l.inter.apply(&a, &mut m);
+            l.inter.apply(&a, &mut m)?;
             // GELU with erf, in candle's formula (the reference forward pass).
             for g in m.iter_mut() {
                 *g = (candle_core::cpu::erf::erf_f32(*g * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *g;
             }
-            l.out.apply(&m, &mut x);
+            l.out.apply(&m, &mut x)?;
             x.iter_mut().zip(&a).for_each(|(o, a)| *o += a);
             self.layer_norm(&mut x, &l.out_norm);
         }
@@ -435,6 +459,28 @@ mod tests {
     fn embed(dir: &Path, ids: &[u32]) -> Vec<f32> {
         let files = Files::open(dir).unwrap();
         Bert::load(dir, &files).unwrap().embed(ids).unwrap()
+    }
+
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_bert_pack_on_a_gpu_gives_the_cpu_embedding_within_the_kernel_bound() {
+        let Some(gpu) = crate::run::tests::gpu_or_skip() else {
+            return;
+        };
+        let (cfg, w) = tiny();
+        let d = scratch("gpu");
+        let dir = d.join("packed");
+        write(&dir, &cfg, &w, Some(true));
+        let ids = [1u32, 5, 7, 2, 9, 3];
+        let cpu = embed(&dir, &ids);
+        let files = Files::open(&dir).unwrap();
+        let mut m = Bert::load(&dir, &files).unwrap();
+        assert_eq!(m.to_gpu(&gpu).unwrap(), 6 * cfg.num_layers);
+        let g = m.embed(&ids).unwrap();
+        let worst = g.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "{worst}");
+        assert_eq!(g, m.embed(&ids).unwrap(), "the same bits twice");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

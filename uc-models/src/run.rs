@@ -10,6 +10,11 @@
 //! tokens for the same prompt, options and seed, on any thread count (rows are independent; each
 //! row's sum has one fixed order).
 //!
+//! With the cargo feature `wgpu`, [`Llama::to_gpu`] (and [`crate::embed::Bert::to_gpu`]) moves
+//! every record to a GPU, where uc-decode-wgpu's matrix-vector kernel computes `W_base·x + U·(V·x)`
+//! from the packed record. That kernel sums in its own order, so its logits are within
+//! [`uc_decode_wgpu::matvec_error_bound`] of the CPU's, not equal to them; tokens can differ.
+//!
 //! A pack is verified before its first token (structure, every record, every tensor's
 //! `recon_sha256`: what `uc-verify` checks), and the bytes used are the bytes verified: each
 //! file is read into memory once and its SHA-256 compared with the digest the verifier computed.
@@ -134,6 +139,8 @@ impl Files {
                 rec: Box::new(rec),
                 u,
                 v,
+                #[cfg(feature = "wgpu")]
+                gpu: None,
             });
         }
         let w = floats(path, name, t, bytes)?;
@@ -199,6 +206,9 @@ pub enum Weight<'a> {
         u: Vec<f32>,
         /// `V`, row-major.
         v: Vec<f32>,
+        /// The record on a GPU, when [`Weight::to_gpu`] put it there: products then run there.
+        #[cfg(feature = "wgpu")]
+        gpu: Option<Box<(Gpu, uc_decode_wgpu::GpuRecord)>>,
     },
     /// Values as f32, row-major.
     Dense {
@@ -213,6 +223,45 @@ pub enum Weight<'a> {
 
 /// Rows per parallel task of a matrix-vector product.
 const ROWS_PER_TASK: usize = 32;
+
+/// A GPU that runs the products of the records put on it (`--device wgpu`).
+#[cfg(feature = "wgpu")]
+pub type Gpu = std::sync::Arc<uc_decode_wgpu::GpuDecoder>;
+
+/// Opens the default GPU adapter (wgpu's Vulkan backend; Mesa's lavapipe where there is no GPU).
+#[cfg(feature = "wgpu")]
+pub fn open_gpu() -> Result<Gpu, CompressError> {
+    uc_decode_wgpu::GpuDecoder::new_default()
+        .map(std::sync::Arc::new)
+        .map_err(|e| uc_encode::error::opt("device", format!("wgpu: {e}")))
+}
+
+/// The GPU adapter's name and backend, for logs.
+#[cfg(feature = "wgpu")]
+pub fn gpu_name(gpu: &Gpu) -> String {
+    gpu.adapter_info()
+        .map(|a| format!("{} ({:?}, {:?})", a.name, a.backend, a.device_type))
+        .unwrap_or_else(|| "a caller's device".into())
+}
+
+/// A failed upload of `what`'s records (`--device` error: exit 2).
+#[cfg(feature = "wgpu")]
+pub(crate) fn gpu_err(what: &str, e: String) -> CompressError {
+    uc_encode::error::opt("device", format!("wgpu: {what}: {e}"))
+}
+
+/// `n` records moved, or the error for a model without any.
+#[cfg(feature = "wgpu")]
+pub(crate) fn gpu_count(n: usize) -> Result<usize, CompressError> {
+    if n == 0 {
+        return Err(uc_encode::error::opt(
+            "device",
+            "wgpu: the model has no uc records (an unpacked model's f32 matrices run on the CPU; \
+             the GPU path runs packs)",
+        ));
+    }
+    Ok(n)
+}
 
 impl Weight<'_> {
     /// Rows (output features).
@@ -231,13 +280,36 @@ impl Weight<'_> {
         }
     }
 
+    /// Puts a record on `gpu` (its grid, scales, codes and overlay; the host keeps its bytes for
+    /// row lookups), so that [`Weight::matvec`] and [`Weight::matmul`] run there. Returns whether
+    /// there was a record to move (f32 matrices stay on the CPU).
+    #[cfg(feature = "wgpu")]
+    pub fn to_gpu(&mut self, gpu: &Gpu) -> Result<bool, String> {
+        match self {
+            Weight::Packed { rec, gpu: slot, .. } => {
+                let g = gpu.upload(rec).map_err(|e| e.to_string())?;
+                *slot = Some(Box::new((gpu.clone(), g)));
+                Ok(true)
+            }
+            Weight::Dense { .. } => Ok(false),
+        }
+    }
+
     /// `y = W·x`: the rows' dot products (`dot_rows`, or `dot_f32` on f32 rows, the same order),
     /// then with an overlay `y += U·(V·x)`, each sum in index order. Rows are spread over the
-    /// rayon pool; the result does not depend on the thread count.
-    pub fn matvec(&self, x: &[f32], y: &mut [f32]) {
+    /// rayon pool; the result does not depend on the thread count. A record on a GPU computes it
+    /// there (within the kernel's error bound; the error is the device's, e.g. a lost device).
+    pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<(), String> {
         debug_assert_eq!((x.len(), y.len()), (self.cols(), self.rows()));
         match self {
-            Weight::Packed { rec, u, v } => {
+            #[cfg(feature = "wgpu")]
+            Weight::Packed { gpu: Some(g), .. } => {
+                let out =
+                    g.0.matvec(&g.1, x, true)
+                        .map_err(|e| format!("GPU matrix-vector product: {e}"))?;
+                y.copy_from_slice(&out);
+            }
+            Weight::Packed { rec, u, v, .. } => {
                 y.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(c, ys)| {
                     let r0 = (c * ROWS_PER_TASK) as u64;
                     rec.dot_rows(r0..r0 + ys.len() as u64, x, ys)
@@ -254,15 +326,24 @@ impl Weight<'_> {
                 });
             }
         }
+        Ok(())
     }
 
     /// `Y = X·Wᵀ` for `X` of `T` rows of `cols` (row-major) into `Y` (`T` rows of `rows`): row
     /// `t` of `Y` is [`Weight::matvec`] of row `t` of `X`, bit for bit (the same row sums, the same
-    /// overlay order); each tile of [`ROWS_PER_TASK`] weight rows is decoded once for all `T`.
-    pub fn matmul(&self, x: &[f32], y: &mut [f32]) {
+    /// overlay order); each tile of [`ROWS_PER_TASK`] weight rows is decoded once for all `T`. A
+    /// record on a GPU runs one matrix-vector product per row of `X` there.
+    pub fn matmul(&self, x: &[f32], y: &mut [f32]) -> Result<(), String> {
         let (rows, cols) = (self.rows(), self.cols());
         let t = x.len() / cols.max(1);
         debug_assert_eq!((x.len(), y.len()), (t * cols, t * rows));
+        #[cfg(feature = "wgpu")]
+        if let Weight::Packed { gpu: Some(_), .. } = self {
+            for (xt, yt) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
+                self.matvec(xt, yt)?;
+            }
+            return Ok(());
+        }
         if t == 1 {
             return self.matvec(x, y);
         }
@@ -292,18 +373,19 @@ impl Weight<'_> {
                 *yv = yt[r * t + ti];
             }
         }
-        if let Weight::Packed { rec, u, v } = self {
+        if let Weight::Packed { rec, u, v, .. } = self {
             for (xt, yrow) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
                 add_overlay(rec.overlay_rank() as usize, u, v, xt, yrow);
             }
         }
+        Ok(())
     }
 
     /// Row `i` as f32 (an embedding lookup): for a record, its decoded row with the overlay merged
     /// in the order of spec R-8.5 (what `uc unpack --merge-overlay` writes).
     pub fn row(&self, i: usize, out: &mut [f32]) {
         match self {
-            Weight::Packed { rec, u, v } => {
+            Weight::Packed { rec, u, v, .. } => {
                 rec.decode_rows_into(i as u64..i as u64 + 1, out)
                     .expect("lengths checked by the model");
                 let r = rec.overlay_rank() as usize;
@@ -447,6 +529,33 @@ impl<'a> Llama<'a> {
         })
     }
 
+    /// Moves every record the products read (the layers' seven matrices, the output head or the
+    /// tied embedding) to `gpu`; the embedding's row lookups stay on the CPU. Returns the records
+    /// moved; refuses a model with none (an unpacked model's f32 matrices stay on the CPU).
+    #[cfg(feature = "wgpu")]
+    pub fn to_gpu(&mut self, gpu: &Gpu) -> Result<usize, CompressError> {
+        let mut n = 0;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            for w in [
+                &mut l.q,
+                &mut l.k,
+                &mut l.v,
+                &mut l.o,
+                &mut l.gate,
+                &mut l.up,
+                &mut l.down,
+            ] {
+                n += usize::from(w.to_gpu(gpu).map_err(|e| gpu_err(&format!("layer {i}"), e))?);
+            }
+        }
+        let (name, head) = match &mut self.head {
+            Some(h) => ("lm_head.weight", h),
+            None => ("model.embed_tokens.weight", &mut self.embed),
+        };
+        n += usize::from(head.to_gpu(gpu).map_err(|e| gpu_err(name, e))?);
+        gpu_count(n)
+    }
+
     /// A new sequence (empty key/value cache).
     pub fn session(&self) -> Session<'_, 'a> {
         Session {
@@ -540,9 +649,9 @@ impl Session<'_, '_> {
         };
         for (li, l) in m.layers.iter().enumerate() {
             norm_all(&x, &l.attn_norm, &mut xn);
-            l.q.matmul(&xn, &mut q);
-            l.k.matmul(&xn, &mut k);
-            l.v.matmul(&xn, &mut v);
+            l.q.matmul(&xn, &mut q)?;
+            l.k.matmul(&xn, &mut k)?;
+            l.v.matmul(&xn, &mut v)?;
             for (t, b) in [(&mut q, &l.q_bias), (&mut k, &l.k_bias), (&mut v, &l.v_bias)] {
                 if let Some(b) = b {
                     for row in t.chunks_exact_mut(b.len()) {
@@ -591,24 +700,24 @@ impl Session<'_, '_> {
                     out.iter_mut().zip(vj).for_each(|(a, b)| *a += p * b);
                 }
             });
-            l.o.matmul(&ctx, &mut o);
+            l.o.matmul(&ctx, &mut o)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             norm_all(&x, &l.mlp_norm, &mut xn);
             let ffn = l.gate.rows();
             let (mut g, mut u) = (vec![0f32; n * ffn], vec![0f32; n * ffn]);
-            l.gate.matmul(&xn, &mut g);
-            l.up.matmul(&xn, &mut u);
+            l.gate.matmul(&xn, &mut g)?;
+            l.up.matmul(&xn, &mut u)?;
             for (a, b) in g.iter_mut().zip(&u) {
                 *a = *a / (1.0 + (-*a).exp()) * b;
             }
-            l.down.matmul(&g, &mut o);
+            l.down.matmul(&g, &mut o)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
         let last = &x[(n - 1) * h..];
         let mut xl = vec![0f32; h];
         m.rms_norm(last, &m.norm, &mut xl);
         let mut logits = vec![0f32; c.vocab];
-        m.head.as_ref().unwrap_or(&m.embed).matvec(&xl, &mut logits);
+        m.head.as_ref().unwrap_or(&m.embed).matvec(&xl, &mut logits)?;
         self.pos += n;
         Ok(logits)
     }
@@ -792,7 +901,7 @@ impl Sampler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::llama::tests::{logits, tiny};
     use crate::nn::Weights;
@@ -851,6 +960,61 @@ mod tests {
         let m = Llama::load(dir, &files).unwrap();
         let mut s = m.session();
         ids.iter().map(|&t| s.step(t).unwrap()).collect()
+    }
+
+    /// The default GPU adapter, or `None` (the test is skipped) where there is none and
+    /// `UC_REQUIRE_GPU` is unset; CI sets it and runs on Mesa's lavapipe.
+    #[cfg(feature = "wgpu")]
+    pub(crate) fn gpu_or_skip() -> Option<Gpu> {
+        match open_gpu() {
+            Ok(g) => Some(g),
+            Err(e) if std::env::var_os("UC_REQUIRE_GPU").is_none() => {
+                eprintln!("skipped, no GPU adapter: {e}");
+                None
+            }
+            Err(e) => panic!("UC_REQUIRE_GPU is set and there is no GPU adapter: {e}"),
+        }
+    }
+
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_pack_on_a_gpu_gives_the_cpu_logits_within_the_kernel_bound_and_the_same_bits_twice() {
+        let Some(gpu) = gpu_or_skip() else { return };
+        let (cfg, w) = tiny();
+        let d = scratch("gpu");
+        let (packed, unpacked) = (d.join("packed"), d.join("unpacked"));
+        write(&packed, &cfg, &w, Some(true));
+        write(&unpacked, &cfg, &w, Some(false));
+        let ids = [3u32, 1, 4, 1, 5, 9, 2];
+        let cpu = run_all(&packed, &ids);
+        let files = Files::open(&packed).unwrap();
+        let mut m = Llama::load(&packed, &files).unwrap();
+        assert_eq!(m.to_gpu(&gpu).unwrap(), 7 * cfg.num_layers + 1, "every record moved");
+        let steps = |m: &Llama| -> Vec<Vec<f32>> {
+            let mut s = m.session();
+            ids.iter().map(|&t| s.step(t).unwrap()).collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        let on_gpu = steps(&m);
+        for (p, (g, c)) in on_gpu.iter().zip(&cpu).enumerate() {
+            let scale = c.iter().fold(1f32, |a, b| a.max(b.abs()));
+            let worst = g.iter().zip(c).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-4 * scale,
+                "position {p}: {worst} against logits up to {scale}"
+            );
+        }
+        // The same device gives the same bits again, and a prompt fed at once gives the bits of
+        // feeding it token by token (one matrix-vector product per token on the GPU).
+        assert_eq!(on_gpu.concat(), steps(&m).concat());
+        let mut s = m.session();
+        assert_eq!(bits(&s.forward(&ids).unwrap()), bits(on_gpu.last().unwrap()));
+        // An unpacked model has no record to move: refused, the CPU path stays whole.
+        let files = Files::open(&unpacked).unwrap();
+        let mut m = Llama::load(&unpacked, &files).unwrap();
+        let err = m.to_gpu(&gpu).unwrap_err().to_string();
+        assert!(err.contains("no uc records"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -960,15 +1124,17 @@ mod tests {
             rec: Box::new(rec),
             u: u.clone(),
             v: v.clone(),
+            #[cfg(feature = "wgpu")]
+            gpu: None,
         };
         let x: Vec<f32> = (0..t * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
         let mut y = vec![0f32; t * rows];
-        wt.matmul(&x, &mut y);
+        wt.matmul(&x, &mut y).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         for k in 0..t {
             let xk = &x[k * cols..(k + 1) * cols];
             let mut yk = vec![0f32; rows];
-            wt.matvec(xk, &mut yk);
+            wt.matvec(xk, &mut yk).unwrap();
             assert_eq!(bits(&yk), bits(&y[k * rows..(k + 1) * rows]), "token {k}");
             let mut moved = false;
             for i in 0..rows {
