@@ -105,6 +105,8 @@ fn run(pack: &std::path::Path, dtype: GgmlDType, ty: &str, runs: usize) -> Resul
     });
     let (mut packed, mut dense, mut peer) = (Vec::new(), Vec::new(), Vec::new());
     let (mut weights, mut packed_bytes, mut peer_bytes, mut fallbacks) = (0usize, 0usize, 0usize, 0usize);
+    // The matrices the peer holds in the K type itself (rows of whole super-blocks).
+    let mut k_subset = Vec::new();
     for name in &names {
         let w = files.weight(name).map_err(|e| e.to_string())?;
         let (rows, cols) = (w.rows(), w.cols());
@@ -122,6 +124,7 @@ fn run(pack: &std::path::Path, dtype: GgmlDType, ty: &str, runs: usize) -> Resul
         // the K type falls back to a legacy 32-weight type (llama_tensor_get_type: Q4_K → Q5_0,
         // Q5_K → Q5_1, Q6_K → Q8_0), which is what a GGUF of this model holds and runs.
         let ty = if cols % dtype.block_size() == 0 {
+            k_subset.push(packed.len());
             dtype
         } else {
             fallbacks += 1;
@@ -174,6 +177,26 @@ fn run(pack: &std::path::Path, dtype: GgmlDType, ty: &str, runs: usize) -> Resul
     if let Some(e) = err {
         return Err(format!("candle QMatMul: {e}"));
     }
+    // The same on the matrices the peer holds in the K type itself: its own kernel against uc's.
+    let k_weights: usize = k_subset.iter().map(|&i| packed[i].rows() * packed[i].cols()).sum();
+    let t_packed_k = best_secs(runs, || {
+        for &i in &k_subset {
+            let (x, y) = &mut px[i];
+            pw[i].matvec(black_box(x), y).expect("a CPU product");
+        }
+        black_box(&px);
+    });
+    let t_peer_k = best_secs(runs, || {
+        for &i in &k_subset {
+            match peer[i].0.forward(black_box(&qx[i])) {
+                Ok(y) => drop(black_box(y)),
+                Err(e) => err = Some(e.to_string()),
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(format!("candle QMatMul: {e}"));
+    }
     let threads = rayon::current_num_threads();
     Ok(serde_json::json!({
         "pack": pack.display().to_string(),
@@ -194,6 +217,10 @@ fn run(pack: &std::path::Path, dtype: GgmlDType, ty: &str, runs: usize) -> Resul
         "f32_weights_per_second": weights as f64 / t_dense,
         "uc_over_peer": t_peer / t_packed,
         "uc_over_f32": t_dense / t_packed,
+        "k_type_matrices": k_subset.len(),
+        "k_type_weights": k_weights,
+        "uc_k_type_weights_per_second": k_weights as f64 / t_packed_k,
+        "peer_k_type_weights_per_second": k_weights as f64 / t_peer_k,
     })
     .to_string())
 }
