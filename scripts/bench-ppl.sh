@@ -131,12 +131,13 @@ for m in models:
                 size = json.load(open(f"{out}/{m}-{method}-{t}.size.json"))
                 total = c["total_params"]
             if method == "kquant":
-                # The k-quant model's size from the uc pack of the same tier (same tensors).
-                sp = f"{out}/{m}-free-{t}.size.json"
-                if not os.path.exists(sp):
+                # The k-quant model's size from a uc pack of the same tier (same tensors; the
+                # parameter counts do not depend on the method).
+                done = [mt for mt in ["free", "calib"] if os.path.exists(f"{out}/{m}-{mt}-{t}.size.json")]
+                if not done:
                     continue
-                s = json.load(open(sp))
-                c0 = json.load(open(f"{out}/{m}-free-{t}.compress.json"))
+                s = json.load(open(f"{out}/{m}-{done[0]}-{t}.size.json"))
+                c0 = json.load(open(f"{out}/{m}-{done[0]}-{t}.compress.json"))
                 total = c0["total_params"]
                 rest = total - s["outer"] - s["linear"]
                 bits = s["linear"] * r["kquant_bpw"] + s["outer"] * Q6K + rest * 32
