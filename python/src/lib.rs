@@ -441,6 +441,7 @@ fn compress(py: Python<'_>, source: PathBuf, output_dir: PathBuf, args: Compress
             })) as std::sync::Arc<dyn uc_encode::calibrate::Calibrator>
         }),
         sign,
+        engine: None,
     };
     let threads = args.threads;
     let summary = py.detach(|| {

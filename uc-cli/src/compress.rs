@@ -43,8 +43,9 @@ pub struct Opts {
     /// Output directory [default: ./models/<source-name>-uc<bpw>].
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
-    /// Compute device: cpu, or cuda:N (probed; this build has no CUDA encoder yet, so it
-    /// says what it found and exits with 2).
+    /// Compute device: cpu, or cuda:N (GSQ's kernels on that GPU, compiled by NVRTC at start;
+    /// the pack is the same bytes as on the CPU). A device that cannot be used is an error
+    /// (exit 2) that says what is missing, never a silent fallback.
     #[arg(long, default_value = "cpu", value_parser = crate::device::Device::parse)]
     pub device: crate::device::Device,
     /// Worker threads [default: all cores]. Output does not depend on it.
@@ -217,10 +218,10 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         print_devices(out, json);
         return Ok(());
     }
-    crate::device::check_encoder_device(device).map_err(CompressError::Usage)?;
     let Some(source) = source else {
         return Err(CompressError::Usage("SOURCE_DIR is required".into()));
     };
+    let engine = crate::device::open_encoder(device).map_err(CompressError::Usage)?;
     if let Some(t) = threads {
         crate::output::set_threads(t)?;
     }
@@ -283,6 +284,7 @@ pub fn run(opts: Opts, out: &mut String) -> Result<(), CompressError> {
         }),
         progress: crate::output::progress_if_terminal(),
         sign,
+        engine,
     };
     let s = compress(&opts);
     crate::output::finish_progress();
@@ -520,7 +522,7 @@ fn print_devices(out: &mut String, json: bool) {
                 "driver": driver_version_string(*driver_version),
                 "error": null,
                 "devices": devices.iter().map(|d| json!({"device": format!("cuda:{}", d.ordinal), "name": d.name,
-                    "total_mem_bytes": d.total_mem, "encoder": false})).collect::<Vec<_>>(),
+                    "total_mem_bytes": d.total_mem, "encoder": crate::device::CUDA_ENCODER})).collect::<Vec<_>>(),
             }),
         };
         outln!(
@@ -553,10 +555,15 @@ fn print_devices(out: &mut String, json: bool) {
             for d in devices {
                 outln!(
                     out,
-                    "cuda:{:<4} {}, {}  (encoder: not in this build)",
+                    "cuda:{:<4} {}, {}  (encoder: {})",
                     d.ordinal,
                     d.name,
-                    human(d.total_mem)
+                    human(d.total_mem),
+                    if crate::device::CUDA_ENCODER {
+                        "yes"
+                    } else {
+                        "not in this build"
+                    }
                 );
             }
         }

@@ -4,8 +4,9 @@
 //! The CUDA driver (`libcuda.so.1`, `nvcuda.dll`) is loaded at run time, never linked, so the `uc`
 //! binary builds and runs on machines without it. Loading it is the only unsafe code of this crate:
 //! six driver API entry points with their documented C signatures, each called with valid
-//! pointers to locals. No CUDA context is created. This build has no CUDA encoder: a probe tells
-//! whether a device exists, so `--device cuda:N` can say precisely what is missing.
+//! pointers to locals. No CUDA context is created by the probe: it tells whether a device exists,
+//! so `--device cuda:N` can say precisely what is missing before the CUDA encoder (uc-cuda,
+//! feature `cuda`) opens the device.
 #![allow(unsafe_code)] // dynamic loading of the CUDA driver API (see the module docs)
 
 use std::ffi::{c_char, c_int, c_uint};
@@ -154,11 +155,12 @@ impl Device {
     }
 }
 
-/// Checks that this build can encode on `device`. The CPU always can. For `cuda:N` the driver is
-/// probed first, so the error says what is missing: the driver, the device `N`, or (when both
-/// exist) the CUDA encoder, which this build does not have.
-pub fn check_encoder_device(device: Device) -> Result<(), String> {
-    let Device::Cuda(n) = device else { return Ok(()) };
+/// The GSQ engine of `--device`: `None` for the CPU; for `cuda:N` the driver is probed first, so
+/// the error says what is missing (the driver, the device `N`, NVRTC, or, in a build without the
+/// `cuda` feature, the CUDA encoder itself), and then the device is opened and the kernels are
+/// compiled for it. Never a silent fallback to the CPU.
+pub fn open_encoder(device: Device) -> Result<Option<std::sync::Arc<dyn uc_encode::gsq::GsqEngine>>, String> {
+    let Device::Cuda(n) = device else { return Ok(None) };
     match probe_cuda() {
         CudaProbe::NoDriver(why) => Err(format!(
             "--device cuda:{n}: no CUDA driver found ({why}); the CUDA encoder needs an NVIDIA GPU and its driver, use --device cpu"
@@ -169,13 +171,28 @@ pub fn check_encoder_device(device: Device) -> Result<(), String> {
                 "--device cuda:{n}: the CUDA driver reports {} device(s) (see uc compress --list-devices)",
                 devices.len()
             )),
-            Some(d) => Err(format!(
-                "--device cuda:{n}: found {} but this build of uc has no CUDA encoder yet; use --device cpu",
-                d.name
-            )),
+            Some(d) => open_cuda(n, &d.name),
         },
     }
 }
+
+#[cfg(feature = "cuda")]
+fn open_cuda(n: i32, name: &str) -> Result<Option<std::sync::Arc<dyn uc_encode::gsq::GsqEngine>>, String> {
+    match uc_cuda::cuda::CudaEngine::open(n as usize) {
+        Ok(e) => Ok(Some(std::sync::Arc::new(e))),
+        Err(e) => Err(format!("--device cuda:{n} ({name}): {e}")),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(n: i32, name: &str) -> Result<Option<std::sync::Arc<dyn uc_encode::gsq::GsqEngine>>, String> {
+    Err(format!(
+        "--device cuda:{n}: found {name} but this build of uc has no CUDA encoder (built without the cuda feature); use --device cpu"
+    ))
+}
+
+/// Whether this build has the CUDA encoder (`--list-devices` says so).
+pub const CUDA_ENCODER: bool = cfg!(feature = "cuda");
 
 #[cfg(test)]
 mod tests {
@@ -203,12 +220,13 @@ mod tests {
             .any(|n| unsafe { libloading::Library::new(n) }.is_ok());
         let probe = probe_cuda();
         assert_eq!(!matches!(probe, CudaProbe::NoDriver(_)), loadable, "{probe:?}");
-        let err = check_encoder_device(Device::Cuda(0)).unwrap_err();
-        match probe {
-            CudaProbe::NoDriver(_) => assert!(err.contains("no CUDA driver found"), "{err}"),
-            CudaProbe::DriverError(_) => assert!(err.contains("the CUDA driver failed"), "{err}"),
-            CudaProbe::Found { .. } => assert!(err.contains("cuda:0"), "{err}"),
+        match (probe, open_encoder(Device::Cuda(0))) {
+            (CudaProbe::NoDriver(_), Err(err)) => assert!(err.contains("no CUDA driver found"), "{err}"),
+            (CudaProbe::DriverError(_), Err(err)) => assert!(err.contains("the CUDA driver failed"), "{err}"),
+            (CudaProbe::Found { .. }, Err(err)) => assert!(err.contains("cuda:0"), "{err}"),
+            (CudaProbe::Found { .. }, Ok(e)) => assert!(CUDA_ENCODER && e.is_some()),
+            (p, Ok(_)) => panic!("a CUDA engine opened although the probe says {p:?}"),
         }
-        assert_eq!(check_encoder_device(Device::Cpu), Ok(()));
+        assert!(matches!(open_encoder(Device::Cpu), Ok(None)));
     }
 }

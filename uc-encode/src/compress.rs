@@ -18,7 +18,7 @@ pub use crate::options::{Analysis, CompressOptions, CompressSummary, TensorSumma
 use crate::plan::{TensorCandidates, allocate};
 use crate::policy::{DEFAULT_BITS, DEFAULT_RANKS, is_quantized};
 use crate::source::{SourceModel, SourceTensor};
-use crate::tensor::{Candidate, TensorOptions, candidates, encode_tensor_weighted, sampled_candidates};
+use crate::tensor::{Candidate, TensorOptions, candidates_on, encode_tensor_on, sampled_candidates_on};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -82,6 +82,11 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Where GSQ runs ([`CompressOptions::engine`]).
+    fn engine(&self) -> &dyn crate::gsq::GsqEngine {
+        self.opts.engine.as_deref().unwrap_or(&crate::gsq::CpuEngine)
+    }
+
     fn progress(&self, phase: &str, done: usize, total: usize, name: &str) {
         if let Some(p) = self.opts.progress {
             p(phase, done, total, name);
@@ -122,10 +127,17 @@ impl Job<'_> {
         let (bits, ranks) = self.allowed();
         let seed = seed_for(self.opts.seed, &t.name);
         let cands = match self.opts.analysis {
-            Analysis::Exact => candidates(&data, &t.shape, &bits, &ranks, seed, self.opts.subscales),
-            Analysis::Sampled => {
-                sampled_candidates(&data, &t.shape, &bits, &ranks, seed, self.opts.subscales, self.opts.bpw)
-            }
+            Analysis::Exact => candidates_on(self.engine(), &data, &t.shape, &bits, &ranks, seed, self.opts.subscales),
+            Analysis::Sampled => sampled_candidates_on(
+                self.engine(),
+                &data,
+                &t.shape,
+                &bits,
+                &ranks,
+                seed,
+                self.opts.subscales,
+                self.opts.bpw,
+            ),
         }
         .map_err(|err| CompressError::Encode {
             tensor: t.name.clone(),
@@ -190,11 +202,12 @@ impl Job<'_> {
             subscales: self.opts.subscales,
         };
         let imp = self.norm_importance(t)?;
-        let enc =
-            encode_tensor_weighted(&data, &t.shape, &topts, imp.as_ref()).map_err(|err| CompressError::Encode {
+        let enc = encode_tensor_on(self.engine(), &data, &t.shape, &topts, imp.as_ref()).map_err(|err| {
+            CompressError::Encode {
                 tensor: t.name.clone(),
                 err,
-            })?;
+            }
+        })?;
         drop(data);
         journal_record(&self.work, idx, &t.name, c, &enc)
     }
@@ -381,6 +394,17 @@ fn check_options(opts: &CompressOptions) -> Result<(), CompressError> {
         return Err(opt(
             "rank",
             format!("must be at most {}, got {r}", uc_format::MAX_OVERLAY_RANK),
+        ));
+    }
+    if let (Some(e), Some(_)) = (&opts.engine, &opts.calibration)
+        && e.device() != "cpu"
+    {
+        return Err(opt(
+            "device",
+            format!(
+                "calibrated encoding runs on the CPU only in this version; {} takes data-free compression",
+                e.device()
+            ),
         ));
     }
     if let Some(c) = &opts.calibration {

@@ -131,6 +131,8 @@ pub enum EncodeError {
     },
     /// The record would break a rule of the format (bits, dims, limits).
     Format(uc_format::Error),
+    /// The compute device failed (a driver error, device memory); the message says which.
+    Device(String),
 }
 
 impl fmt::Display for EncodeError {
@@ -141,6 +143,7 @@ impl fmt::Display for EncodeError {
                 write!(f, "tensor has {got} values but its shape has {expected}")
             }
             EncodeError::Format(e) => write!(f, "{e}"),
+            EncodeError::Device(m) => write!(f, "compute device: {m}"),
         }
     }
 }
@@ -411,35 +414,211 @@ impl Importance {
 /// exactly [`quantize_parts`].
 pub fn quantize_parts_weighted(data: &[f32], opts: &GsqOptions, imp: Option<&Importance>) -> GsqParts {
     let imp = imp.filter(|i| !i.w.is_empty());
+    let Ok(parts) = quantize_parts_on(&mut CpuKernels { data, imp }, data.len(), opts);
+    parts
+}
+
+/// Where [`quantize_parts_weighted`] runs for `uc compress --device`: the CPU ([`CpuEngine`]) or
+/// a device (uc-cuda's CUDA engine). Every engine returns the parts of the CPU, bit for bit, or an
+/// error; none falls back to another device.
+pub trait GsqEngine: Send + Sync + fmt::Debug {
+    /// The device, as `uc compress` reports it (e.g. `cpu`, `cuda:0 (NVIDIA H100 80GB HBM3)`).
+    fn device(&self) -> String;
+    /// [`quantize_parts_weighted`] of `data` on this engine's device.
+    fn quantize(&self, data: &[f32], opts: &GsqOptions, imp: Option<&Importance>) -> Result<GsqParts, EncodeError>;
+}
+
+/// The CPU [`GsqEngine`]: [`quantize_parts_weighted`] itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuEngine;
+
+impl GsqEngine for CpuEngine {
+    fn device(&self) -> String {
+        "cpu".into()
+    }
+
+    fn quantize(&self, data: &[f32], opts: &GsqOptions, imp: Option<&Importance>) -> Result<GsqParts, EncodeError> {
+        Ok(quantize_parts_weighted(data, opts, imp))
+    }
+}
+
+/// The data-parallel steps of GSQ over one tensor (its weights and importance are the
+/// implementation's): block maxima, the grid fit's training keys, the scale search and the code
+/// assignment. [`quantize_parts_on`] runs them and does the rest (the sort of the keys, the
+/// Lloyd iterations over their f64 prefix sums, the representation of the scales) on the host,
+/// for every implementation alike, so that a device that implements these steps exactly gives the
+/// bytes of the CPU. [`CpuKernels`] is the reference; `uc-cuda` implements them as CUDA kernels
+/// (and as the same kernels' host build, which its tests compare with this one byte for byte).
+pub trait GsqKernels {
+    /// Why a step failed (a device error); [`core::convert::Infallible`] on the CPU.
+    type Error;
+    /// The largest magnitude of each unit of `unit` elements (the last one may be short).
+    fn absmax(&mut self, unit: usize) -> Result<Vec<f32>, Self::Error>;
+    /// The `m` training keys of the grid fit for the effective scales `eff` (see
+    /// [`train_key`]): key `t` is element `t · n / m`'s.
+    fn train_keys(&mut self, eff: &[f32], unit: usize, m: usize) -> Result<Vec<u64>, Self::Error>;
+    /// v0.3 scale search: one binary16 scale per 64-element block, from the current `scales`.
+    fn refine_v03(&mut self, absmax: &[f32], scales: &[u16], search: &ScaleSearch) -> Result<Vec<u16>, Self::Error>;
+    /// Two-level scale search: binary16 block scales and sub-scales.
+    fn refine_two_level(
+        &mut self,
+        absmax: &[f32],
+        sub: SubScales,
+        search: &ScaleSearch,
+    ) -> Result<(Vec<u16>, Vec<u8>), Self::Error>;
+    /// The nearest grid index of every element (see [`assign_codes`]), `mids` the grid's
+    /// binary32 midpoints.
+    fn assign(&mut self, eff: &[f32], unit: usize, mids: &[f32]) -> Result<Vec<u8>, Self::Error>;
+}
+
+/// What the scale search of one grid needs, computed once on the host and handed to every
+/// [`GsqKernels`] implementation: the grid, its binary32 midpoints, the code finder's table
+/// ([`ScaleSearch::BINS`] start indices over the normalised value, see `CodeFinder`) and the
+/// grid's largest magnitude with its reciprocal.
+#[derive(Debug, Clone)]
+pub struct ScaleSearch {
+    /// The grid, ascending.
+    pub grid: Vec<f32>,
+    /// `0.5 · grid[j] + 0.5 · grid[j + 1]` in binary32.
+    pub mids: Vec<f32>,
+    /// `table[b]`: the code of the normalised value at the lower edge of bin `b`.
+    pub table: Vec<u16>,
+    /// The lower edge of bin 0.
+    pub lo: f32,
+    /// Bins per unit of normalised value.
+    pub inv_width: f32,
+    /// `max |grid|`.
+    pub gmax: f32,
+    /// `1 / gmax`, or 0 when `gmax` is 0.
+    pub inv_gmax: f32,
+}
+
+impl ScaleSearch {
+    /// Bins of the code finder's table.
+    pub const BINS: usize = CodeFinder::BINS;
+
+    /// The search data of `grid` (ascending).
+    pub fn new(grid: &[f32]) -> Self {
+        let mids = midpoints(grid);
+        let f = CodeFinder::new(&mids);
+        let (table, lo, inv_width) = (f.table, f.lo, f.inv_width);
+        let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
+        let inv_gmax = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
+        ScaleSearch {
+            grid: grid.to_vec(),
+            mids,
+            table,
+            lo,
+            inv_width,
+            gmax,
+            inv_gmax,
+        }
+    }
+}
+
+/// The grid's binary32 midpoints `0.5 · g[j] + 0.5 · g[j + 1]`.
+fn midpoints(grid: &[f32]) -> Vec<f32> {
+    grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect()
+}
+
+/// The reference [`GsqKernels`]: rayon over the CPU's cores.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuKernels<'a> {
+    /// The tensor's weights.
+    pub data: &'a [f32],
+    /// Per-column importance, if any (non-empty).
+    pub imp: Option<&'a Importance>,
+}
+
+impl GsqKernels for CpuKernels<'_> {
+    type Error = core::convert::Infallible;
+
+    fn absmax(&mut self, unit: usize) -> Result<Vec<f32>, Self::Error> {
+        Ok(self
+            .data
+            .par_chunks(unit)
+            .map(|b| b.iter().fold(0f32, |m, w| m.max(w.abs())))
+            .collect())
+    }
+
+    fn train_keys(&mut self, eff: &[f32], unit: usize, m: usize) -> Result<Vec<u64>, Self::Error> {
+        let (data, imp, n) = (self.data, self.imp, self.data.len());
+        Ok((0..m)
+            .into_par_iter()
+            .map(|t| train_key(data, eff, unit, imp, (t as u128 * n as u128 / m as u128) as usize))
+            .collect())
+    }
+
+    fn refine_v03(&mut self, absmax: &[f32], scales: &[u16], search: &ScaleSearch) -> Result<Vec<u16>, Self::Error> {
+        Ok(refine_scales(self.data, absmax, scales, &search.grid, self.imp))
+    }
+
+    fn refine_two_level(
+        &mut self,
+        absmax: &[f32],
+        sub: SubScales,
+        search: &ScaleSearch,
+    ) -> Result<(Vec<u16>, Vec<u8>), Self::Error> {
+        let s = refine_two_level(self.data, absmax, &search.grid, sub, self.imp);
+        Ok((s.f16, s.sub))
+    }
+
+    fn assign(&mut self, eff: &[f32], unit: usize, mids: &[f32]) -> Result<Vec<u8>, Self::Error> {
+        Ok(assign_codes(self.data, eff, unit, mids))
+    }
+}
+
+/// GSQ of an `n`-element tensor through `k`'s data-parallel steps (see [`GsqKernels`]): the bytes
+/// of [`quantize_parts_weighted`] whenever `k` computes its steps exactly.
+pub fn quantize_parts_on<K: GsqKernels>(k: &mut K, n: usize, opts: &GsqOptions) -> Result<GsqParts, K::Error> {
     let unit = opts.unit();
-    let absmax: Vec<f32> = data
-        .par_chunks(unit)
-        .map(|b| b.iter().fold(0f32, |m, w| m.max(w.abs())))
-        .collect();
+    let absmax = k.absmax(unit)?;
     let mut scales = match opts.subscales {
         None => Scales::v03(absmax.iter().map(|a| f32_to_f16_bits(a.min(F16_MAX))).collect()),
         // Before a grid exists, the grid's largest magnitude is taken as 1.
         Some(sub) => two_level_start(&absmax, 1.0, sub),
     };
-    let (mut grid, mut iters) = fit_grid(data, &scales.eff, unit, opts, None, imp);
+    let m = n.min(opts.max_train.max(1));
+    let keys = k.train_keys(&scales.eff, unit, m)?;
+    let (mut grid, mut iters) = fit_grid(keys, opts, None);
     for _ in 0..opts.scale_rounds {
+        let search = ScaleSearch::new(&grid);
         scales = match opts.subscales {
-            None => Scales::v03(refine_scales(data, &absmax, &scales.f16, &grid, imp)),
-            Some(sub) => refine_two_level(data, &absmax, &grid, sub, imp),
+            None => Scales::v03(k.refine_v03(&absmax, &scales.f16, &search)?),
+            Some(sub) => {
+                let (f16, s) = k.refine_two_level(&absmax, sub, &search)?;
+                Scales::two_level(f16, s, sub.block as usize)
+            }
         };
-        let (g, it) = fit_grid(data, &scales.eff, unit, opts, Some(&grid), imp);
+        let keys = k.train_keys(&scales.eff, unit, m)?;
+        let (g, it) = fit_grid(keys, opts, Some(&grid));
         grid = g;
         iters += it;
     }
-    let codes = assign_codes(data, &scales.eff, unit, &grid);
-    GsqParts {
+    let codes = k.assign(&scales.eff, unit, &midpoints(&grid))?;
+    Ok(GsqParts {
         grid,
         scales: scales.f16,
         subscales: scales.sub,
         layout: opts.subscales,
         codes,
         iters,
-    }
+    })
+}
+
+/// The training key of element `i` for the grid fit: its normalised value `x = w / s` (0 where
+/// the unit's effective scale `s` is 0) and its weight `s²` (times its column's importance, when
+/// given; one rounded binary32 product each), packed in one u64 whose integer order is the order
+/// of `f32::total_cmp` on the value, then on the weight (non-negative, so its bits order it).
+pub fn train_key(data: &[f32], eff: &[f32], unit: usize, imp: Option<&Importance>, i: usize) -> u64 {
+    let s = eff[i / unit];
+    let x = normalised(data, eff, unit, i).to_bits();
+    let x = if x & 0x8000_0000 != 0 { !x } else { x | 0x8000_0000 };
+    let w = match imp {
+        None => s * s,
+        Some(imp) => s * s * imp.w[i % imp.w.len()],
+    };
+    (u64::from(x) << 32) | u64::from(w.to_bits())
 }
 
 /// The representable scales nearest to the wanted effective scales `eff` (one per unit; negative
@@ -545,39 +724,14 @@ fn to_grid_value(c: f64) -> f32 {
     }
 }
 
-/// Weighted 1-D k-means over (a deterministic subsample of) the normalised weights, each with
-/// weight `s²` of its unit's effective scale `s` (times its column's importance, when given). Starts from `warm` (a previous grid) when given,
-/// else from the cube-root-density quantiles.
-fn fit_grid(
-    data: &[f32],
-    eff: &[f32],
-    unit: usize,
-    opts: &GsqOptions,
-    warm: Option<&[f32]>,
-    imp: Option<&Importance>,
-) -> (Vec<f32>, u32) {
+/// Weighted 1-D k-means over the training `keys` (see [`train_key`]: a deterministic subsample
+/// of the normalised weights, each with weight `s²` of its unit's effective scale `s`, times its
+/// column's importance when given). Starts from `warm` (a previous grid) when given, else from the
+/// cube-root-density quantiles. Keys that compare equal are identical, so the sorted sequence,
+/// and the prefix sums over it, depend on neither the sort nor the thread count.
+fn fit_grid(mut keys: Vec<u64>, opts: &GsqOptions, warm: Option<&[f32]>) -> (Vec<f32>, u32) {
     let k = 1usize << opts.bits;
-    let n = data.len();
-    let m = n.min(opts.max_train.max(1));
-    // (value, weight) packed in one u64 whose integer order is the order of f32::total_cmp on
-    // the value, then on the weight (non-negative, so its bits order it). The weight s² is
-    // one rounded binary32 product of the unit's scale. Keys that compare equal are identical, so
-    // the sorted sequence, and the prefix sums over it, depend on neither the sort nor the
-    // thread count.
-    let mut keys: Vec<u64> = (0..m)
-        .into_par_iter()
-        .map(|t| {
-            let i = (t as u128 * n as u128 / m as u128) as usize;
-            let s = eff[i / unit];
-            let x = normalised(data, eff, unit, i).to_bits();
-            let x = if x & 0x8000_0000 != 0 { !x } else { x | 0x8000_0000 };
-            let w = match imp {
-                None => s * s,
-                Some(imp) => s * s * imp.w[i % imp.w.len()],
-            };
-            (u64::from(x) << 32) | u64::from(w.to_bits())
-        })
-        .collect();
+    let m = keys.len();
     keys.par_sort_unstable();
     let mut xw: Vec<(f32, f32)> = keys
         .par_iter()
@@ -773,7 +927,7 @@ impl<'a> CodeFinder<'a> {
 /// scale, `absmax / max|grid|` times [`SCALE_MULTS`], and [`LS_STEPS`] least-squares steps.
 /// Strict improvements only: ties keep the earlier candidate, the current scale first.
 fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32], imp: Option<&Importance>) -> Vec<u16> {
-    let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
+    let mids = midpoints(grid);
     let finder = CodeFinder::new(&mids);
     let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
     // One division per tensor; the per-block candidates use multiplications only.
@@ -839,7 +993,7 @@ fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32], imp
 fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales, imp: Option<&Importance>) -> Scales {
     let unit = sub.block as usize;
     let sub_max = sub.max();
-    let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
+    let mids = midpoints(grid);
     let finder = CodeFinder::new(&mids);
     let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
     let inv_gmax = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
@@ -909,8 +1063,7 @@ fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales, 
 /// Nearest grid index for every weight, ties to the lower index, without division: with the grid
 /// sorted and `mid[j] = (grid[j] + grid[j+1]) / 2` (binary32), weight `w` in a block of scale `s`
 /// gets the smallest `j` with `w <= s * mid[j]`, or the last index.
-fn assign_codes(data: &[f32], eff: &[f32], unit: usize, grid: &[f32]) -> Vec<u8> {
-    let mids: Vec<f32> = grid.windows(2).map(|p| 0.5 * p[0] + 0.5 * p[1]).collect();
+fn assign_codes(data: &[f32], eff: &[f32], unit: usize, mids: &[f32]) -> Vec<u8> {
     let mut codes = vec![0u8; data.len()];
     // Fixed chunks of 64 units per task; each element's code depends only on its own inputs.
     codes
@@ -921,7 +1074,7 @@ fn assign_codes(data: &[f32], eff: &[f32], unit: usize, grid: &[f32]) -> Vec<u8>
             let mut thresholds = vec![0f32; mids.len()];
             for (j, (cb, wb)) in cc.chunks_mut(unit).zip(dc.chunks(unit)).enumerate() {
                 let s = eff[chunk * 64 + j];
-                for (t, &mid) in thresholds.iter_mut().zip(&mids) {
+                for (t, &mid) in thresholds.iter_mut().zip(mids) {
                     *t = s * mid;
                 }
                 for (w, code) in wb.iter().zip(cb.iter_mut()) {

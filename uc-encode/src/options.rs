@@ -47,6 +47,9 @@ pub struct CompressOptions {
     pub calibration: Option<std::sync::Arc<dyn crate::calibrate::Calibrator>>,
     /// Sign the pack (OMS v1.0 `model.sig`) before it is installed (`--sign-key`).
     pub sign: Option<crate::sign::SignSpec>,
+    /// Where GSQ runs (`--device`); `None` is the CPU. The pack's bytes are the same on every
+    /// engine, so the engine is not part of the resume fingerprint.
+    pub engine: Option<std::sync::Arc<dyn crate::gsq::GsqEngine>>,
 }
 
 /// How the analysis phase of [`crate::compress()`] estimates each candidate's error (the cost of

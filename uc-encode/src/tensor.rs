@@ -2,8 +2,7 @@
 //! `W − W_base` by randomized SVD and stored in bfloat16 (spec section 8).
 
 use crate::gsq::{
-    EncodeError, GsqOptions, GsqParts, Importance, SubScales, check_input, quantize_parts, quantize_parts_weighted,
-    record_params,
+    CpuEngine, EncodeError, GsqEngine, GsqOptions, GsqParts, Importance, SubScales, check_input, record_params,
 };
 use crate::svd::low_rank;
 use rayon::prelude::*;
@@ -79,6 +78,17 @@ pub fn encode_tensor_weighted(
     opts: &TensorOptions,
     imp: Option<&Importance>,
 ) -> Result<EncodedTensor, EncodeError> {
+    encode_tensor_on(&CpuEngine, data, dims, opts, imp)
+}
+
+/// [`encode_tensor_weighted`] with GSQ on `engine` (the same bytes on every engine).
+pub fn encode_tensor_on(
+    engine: &dyn GsqEngine,
+    data: &[f32],
+    dims: &[u64],
+    opts: &TensorOptions,
+    imp: Option<&Importance>,
+) -> Result<EncodedTensor, EncodeError> {
     // Bits and shape first: the quantizer needs bits in 1..=8 and at least one element.
     let n = shape_params(opts.bits, dims, opts.subscales)?.layout()?.n;
     check_input(data, n)?;
@@ -89,7 +99,7 @@ pub fn encode_tensor_weighted(
         (opts.rank as usize).min(rows).min(cols)
     };
     let imp = imp.filter(|i| i.w.len() == cols && dims.len() == 2);
-    let parts = quantize_parts_weighted(data, &GsqOptions::new(opts.bits).with_subscales(opts.subscales), imp);
+    let parts = engine.quantize(data, &GsqOptions::new(opts.bits).with_subscales(opts.subscales), imp)?;
     let (u, v) = if rank == 0 {
         (Vec::new(), Vec::new())
     } else {
@@ -179,6 +189,19 @@ pub fn candidates(
     seed: u64,
     subscales: Option<SubScales>,
 ) -> Result<Vec<Candidate>, EncodeError> {
+    candidates_on(&CpuEngine, data, dims, bits, ranks, seed, subscales)
+}
+
+/// [`candidates`] with GSQ on `engine`.
+pub fn candidates_on(
+    engine: &dyn GsqEngine,
+    data: &[f32],
+    dims: &[u64],
+    bits: &[u8],
+    ranks: &[u32],
+    seed: u64,
+    subscales: Option<SubScales>,
+) -> Result<Vec<Candidate>, EncodeError> {
     let mut n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
     for &b in bits {
         // Every width and the shape first: the quantizer needs bits in 1..=8 and an element.
@@ -199,7 +222,7 @@ pub fn candidates(
     };
     let mut out = Vec::new();
     for &b in bits {
-        let parts = quantize_parts(data, &GsqOptions::new(b).with_subscales(subscales));
+        let parts = engine.quantize(data, &GsqOptions::new(b).with_subscales(subscales), None)?;
         let e0 = parts.residual_sq(data);
         let sigma = if max_rank > 0 {
             low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed).sigma
@@ -314,8 +337,23 @@ pub fn sampled_candidates(
     subscales: Option<SubScales>,
     bpw: f64,
 ) -> Result<Vec<Candidate>, EncodeError> {
+    sampled_candidates_on(&CpuEngine, data, dims, bits, ranks, seed, subscales, bpw)
+}
+
+/// [`sampled_candidates`] with GSQ on `engine`.
+#[allow(clippy::too_many_arguments)] // the arguments of `sampled_candidates` and the engine
+pub fn sampled_candidates_on(
+    engine: &dyn GsqEngine,
+    data: &[f32],
+    dims: &[u64],
+    bits: &[u8],
+    ranks: &[u32],
+    seed: u64,
+    subscales: Option<SubScales>,
+    bpw: f64,
+) -> Result<Vec<Candidate>, EncodeError> {
     let Some(reference) = reference_width(bits, dims, subscales, bpw)? else {
-        return candidates(data, dims, bits, ranks, seed, subscales);
+        return candidates_on(engine, data, dims, bits, ranks, seed, subscales);
     };
     let n = shape_params(reference, dims, subscales)?.layout()?.n;
     check_input(data, n)?;
@@ -326,7 +364,7 @@ pub fn sampled_candidates(
         None
     };
     let Some(sample) = sample else {
-        return candidates(data, dims, bits, ranks, seed, subscales);
+        return candidates_on(engine, data, dims, bits, ranks, seed, subscales);
     };
     let max_rank = ranks
         .iter()
@@ -336,7 +374,7 @@ pub fn sampled_candidates(
         .min(rows as u32)
         .min(cols as u32);
     // The whole tensor at the reference width.
-    let parts = quantize_parts(data, &GsqOptions::new(reference).with_subscales(subscales));
+    let parts = engine.quantize(data, &GsqOptions::new(reference).with_subscales(subscales), None)?;
     let e0_ref = parts.residual_sq(data);
     let sigma = if max_rank > 0 {
         low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed).sigma
@@ -348,8 +386,12 @@ pub fn sampled_candidates(
     for &r in &sample {
         s.extend_from_slice(&data[r * cols..(r + 1) * cols]);
     }
-    let sample_err = |b: u8| quantize_parts(&s, &GsqOptions::new(b).with_subscales(subscales)).residual_sq(&s);
-    let s_ref = sample_err(reference);
+    let sample_err = |b: u8| -> Result<f64, EncodeError> {
+        Ok(engine
+            .quantize(&s, &GsqOptions::new(b).with_subscales(subscales), None)?
+            .residual_sq(&s))
+    };
+    let s_ref = sample_err(reference)?;
     // A sample that GSQ reproduces exactly says nothing about the scale: weigh it by its size.
     let calib = if s_ref > 0.0 {
         e0_ref / s_ref
@@ -358,7 +400,7 @@ pub fn sampled_candidates(
     };
     let mut out = Vec::new();
     for &b in bits {
-        let e0 = if b == reference { e0_ref } else { sample_err(b) * calib };
+        let e0 = if b == reference { e0_ref } else { sample_err(b)? * calib };
         let mut seen = Vec::new();
         for &r in ranks {
             let r = r.min(max_rank);
