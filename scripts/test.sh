@@ -110,6 +110,20 @@ $uc compress "$ci/smollm2-f32" --output-dir "$ci/smollm2" --fresh --bits 4 --ran
 $uc eval compare "$ci/smollm2-f32" "$ci/smollm2" --text "${texts[0]}" --ctx 128 --max-tokens 512
 rm -rf "$ci"
 
+step "CUDA encoder kernels: NVRTC and ptxas (PyPI), the host build against the CPU on MiniLM, gpu-check.sh's CPU parts"
+# NVRTC compiles the kernels with the run-time options for sm_80 and sm_90 and ptxas assembles
+# them (no GPU needed); the kernels' host build gives the CPU encoder's bytes on real MiniLM
+# tensors; scripts/gpu-check.sh --dry-run runs the GPU check's CPU side and requires that
+# --device cuda:0 without a GPU fails with exit 2 and leaves nothing behind.
+cuda_venv=.cache/cuda-venv
+[ -x "$cuda_venv/bin/pip" ] || python3 -m venv "$cuda_venv"
+"$cuda_venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-nvcc-cu12==12.9.86
+nvrtc_lib=$("$cuda_venv/bin/python" -c 'import nvidia.cuda_nvrtc as m; print(m.__path__[0])')/lib
+ptxas=$("$cuda_venv/bin/python" -c 'import nvidia.cuda_nvcc as m; print(m.__path__[0])')/bin/ptxas
+LD_LIBRARY_PATH=$nvrtc_lib UC_REQUIRE_NVRTC=1 UC_PTXAS=$ptxas cargo test --locked -p uc-cuda --features cuda --test nvrtc
+UC_CUDA_TEST_MODEL=$PWD/$minilm cargo test --locked --release -p uc-cuda --test host_kernels real_weights
+bash scripts/gpu-check.sh --dry-run
+
 step "signed packs: interoperability with the OpenSSF Model Signing reference (PyPI model-signing), both ways"
 bash scripts/oms-interop.sh "$uc" "$bin/uc-verify"
 

@@ -347,6 +347,7 @@ struct SummaryJson<'a> {
     bytes_in: u64,
     bytes_out: u64,
     calibration: Option<&'a uc_encode::calibrate::CalibReport>,
+    device: &'a str,
     mean_rel_l2: f64,
     output_dir: String,
     peak_rss_bytes: Option<u64>,
@@ -377,6 +378,7 @@ fn summary_json(s: &CompressSummary) -> SummaryJson<'_> {
         bytes_in: s.bytes_in,
         bytes_out: s.bytes_out,
         calibration: s.calibration.as_ref(),
+        device: &s.device,
         mean_rel_l2: s.mean_rel_l2,
         output_dir: s.output_dir.display().to_string(),
         peak_rss_bytes: s.peak_rss,
@@ -423,8 +425,9 @@ fn summary_text(s: &CompressSummary, out: &mut String) {
     }
     outln!(
         out,
-        "time        {:.1} s{}",
+        "time        {:.1} s on {}{}",
         s.seconds,
+        s.device,
         if s.resumed > 0 {
             format!(" ({} steps resumed from the journal)", s.resumed)
         } else {

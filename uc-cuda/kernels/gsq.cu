@@ -341,3 +341,25 @@ UC_KERNEL uc_refine_two_level(const float *data, u64 n, const float *absmax, u32
         subs[t] = best;
     }
 }
+
+/* ---- the overlay's randomized SVD (uc-encode/src/svd.rs) ----
+ * Y = R X (`r_times`): y[i][t] = sum over j = 0..n-1, in order, of f64(r[i][j]) * x[j][t]. */
+UC_KERNEL uc_r_times(const float *r, u64 m, u64 n, const double *x, u64 k, double *y) {
+    UC_FOR_EACH(o, m * k) {
+        u64 i = o / k, t = o % k;
+        const float *row = r + i * n;
+        double a = 0.0;
+        for (u64 j = 0; j < n; j++) a += (double)row[j] * x[j * k + t];
+        y[o] = a;
+    }
+}
+
+/* Z = R^T Q (`rt_times`): z[j][t] = sum over i = 0..m-1, in order, of f64(r[i][j]) * q[i][t]. */
+UC_KERNEL uc_rt_times(const float *r, u64 m, u64 n, const double *q, u64 k, double *z) {
+    UC_FOR_EACH(o, n * k) {
+        u64 j = o / k, t = o % k;
+        double a = 0.0;
+        for (u64 i = 0; i < m; i++) a += (double)r[i * n + j] * q[i * k + t];
+        z[o] = a;
+    }
+}

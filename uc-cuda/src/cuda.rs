@@ -3,7 +3,7 @@
 //! are compiled by NVRTC for the device's architecture with [`crate::NVRTC_OPTIONS`], and each
 //! tensor is uploaded once, worked on by the kernels and freed when its [`CudaKernels`] drops.
 
-use crate::{KERNEL_SOURCE, KERNELS, NVRTC_OPTIONS, check_train, check_units};
+use crate::{KERNEL_SOURCE, KERNELS, NVRTC_OPTIONS, check_product, check_train, check_units};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use std::fmt;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use uc_encode::gsq::{
     EncodeError, GsqEngine, GsqKernels, GsqOptions, GsqParts, Importance, ScaleSearch, SubScales, quantize_parts_on,
 };
+use uc_encode::svd::{LowRank, SvdKernels, low_rank_on};
 
 /// Why the CUDA path failed: a missing library, a driver call, NVRTC, or device memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +79,63 @@ pub fn compile(arch: &str) -> Result<String, CudaError> {
     }
 }
 
+/// The first line of a PTX file written by [`ptx_file`]: what it was compiled from and for.
+fn ptx_header(arch: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(KERNEL_SOURCE.as_bytes());
+    for o in NVRTC_OPTIONS {
+        h.update(b"\0");
+        h.update(o.as_bytes());
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("// uc-cuda gsq.cu sha256={hex} arch={arch}")
+}
+
+/// The kernels compiled for `arch` as a PTX file's text, with a first line that names the
+/// source's SHA-256 (with [`NVRTC_OPTIONS`]) and the architecture: for machines without NVRTC,
+/// where `UC_CUDA_PTX` names such a file (`scripts/gpu-check.sh` compiles it here and carries it).
+pub fn ptx_file(arch: &str) -> Result<String, CudaError> {
+    Ok(format!("{}\n{}", ptx_header(arch), compile(arch)?))
+}
+
+/// Reads a [`ptx_file`] for a device of compute capability `cap`: it must come from this build's
+/// kernel source and options, for an architecture the device runs (PTX of compute_XY runs on
+/// devices of capability XY and later).
+fn read_ptx(path: &std::path::Path, cap: (i32, i32)) -> Result<String, CudaError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CudaError(format!("UC_CUDA_PTX {}: {e}", path.display())))?;
+    let first = text.lines().next().unwrap_or("");
+    let arch = first.rsplit_once(" arch=").map(|(_, a)| a).unwrap_or("");
+    if first != ptx_header(arch) {
+        return Err(CudaError(format!(
+            "UC_CUDA_PTX {}: not the PTX of this build's kernels (its first line is {first:?}; make it with \
+             scripts/gpu-check.sh --build from this checkout)",
+            path.display()
+        )));
+    }
+    let v: i32 = arch
+        .strip_prefix("compute_")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i32::MAX);
+    if v > cap.0 * 10 + cap.1 {
+        return Err(CudaError(format!(
+            "UC_CUDA_PTX {}: compiled for {arch}, the device is of compute capability {}.{}",
+            path.display(),
+            cap.0,
+            cap.1
+        )));
+    }
+    Ok(text)
+}
+
 struct Functions {
     absmax: CudaFunction,
     train_keys: CudaFunction,
     assign: CudaFunction,
     refine_v03: CudaFunction,
     refine_two_level: CudaFunction,
+    r_times: CudaFunction,
+    rt_times: CudaFunction,
 }
 
 /// One CUDA device with the kernels loaded.
@@ -130,18 +182,23 @@ impl CudaGsq {
         let capability = ctx.compute_capability().map_err(drv("compute capability"))?;
         let total_mem = ctx.total_mem().map_err(drv("cuDeviceTotalMem"))?;
         let arch = format!("compute_{}{}", capability.0, capability.1);
-        let ptx = compile(&arch)?;
+        let ptx = match std::env::var_os("UC_CUDA_PTX") {
+            Some(p) => read_ptx(std::path::Path::new(&p), capability)?,
+            None => compile(&arch)?,
+        };
         let module = ctx
             .load_module(Ptx::from_src(ptx))
             .map_err(drv("loading the kernels' PTX"))?;
         let get = |n: &str| module.load_function(n).map_err(drv(n));
-        debug_assert_eq!(KERNELS.len(), 5);
+        debug_assert_eq!(KERNELS.len(), 7);
         let f = Functions {
             absmax: get("uc_absmax")?,
             train_keys: get("uc_train_keys")?,
             assign: get("uc_assign")?,
             refine_v03: get("uc_refine_v03")?,
             refine_two_level: get("uc_refine_two_level")?,
+            r_times: get("uc_r_times")?,
+            rt_times: get("uc_rt_times")?,
         };
         Ok(CudaGsq {
             stream: ctx.default_stream(),
@@ -155,6 +212,30 @@ impl CudaGsq {
     /// Free and total device memory now, in bytes.
     pub fn mem_info(&self) -> Result<(usize, usize), CudaError> {
         self.stream.context().mem_get_info().map_err(drv("cuMemGetInfo"))
+    }
+
+    /// Uploads one `[m, n]` residual for the overlay's products; refuses one that, with the
+    /// products' f64 inputs and outputs at the SVD's largest width (rank 64 + 8), does not fit.
+    pub fn svd(&self, r: &[f32], m: usize, n: usize) -> Result<CudaSvd<'_>, CudaError> {
+        let need = r.len() as u128 * 4 + (m + n) as u128 * 72 * 8 * 2 + (1 << 20);
+        let (free, total) = self.mem_info()?;
+        if need > free as u128 {
+            return Err(CudaError(format!(
+                "a {m} x {n} residual needs about {} MiB of device memory; {} has {} MiB free of {} MiB",
+                need >> 20,
+                self.name,
+                free >> 20,
+                total >> 20
+            )));
+        }
+        let d = self.stream.clone_htod(r).map_err(drv("uploading the residual"))?;
+        Ok(CudaSvd {
+            dev: self,
+            r: d,
+            m,
+            n,
+            len: r.len(),
+        })
     }
 
     /// Uploads one tensor (and its importance) for the kernels. Refuses, with the figures, a tensor
@@ -439,5 +520,99 @@ impl GsqEngine for CudaEngine {
             .map_err(|_| EncodeError::Device("the CUDA device lock is poisoned".into()))?;
         let mut k = dev.kernels(data, imp).map_err(|e| EncodeError::Device(e.0))?;
         quantize_parts_on(&mut k, data.len(), opts).map_err(|e| EncodeError::Device(e.0))
+    }
+
+    fn low_rank(&self, r: &[f32], m: usize, n: usize, rank: usize, seed: u64) -> Result<LowRank, EncodeError> {
+        if rank.min(m).min(n) == 0 {
+            return Ok(uc_encode::svd::low_rank(r, m, n, rank, seed)); // rank 0: no product to run
+        }
+        let dev = self
+            .dev
+            .lock()
+            .map_err(|_| EncodeError::Device("the CUDA device lock is poisoned".into()))?;
+        let mut k = dev.svd(r, m, n).map_err(|e| EncodeError::Device(e.0))?;
+        low_rank_on(&mut k, m, n, rank, seed).map_err(|e| EncodeError::Device(e.0))
+    }
+}
+
+/// [`SvdKernels`] of one residual on a [`CudaGsq`] device.
+pub struct CudaSvd<'a> {
+    dev: &'a CudaGsq,
+    r: CudaSlice<f32>,
+    m: usize,
+    n: usize,
+    len: usize,
+}
+
+impl CudaSvd<'_> {
+    fn product(
+        &mut self,
+        f: &CudaFunction,
+        name: &str,
+        x: &[f64],
+        rows_in: usize,
+        rows_out: usize,
+        k: usize,
+    ) -> Result<Vec<f64>, CudaError> {
+        check_product(x.len(), rows_in, k, self.m, self.n, self.len).map_err(CudaError)?;
+        let s = &self.dev.stream;
+        let x_d = s.clone_htod(x).map_err(drv(name))?;
+        let mut y = s.alloc_zeros::<f64>((rows_out * k).max(1)).map_err(drv(name))?;
+        let (m64, n64, k64) = (self.m as u64, self.n as u64, k as u64);
+        let mut b = s.launch_builder(f);
+        b.arg(&self.r).arg(&m64).arg(&n64).arg(&x_d).arg(&k64).arg(&mut y);
+        // SAFETY: matches uc_r_times / uc_rt_times; the input has rows_in·k values and the output
+        // rows_out·k (checked above).
+        launch(name, unsafe { b.launch(launch_config(rows_out * k)) })?;
+        let mut v = s.clone_dtoh(&y).map_err(drv(name))?;
+        v.truncate(rows_out * k);
+        Ok(v)
+    }
+}
+
+impl SvdKernels for CudaSvd<'_> {
+    type Error = CudaError;
+
+    fn r_times(&mut self, x: &[f64], k: usize) -> Result<Vec<f64>, CudaError> {
+        let f = self.dev.f.r_times.clone();
+        let (n, m) = (self.n, self.m);
+        self.product(&f, "uc_r_times", x, n, m, k)
+    }
+
+    fn rt_times(&mut self, q: &[f64], k: usize) -> Result<Vec<f64>, CudaError> {
+        let f = self.dev.f.rt_times.clone();
+        let (n, m) = (self.n, self.m);
+        self.product(&f, "uc_rt_times", q, m, n, k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precompiled_ptx_must_name_this_source_and_a_runnable_arch() {
+        let dir = std::env::temp_dir().join(format!("uc-cuda-ptx-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("k.ptx");
+        std::fs::write(&f, format!("{}\n.version 8.0\n", ptx_header("compute_80"))).unwrap();
+        assert!(read_ptx(&f, (9, 0)).unwrap().contains(".version 8.0"));
+        assert!(read_ptx(&f, (8, 0)).is_ok());
+        let e = read_ptx(&f, (7, 5)).unwrap_err().0;
+        assert!(e.contains("compiled for compute_80") && e.contains("7.5"), "{e}");
+        std::fs::write(&f, "// uc-cuda gsq.cu sha256=00 arch=compute_80\n").unwrap();
+        assert!(
+            read_ptx(&f, (9, 0))
+                .unwrap_err()
+                .0
+                .contains("not the PTX of this build's kernels")
+        );
+        assert!(
+            read_ptx(&dir.join("absent.ptx"), (9, 0))
+                .unwrap_err()
+                .0
+                .contains("absent.ptx")
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -6,10 +6,11 @@
 //! Rust CPU encoder's. It is not a fast encoder (one thread).
 #![allow(unsafe_code)] // calls into the kernels' C build; each call's bounds are checked first
 
-use crate::{check_train, check_units};
+use crate::{check_product, check_train, check_units};
 use uc_encode::gsq::{
     EncodeError, GsqEngine, GsqKernels, GsqOptions, GsqParts, Importance, ScaleSearch, SubScales, quantize_parts_on,
 };
+use uc_encode::svd::{LowRank, SvdKernels, low_rank_on};
 
 mod ffi {
     unsafe extern "C" {
@@ -24,6 +25,8 @@ mod ffi {
             cols: u64,
             keys: *mut u64,
         );
+        pub fn uc_r_times(r: *const f32, m: u64, n: u64, x: *const f64, k: u64, y: *mut f64);
+        pub fn uc_rt_times(r: *const f32, m: u64, n: u64, q: *const f64, k: u64, z: *mut f64);
         pub fn uc_assign(
             data: *const f32,
             n: u64,
@@ -253,5 +256,58 @@ impl GsqEngine for HostEngine {
     fn quantize(&self, data: &[f32], opts: &GsqOptions, imp: Option<&Importance>) -> Result<GsqParts, EncodeError> {
         let imp = imp.filter(|i| !i.w.is_empty());
         quantize_parts_on(&mut HostKernels { data, imp }, data.len(), opts).map_err(EncodeError::Device)
+    }
+
+    fn low_rank(&self, r: &[f32], m: usize, n: usize, rank: usize, seed: u64) -> Result<LowRank, EncodeError> {
+        low_rank_on(&mut HostSvd { r, m, n }, m, n, rank, seed).map_err(EncodeError::Device)
+    }
+}
+
+/// [`SvdKernels`] through the kernels' host build.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSvd<'a> {
+    /// The residual, `[m, n]` row-major.
+    pub r: &'a [f32],
+    /// Rows.
+    pub m: usize,
+    /// Columns.
+    pub n: usize,
+}
+
+impl SvdKernels for HostSvd<'_> {
+    type Error = String;
+
+    fn r_times(&mut self, x: &[f64], k: usize) -> Result<Vec<f64>, String> {
+        check_product(x.len(), self.n, k, self.m, self.n, self.r.len())?;
+        let mut y = vec![0f64; self.m * k];
+        // SAFETY: r is m·n, x is n·k, y is m·k (checked above).
+        unsafe {
+            ffi::uc_r_times(
+                self.r.as_ptr(),
+                self.m as u64,
+                self.n as u64,
+                x.as_ptr(),
+                k as u64,
+                y.as_mut_ptr(),
+            )
+        };
+        Ok(y)
+    }
+
+    fn rt_times(&mut self, q: &[f64], k: usize) -> Result<Vec<f64>, String> {
+        check_product(q.len(), self.m, k, self.m, self.n, self.r.len())?;
+        let mut z = vec![0f64; self.n * k];
+        // SAFETY: r is m·n, q is m·k, z is n·k (checked above).
+        unsafe {
+            ffi::uc_rt_times(
+                self.r.as_ptr(),
+                self.m as u64,
+                self.n as u64,
+                q.as_ptr(),
+                k as u64,
+                z.as_mut_ptr(),
+            )
+        };
+        Ok(z)
     }
 }

@@ -20,6 +20,7 @@
 //! sums) run on the host for both devices ([`uc_encode::gsq::quantize_parts_on`]).
 #![deny(missing_docs)]
 
+pub mod cases;
 pub mod host;
 
 #[cfg(feature = "cuda")]
@@ -52,6 +53,17 @@ pub(crate) fn check_units(n: usize, unit: usize, eff_len: usize) -> Result<(), S
             "{eff_len} scales for {n} elements in units of {unit} (expected {})",
             n.div_ceil(unit)
         ));
+    }
+    Ok(())
+}
+
+/// The overlay's products need `x` (or `q`) of `rows · k` values and outputs that fit.
+pub(crate) fn check_product(len: usize, rows: usize, k: usize, m: usize, n: usize, r_len: usize) -> Result<(), String> {
+    if m.checked_mul(n) != Some(r_len) {
+        return Err(format!("a residual of {r_len} values for {m} x {n}"));
+    }
+    if k == 0 || rows.checked_mul(k) != Some(len) {
+        return Err(format!("{len} values for {rows} rows of {k}"));
     }
     Ok(())
 }

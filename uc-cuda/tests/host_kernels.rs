@@ -6,63 +6,10 @@
 
 use uc_cuda::host::HostKernels;
 use uc_encode::gsq::{
-    CpuKernels, GsqKernels, GsqOptions, GsqParts, Importance, ScaleSearch, SubScales, quantize_parts_on,
-    quantize_parts_weighted,
+    CpuKernels, GsqKernels, GsqOptions, GsqParts, ScaleSearch, SubScales, quantize_parts_on, quantize_parts_weighted,
 };
 
-struct Rng(u64);
-impl Rng {
-    fn u(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        (0..4).map(|_| self.u()).sum::<f64>() - 2.0
-    }
-}
-
-/// Named tensors: (name, data, columns).
-fn synthetic() -> Vec<(String, Vec<f32>, usize)> {
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut out = Vec::new();
-    let gauss: Vec<f32> = (0..64 * 70 + 37).map(|_| (r.gauss() * 0.05) as f32).collect();
-    out.push(("gaussian".into(), gauss, 107));
-    // Student-t with 3 degrees of freedom: heavy tails, outlier blocks.
-    let t3: Vec<f32> = (0..256 * 9 + 5)
-        .map(|_| {
-            let z = r.gauss();
-            let chi: f64 = (0..3).map(|_| r.gauss().powi(2)).sum::<f64>() / 3.0;
-            (0.02 * z / chi.sqrt().max(1e-3)) as f32
-        })
-        .collect();
-    out.push(("student-t".into(), t3, 256));
-    let mut mixed: Vec<f32> = (0..1000).map(|i| ((i % 7) as f32 - 3.0) * 0.25).collect(); // exact ties
-    mixed[10] = 3.0e38; // near f32::MAX: scales clamp to binary16's range
-    mixed[500] = -2.5e-39; // subnormal
-    for w in &mut mixed[640..704] {
-        *w = 0.0; // an all-zero block
-    }
-    out.push(("ties-huge-zero".into(), mixed, 100));
-    let tiny: Vec<f32> = (0..300)
-        .map(|i| f32::from_bits(1 + (i * 7919) % 0x7f_ffff) * if i % 2 == 0 { 1.0 } else { -1.0 })
-        .collect();
-    out.push(("subnormal".into(), tiny, 30));
-    out.push(("constant".into(), vec![0.125; 129], 129));
-    out.push(("zeros".into(), vec![0.0; 70], 7));
-    out.push(("one".into(), vec![-0.75], 1));
-    out
-}
-
-fn layouts() -> [Option<SubScales>; 4] {
-    [
-        None,
-        Some(SubScales::DEFAULT),
-        Some(SubScales { block: 32, bits: 4 }),
-        Some(SubScales { block: 16, bits: 8 }),
-    ]
-}
+use uc_cuda::cases::{Rng, layouts, synthetic};
 
 fn same(a: &GsqParts, b: &GsqParts) -> Result<(), String> {
     let bits = |g: &[f32]| g.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -98,8 +45,7 @@ fn check(name: &str, data: &[f32], cols: usize, bits: &[u8]) {
 
 /// (bits, layout, with importance) cases.
 fn check_cases(name: &str, data: &[f32], cols: usize, cases: &[(u8, Option<SubScales>, bool)]) {
-    let imp_w: Vec<f32> = (0..cols).map(|c| 0.25 + ((c * 37) % 11) as f32 * 0.3).collect();
-    let imp_v = Importance { w: imp_w };
+    let imp_v = uc_cuda::cases::importance(cols);
     {
         for &(b, layout, with_imp) in cases {
             {
@@ -227,4 +173,36 @@ fn host_build_gives_the_cpu_bytes_on_real_weights() {
         compared += 1;
     }
     assert!(compared > 10, "only {compared} tensors in {dir}");
+}
+
+/// The overlay's randomized SVD through the kernels' products: the CPU's factors and singular
+/// values, bit for bit, for wide, tall and square residuals and ranks up to beyond min(m, n).
+#[test]
+fn host_build_gives_the_cpu_low_rank_factors() {
+    use uc_encode::svd::{low_rank, low_rank_on};
+    let mut r = Rng(11);
+    for (m, n, rank) in [(40, 130, 8), (150, 33, 16), (64, 64, 64), (7, 5, 9), (1, 300, 1)] {
+        let x: Vec<f32> = (0..m * n).map(|_| (r.gauss() * 0.01) as f32).collect();
+        for seed in [1u64, 0xdead_beef] {
+            let a = low_rank(&x, m, n, rank, seed);
+            let b = low_rank_on(&mut uc_cuda::host::HostSvd { r: &x, m, n }, m, n, rank, seed).unwrap();
+            let f = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let d = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(a.rank, b.rank);
+            assert_eq!(f(&a.u), f(&b.u), "{m}x{n} rank {rank}: U differs");
+            assert_eq!(f(&a.v), f(&b.v), "{m}x{n} rank {rank}: V differs");
+            assert_eq!(d(&a.sigma), d(&b.sigma), "{m}x{n} rank {rank}: singular values differ");
+        }
+    }
+    let mut h = uc_cuda::host::HostSvd {
+        r: &[0.0; 6],
+        m: 2,
+        n: 3,
+    };
+    use uc_encode::svd::SvdKernels;
+    assert!(
+        h.r_times(&[0.0; 5], 2)
+            .unwrap_err()
+            .contains("5 values for 3 rows of 2")
+    );
 }

@@ -646,6 +646,7 @@ pub fn compress(opts: &CompressOptions) -> Result<CompressSummary, CompressError
     let record_bytes: u64 = out.records.iter().map(|(_, e)| e.layout.record_len).sum();
     Ok(CompressSummary {
         output_dir: opts.output_dir.clone(),
+        device: opts.engine.as_ref().map_or_else(|| "cpu".into(), |e| e.device()),
         tensors,
         quantized_params,
         total_params: src.tensors.iter().map(|t| t.numel()).sum(),

@@ -426,6 +426,18 @@ pub trait GsqEngine: Send + Sync + fmt::Debug {
     fn device(&self) -> String;
     /// [`quantize_parts_weighted`] of `data` on this engine's device.
     fn quantize(&self, data: &[f32], opts: &GsqOptions, imp: Option<&Importance>) -> Result<GsqParts, EncodeError>;
+    /// [`crate::svd::low_rank`] of the residual `r` (`[m, n]`) on this engine's device; the CPU's
+    /// unless the engine runs it elsewhere.
+    fn low_rank(
+        &self,
+        r: &[f32],
+        m: usize,
+        n: usize,
+        rank: usize,
+        seed: u64,
+    ) -> Result<crate::svd::LowRank, EncodeError> {
+        Ok(crate::svd::low_rank(r, m, n, rank, seed))
+    }
 }
 
 /// The CPU [`GsqEngine`]: [`quantize_parts_weighted`] itself.

@@ -88,6 +88,8 @@ pub struct TensorSummary {
 pub struct CompressSummary {
     /// The pack.
     pub output_dir: PathBuf,
+    /// Where GSQ ran ([`crate::gsq::GsqEngine::device`]).
+    pub device: String,
     /// Every tensor.
     pub tensors: Vec<TensorSummary>,
     /// Weights in quantized tensors.

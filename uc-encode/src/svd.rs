@@ -160,29 +160,71 @@ fn sym_eigen(mut a: Vec<f64>, k: usize) -> (Vec<f64>, Vec<f64>) {
     (vals, vecs)
 }
 
+/// The two large products of the randomized SVD, over one `[m, n]` residual that the
+/// implementation holds: [`CpuSvd`] is the reference; `uc-cuda` runs them as CUDA kernels (each
+/// output element one sum in the same fixed order, so the bits are the CPU's). The rest of
+/// [`low_rank_on`] (Gram–Schmidt, the small eigenproblem, the factors) runs on the host.
+pub trait SvdKernels {
+    /// Why a product failed; [`core::convert::Infallible`] on the CPU.
+    type Error;
+    /// `Y = R X`: `X` `[n, k]` → `[m, k]`, each `y[i][t]` summed over `j` in order.
+    fn r_times(&mut self, x: &[f64], k: usize) -> Result<Vec<f64>, Self::Error>;
+    /// `Z = Rᵀ Q`: `Q` `[m, k]` → `[n, k]`, each `z[j][t]` summed over `i` in order.
+    fn rt_times(&mut self, q: &[f64], k: usize) -> Result<Vec<f64>, Self::Error>;
+}
+
+/// The reference [`SvdKernels`] on the CPU's cores.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSvd<'a> {
+    /// The residual, `[m, n]` row-major.
+    pub r: &'a [f32],
+    /// Rows.
+    pub m: usize,
+    /// Columns.
+    pub n: usize,
+}
+
+impl SvdKernels for CpuSvd<'_> {
+    type Error = core::convert::Infallible;
+
+    fn r_times(&mut self, x: &[f64], k: usize) -> Result<Vec<f64>, Self::Error> {
+        Ok(r_times(self.r, self.m, self.n, x, k))
+    }
+
+    fn rt_times(&mut self, q: &[f64], k: usize) -> Result<Vec<f64>, Self::Error> {
+        Ok(rt_times(self.r, self.m, self.n, q, k))
+    }
+}
+
 /// Rank-`rank` approximation of `r` (`[m, n]` row-major). Deterministic in `seed`.
 pub fn low_rank(r: &[f32], m: usize, n: usize, rank: usize, seed: u64) -> LowRank {
+    let Ok(lr) = low_rank_on(&mut CpuSvd { r, m, n }, m, n, rank, seed);
+    lr
+}
+
+/// [`low_rank`] of the `[m, n]` residual that `kr` holds, its two large products on `kr`.
+pub fn low_rank_on<K: SvdKernels>(kr: &mut K, m: usize, n: usize, rank: usize, seed: u64) -> Result<LowRank, K::Error> {
     let rank = rank.min(m).min(n);
     if rank == 0 {
-        return LowRank {
+        return Ok(LowRank {
             rank: 0,
             u: Vec::new(),
             v: Vec::new(),
             sigma: Vec::new(),
-        };
+        });
     }
     let k = (rank + 8).min(m).min(n);
     let mut g = Gauss(seed ^ 0x9e37_79b9_7f4a_7c15 | 1);
     let omega: Vec<f64> = (0..n * k).map(|_| g.next()).collect();
-    let mut q = r_times(r, m, n, &omega, k);
+    let mut q = kr.r_times(&omega, k)?;
     orthonormalize(&mut q, m, k);
     // One power iteration sharpens the spectrum estimate for slowly decaying residual spectra.
-    let mut z = rt_times(r, m, n, &q, k);
+    let mut z = kr.rt_times(&q, k)?;
     orthonormalize(&mut z, n, k);
-    q = r_times(r, m, n, &z, k);
+    q = kr.r_times(&z, k)?;
     orthonormalize(&mut q, m, k);
     // Bᵀ = Rᵀ Q ([n, k]); G = B Bᵀ = (Bᵀ)ᵀ Bᵀ ([k, k]).
-    let bt = rt_times(r, m, n, &q, k);
+    let bt = kr.rt_times(&q, k)?;
     let mut gram = vec![0f64; k * k];
     for a in 0..k {
         for b in a..k {
@@ -211,12 +253,12 @@ pub fn low_rank(r: &[f32], m: usize, n: usize, rank: usize, seed: u64) -> LowRan
             v[t * n + j] = (x / rs) as f32;
         }
     }
-    LowRank {
+    Ok(LowRank {
         rank,
         u,
         v,
         sigma: sigma[..rank].to_vec(),
-    }
+    })
 }
 
 #[cfg(test)]

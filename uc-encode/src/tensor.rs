@@ -4,7 +4,6 @@
 use crate::gsq::{
     CpuEngine, EncodeError, GsqEngine, GsqOptions, GsqParts, Importance, SubScales, check_input, record_params,
 };
-use crate::svd::low_rank;
 use rayon::prelude::*;
 use uc_format::num::{bf16_to_f32, f32_to_bf16_bits};
 use uc_format::{OverlayDtype, RecordParams};
@@ -104,7 +103,7 @@ pub fn encode_tensor_on(
         (Vec::new(), Vec::new())
     } else {
         let resid = parts.residual(data);
-        let lr = low_rank(&resid, rows, cols, rank, opts.seed);
+        let lr = engine.low_rank(&resid, rows, cols, rank, opts.seed)?;
         let u: Vec<u16> = lr.u.iter().map(|&x| f32_to_bf16_bits(x)).collect();
         let v: Vec<u16> = lr.v.iter().map(|&x| f32_to_bf16_bits(x)).collect();
         (u, v)
@@ -225,7 +224,9 @@ pub fn candidates_on(
         let parts = engine.quantize(data, &GsqOptions::new(b).with_subscales(subscales), None)?;
         let e0 = parts.residual_sq(data);
         let sigma = if max_rank > 0 {
-            low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed).sigma
+            engine
+                .low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed)?
+                .sigma
         } else {
             Vec::new()
         };
@@ -377,7 +378,9 @@ pub fn sampled_candidates_on(
     let parts = engine.quantize(data, &GsqOptions::new(reference).with_subscales(subscales), None)?;
     let e0_ref = parts.residual_sq(data);
     let sigma = if max_rank > 0 {
-        low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed).sigma
+        engine
+            .low_rank(&parts.residual(data), rows, cols, max_rank as usize, seed)?
+            .sigma
     } else {
         Vec::new()
     };
