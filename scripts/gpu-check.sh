@@ -3,7 +3,7 @@
 # Rust toolchain nor NVRTC, and nothing outside it can be reached from it:
 #
 #   scripts/gpu-check.sh --build    here: release binaries (stripped), the kernels' PTX for
-#       compute_80 and compute_90 (NVRTC from PyPI's nvidia-cuda-nvrtc-cu12, in .cache/cuda-venv),
+#       compute_80 and compute_90 (NVRTC 12.4 from PyPI's nvidia-cuda-nvrtc-cu12, in a venv),
 #       into .cache/gpu-check (carried to the device machine; it must stay under 64 MiB).
 #   scripts/gpu-check.sh            there, from .cache/gpu-check, in under 8 minutes on an
 #       H100/H200:
@@ -32,9 +32,11 @@ if [ "$mode" = --build ]; then
   cargo build --locked --release -p uc-verify --features wgpu --bin uc-verify
   cargo build --locked --release -p uc-cuda --features cuda --example identity --example synth_model
   cargo build --locked --release -p uc-decode-wgpu --example gpu_bench
-  venv=.cache/cuda-venv
+  # NVRTC of CUDA 12.4 writes PTX ISA 8.4, which every driver from 550 (CUDA 12.4) on loads; a
+  # newer NVRTC's PTX would need as new a driver on the GPU machine, whose version is not known here.
+  venv=.cache/cuda-venv-12.4
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12==12.9.86
+  "$venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvrtc-cu12==12.4.127
   nvrtc=$("$venv/bin/python" -c 'import nvidia.cuda_nvrtc as m; print(m.__path__[0])')/lib
   rm -rf "$kit" && mkdir -p "$kit/bin"
   r=$CARGO_TARGET_DIR/release
@@ -73,7 +75,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/uc-gpu-check-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log() { echo "$*" | tee -a "$out/gpu-check.log"; }
 # The first "key":value of a JSON line (top-level keys of uc's summaries come before "tensors").
-field() { grep -o "\"$1\":[^,}]*" | head -n1 | cut -d: -f2; }
+field() { grep -o "\"$1\":[^,}]*" | head -n1 | cut -d: -f2 | tr -d " "; }
 
 log "== gpu-check $(date -u +%FT%TZ) dry_run=$dry"
 if [ $dry = 0 ]; then
