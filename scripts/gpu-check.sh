@@ -30,7 +30,8 @@ if [ "$mode" = --build ]; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
   cargo build --locked --release -p uc-cli --features wgpu --bin uc
   cargo build --locked --release -p uc-verify --features wgpu --bin uc-verify
-  cargo build --locked --release -p uc-cuda --features cuda --example identity --example synth_model
+  cargo build --locked --release -p uc-cuda --features cuda --example identity
+  cargo build --locked --release -p uc-encode --example gen_llama
   cargo build --locked --release -p uc-decode-wgpu --example gpu_bench
   # NVRTC of CUDA 12.4 writes PTX ISA 8.4, which every driver from 550 (CUDA 12.4) on loads; a
   # newer NVRTC's PTX would need as new a driver on the GPU machine, whose version is not known here.
@@ -40,7 +41,7 @@ if [ "$mode" = --build ]; then
   nvrtc=$("$venv/bin/python" -c 'import nvidia.cuda_nvrtc as m; print(m.__path__[0])')/lib
   rm -rf "$kit" && mkdir -p "$kit/bin"
   r=$CARGO_TARGET_DIR/release
-  for b in uc uc-verify examples/identity examples/synth_model examples/gpu_bench; do
+  for b in uc uc-verify examples/identity examples/gen_llama examples/gpu_bench; do
     strip -o "$kit/bin/$(basename $b)" "$r/$b"
   done
   for a in compute_80 compute_90; do
@@ -60,7 +61,8 @@ if [ $dry = 1 ]; then
   bin=${CARGO_TARGET_DIR:-target}/release
   ex=$bin/examples
   cargo build --locked --release -q -p uc-cli --bin uc
-  cargo build --locked --release -q -p uc-cuda --features cuda --example synth_model --example identity
+  cargo build --locked --release -q -p uc-cuda --features cuda --example identity
+  cargo build --locked --release -q -p uc-encode --example gen_llama
 else
   bin=$kit/bin
   ex=$kit/bin
@@ -83,7 +85,8 @@ if [ $dry = 0 ]; then
 fi
 
 # Step 1: byte identity.
-"$ex/synth_model" "$work/llama-tiny" --shape tiny --dtype f32 | tee -a "$out/gpu-check.log"
+tiny=(--hidden 256 --intermediate 704 --vocab 1000 --dtype f32)
+"$ex/gen_llama" --out "$work/llama-tiny" --layers 2 "${tiny[@]}" | tee -a "$out/gpu-check.log"
 if [ $dry = 0 ]; then
   "$ex/identity" "$work/llama-tiny" | tee "$out/identity.json" | tee -a "$out/gpu-check.log"
   grep -q '"identical":true' "$out/identity.json"
@@ -107,11 +110,11 @@ else
   log "step 1: uc compress --device cuda:0 wrote the CPU's bytes ($(ls "$work/cpu/pack" | wc -l) files)"
 fi
 
-# Step 2: a 7B-shaped model; two of its layers for the CPU figure (a small model in the dry run).
+# Step 2: a 7B-shaped model (gen_llama's default widths, 32 layers); two of its layers for the CPU figure (a small model in the dry run).
 fast=(--bits 4 --rank 0 --fresh --json)
-two=(--shape 7b --layers 2)
-[ $dry = 1 ] && two=(--shape tiny --layers 4)
-"$ex/synth_model" "$work/llama7b-2l" "${two[@]}" | tee -a "$out/gpu-check.log"
+two=(--layers 2 --dtype bf16)
+[ $dry = 1 ] && two=(--layers 4 "${tiny[@]}")
+"$ex/gen_llama" --out "$work/llama7b-2l" "${two[@]}" | tee -a "$out/gpu-check.log"
 "$bin/uc" compress "$work/llama7b-2l" --output-dir "$work/p2" --device cpu "${fast[@]}" > "$out/7b-2layers-cpu.json"
 cpu_s=$(field seconds < "$out/7b-2layers-cpu.json")
 cpu_w=$(field quantized_params < "$out/7b-2layers-cpu.json")
@@ -120,7 +123,7 @@ rm -rf "$work/p2"
 if [ $dry = 0 ]; then
   rm -rf "$work/llama7b-2l"
   t0=$(date +%s.%N)
-  "$ex/synth_model" "$work/llama7b" --shape 7b | tee -a "$out/gpu-check.log"
+  "$ex/gen_llama" --out "$work/llama7b" --layers 32 --dtype bf16 --shard-gb 4 | tee -a "$out/gpu-check.log"
   log "generated in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$work/mem" &
   smi=$!
