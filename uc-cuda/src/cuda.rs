@@ -3,7 +3,10 @@
 //! are compiled by NVRTC for the device's architecture with [`crate::NVRTC_OPTIONS`], and each
 //! tensor is uploaded once, worked on by the kernels and freed when its [`CudaKernels`] drops.
 
-use crate::{KERNEL_SOURCE, KERNELS, NVRTC_OPTIONS, check_product, check_train, check_units};
+use crate::{
+    KERNEL_SOURCE, KERNELS, NVRTC_OPTIONS, check_mids, check_product, check_search, check_sub, check_train, check_unit,
+    check_units,
+};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use std::fmt;
@@ -318,14 +321,8 @@ impl CudaKernels<'_> {
         Ok(v)
     }
 
+    /// Uploads a scale search that [`check_search`] accepted.
     fn search(&self, s: &ScaleSearch) -> Result<SearchOnDevice, CudaError> {
-        if s.grid.is_empty()
-            || s.grid.len() > 256
-            || s.mids.len() + 1 != s.grid.len()
-            || s.table.len() != ScaleSearch::BINS
-        {
-            return Err(CudaError(format!("a scale search over {} grid values", s.grid.len())));
-        }
         Ok((
             self.up(&s.grid, "grid")?,
             self.up(&s.mids, "midpoints")?,
@@ -345,7 +342,7 @@ impl GsqKernels for CudaKernels<'_> {
 
     fn absmax(&mut self, unit: usize) -> Result<Vec<f32>, CudaError> {
         let n = self.n;
-        check_units(n, unit, n.div_ceil(unit.max(1))).map_err(CudaError)?;
+        check_unit(unit).map_err(CudaError)?;
         let units = n.div_ceil(unit);
         let mut out = self.zeros::<f32>(units, "absmax")?;
         let (n64, unit32) = (n as u64, unit as u32);
@@ -378,12 +375,9 @@ impl GsqKernels for CudaKernels<'_> {
     fn refine_v03(&mut self, absmax: &[f32], scales: &[u16], search: &ScaleSearch) -> Result<Vec<u16>, CudaError> {
         let n = self.n;
         let blocks = n.div_ceil(64);
-        if absmax.len() != blocks || scales.len() != blocks {
-            return Err(CudaError(format!(
-                "{} maxima and {} scales for {blocks} blocks",
-                absmax.len(),
-                scales.len()
-            )));
+        check_search(search, absmax.len(), blocks).map_err(CudaError)?;
+        if scales.len() != blocks {
+            return Err(CudaError(format!("{} scales for {blocks} blocks", scales.len())));
         }
         let (grid, mids, table) = self.search(search)?;
         let (am, cur) = (self.up(absmax, "absmax")?, self.up(scales, "scales")?);
@@ -421,18 +415,14 @@ impl GsqKernels for CudaKernels<'_> {
         let n = self.n;
         let unit = sub.block as usize;
         check_units(n, unit, absmax.len()).map_err(CudaError)?;
-        if !(1..=8).contains(&sub.bits) || unit > 32 {
-            return Err(CudaError(format!(
-                "sub-scales of {} bits per {unit} elements",
-                sub.bits
-            )));
-        }
+        check_sub(sub).map_err(CudaError)?;
+        check_search(search, absmax.len(), n.div_ceil(unit)).map_err(CudaError)?;
         let (grid, mids, table) = self.search(search)?;
         let am = self.up(absmax, "absmax")?;
         let (units, blocks) = (absmax.len(), n.div_ceil(256));
         let mut f16 = self.zeros::<u16>(blocks, "block scales")?;
         let mut subs = self.zeros::<u8>(units, "sub-scales")?;
-        let sub_max = f32::from(((1u16 << sub.bits) - 1) as u8);
+        let sub_max = sub.max();
         let (n64, unit32, nmids, zero) = (n as u64, unit as u32, search.mids.len() as u32, 0u64);
         let mut b = self.dev.stream.launch_builder(&self.dev.f.refine_two_level);
         b.arg(&self.data)
@@ -463,9 +453,7 @@ impl GsqKernels for CudaKernels<'_> {
     fn assign(&mut self, eff: &[f32], unit: usize, mids: &[f32]) -> Result<Vec<u8>, CudaError> {
         let n = self.n;
         check_units(n, unit, eff.len()).map_err(CudaError)?;
-        if mids.len() > 255 {
-            return Err(CudaError(format!("{} midpoints", mids.len())));
-        }
+        check_mids(mids.len()).map_err(CudaError)?;
         let (eff_d, mids_d) = (self.up(eff, "scales")?, self.up(mids, "midpoints")?);
         let mut codes = self.zeros::<u8>(n, "codes")?;
         let (n64, unit32, nmids) = (n as u64, unit as u32, mids.len() as u32);
@@ -574,15 +562,13 @@ impl SvdKernels for CudaSvd<'_> {
     type Error = CudaError;
 
     fn r_times(&mut self, x: &[f64], k: usize) -> Result<Vec<f64>, CudaError> {
-        let f = self.dev.f.r_times.clone();
-        let (n, m) = (self.n, self.m);
-        self.product(&f, "uc_r_times", x, n, m, k)
+        let (dev, n, m) = (self.dev, self.n, self.m);
+        self.product(&dev.f.r_times, "uc_r_times", x, n, m, k)
     }
 
     fn rt_times(&mut self, q: &[f64], k: usize) -> Result<Vec<f64>, CudaError> {
-        let f = self.dev.f.rt_times.clone();
-        let (n, m) = (self.n, self.m);
-        self.product(&f, "uc_rt_times", q, m, n, k)
+        let (dev, n, m) = (self.dev, self.n, self.m);
+        self.product(&dev.f.rt_times, "uc_rt_times", q, m, n, k)
     }
 }
 

@@ -6,7 +6,7 @@
 //! Rust CPU encoder's. It is not a fast encoder (one thread).
 #![allow(unsafe_code)] // calls into the kernels' C build; each call's bounds are checked first
 
-use crate::{check_product, check_train, check_units};
+use crate::{check_mids, check_product, check_search, check_sub, check_train, check_unit, check_units};
 use uc_encode::gsq::{
     EncodeError, GsqEngine, GsqKernels, GsqOptions, GsqParts, Importance, ScaleSearch, SubScales, quantize_parts_on,
 };
@@ -92,31 +92,12 @@ impl HostKernels<'_> {
     }
 }
 
-/// Checks what every scale search relies on: a grid of at most 256 values with its midpoints and
-/// a full table, and one absmax per unit.
-fn check_search(search: &ScaleSearch, absmax: usize, units: usize) -> Result<(), String> {
-    if search.grid.is_empty() || search.grid.len() > 256 || search.mids.len() + 1 != search.grid.len() {
-        return Err(format!(
-            "a grid of {} values with {} midpoints",
-            search.grid.len(),
-            search.mids.len()
-        ));
-    }
-    if search.table.len() != ScaleSearch::BINS || search.table.iter().any(|&c| usize::from(c) > search.mids.len()) {
-        return Err("a code-finder table of the wrong size or with codes beyond the grid".into());
-    }
-    if absmax != units {
-        return Err(format!("{absmax} block maxima for {units} units"));
-    }
-    Ok(())
-}
-
 impl GsqKernels for HostKernels<'_> {
     type Error = String;
 
     fn absmax(&mut self, unit: usize) -> Result<Vec<f32>, String> {
         let n = self.data.len();
-        check_units(n, unit, n.div_ceil(unit.max(1)))?;
+        check_unit(unit)?;
         let mut out = vec![0f32; n.div_ceil(unit)];
         // SAFETY: `data` holds n values and `out` one per unit of `unit` (checked above).
         unsafe { ffi::uc_absmax(self.data.as_ptr(), n as u64, unit as u32, out.as_mut_ptr()) };
@@ -188,14 +169,12 @@ impl GsqKernels for HostKernels<'_> {
         let n = self.data.len();
         let unit = sub.block as usize;
         check_units(n, unit, absmax.len())?;
+        check_sub(sub)?;
         check_search(search, absmax.len(), n.div_ceil(unit))?;
-        if !(1..=8).contains(&sub.bits) || unit > 32 {
-            return Err(format!("sub-scales of {} bits per {unit} elements", sub.bits));
-        }
         let (imp, cols) = self.imp_ptr();
         let mut f16 = vec![0u16; n.div_ceil(256)];
         let mut subs = vec![0u8; absmax.len()];
-        let sub_max = f32::from(((1u16 << sub.bits) - 1) as u8);
+        let sub_max = sub.max();
         // SAFETY: lengths checked above; block scales are written at index unit·t/256 < n/256.
         unsafe {
             ffi::uc_refine_two_level(
@@ -223,9 +202,7 @@ impl GsqKernels for HostKernels<'_> {
     fn assign(&mut self, eff: &[f32], unit: usize, mids: &[f32]) -> Result<Vec<u8>, String> {
         let n = self.data.len();
         check_units(n, unit, eff.len())?;
-        if mids.len() > 255 {
-            return Err(format!("{} midpoints (a grid of at most 256 values)", mids.len()));
-        }
+        check_mids(mids.len())?;
         let mut codes = vec![0u8; n];
         // SAFETY: eff has one scale per unit, mids its stated length, codes one per element.
         unsafe {

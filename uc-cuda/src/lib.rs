@@ -26,6 +26,8 @@ pub mod host;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+use uc_encode::gsq::{ScaleSearch, SubScales};
+
 /// The kernels' source, as NVRTC compiles it.
 pub const KERNEL_SOURCE: &str = include_str!("../kernels/gsq.cu");
 
@@ -42,17 +44,60 @@ pub const KERNELS: &[&str] = &[
     "uc_refine_two_level",
 ];
 
-/// Checks the shapes every implementation of the kernels relies on; the message names what is
-/// wrong. `units` is the number of units of `unit` elements in `n`.
-pub(crate) fn check_units(n: usize, unit: usize, eff_len: usize) -> Result<(), String> {
-    if unit == 0 || !(unit == 16 || unit == 32 || unit == 64) {
+// The checks below guard every implementation of the kernels (host build and CUDA) alike: each
+// names what is wrong, and the kernels read only within the lengths they accept.
+
+/// A unit (elements sharing one effective scale) of 16, 32 or 64 elements.
+pub(crate) fn check_unit(unit: usize) -> Result<(), String> {
+    if !(unit == 16 || unit == 32 || unit == 64) {
         return Err(format!("unit of {unit} elements (16, 32 or 64 expected)"));
     }
+    Ok(())
+}
+
+/// One effective scale per unit of `unit` elements in `n`.
+pub(crate) fn check_units(n: usize, unit: usize, eff_len: usize) -> Result<(), String> {
+    check_unit(unit)?;
     if eff_len != n.div_ceil(unit) {
         return Err(format!(
             "{eff_len} scales for {n} elements in units of {unit} (expected {})",
             n.div_ceil(unit)
         ));
+    }
+    Ok(())
+}
+
+/// What every scale search relies on: a grid of at most 256 values with its midpoints and a full
+/// table whose codes stay within the grid, and one absmax per unit.
+pub(crate) fn check_search(search: &ScaleSearch, absmax: usize, units: usize) -> Result<(), String> {
+    if search.grid.is_empty() || search.grid.len() > 256 || search.mids.len() + 1 != search.grid.len() {
+        return Err(format!(
+            "a grid of {} values with {} midpoints",
+            search.grid.len(),
+            search.mids.len()
+        ));
+    }
+    if search.table.len() != ScaleSearch::BINS || search.table.iter().any(|&c| usize::from(c) > search.mids.len()) {
+        return Err("a code-finder table of the wrong size or with codes beyond the grid".into());
+    }
+    if absmax != units {
+        return Err(format!("{absmax} block maxima for {units} units"));
+    }
+    Ok(())
+}
+
+/// Two-level scales the kernels take: sub-scales of 1..=8 bits per 16 or 32 elements.
+pub(crate) fn check_sub(sub: SubScales) -> Result<(), String> {
+    if !(1..=8).contains(&sub.bits) || !(sub.block == 16 || sub.block == 32) {
+        return Err(format!("sub-scales of {} bits per {} elements", sub.bits, sub.block));
+    }
+    Ok(())
+}
+
+/// At most 255 midpoints (a grid of at most 256 values).
+pub(crate) fn check_mids(len: usize) -> Result<(), String> {
+    if len > 255 {
+        return Err(format!("{len} midpoints (a grid of at most 256 values)"));
     }
     Ok(())
 }

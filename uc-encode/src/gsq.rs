@@ -59,7 +59,7 @@ impl SubScales {
     pub const DEFAULT: SubScales = SubScales { block: 16, bits: 6 };
 
     /// The largest sub-scale, `2^bits - 1`.
-    fn max(self) -> f32 {
+    pub fn max(self) -> f32 {
         f32::from(((1u16 << self.bits) - 1) as u8)
     }
 
@@ -512,8 +512,7 @@ impl ScaleSearch {
     /// The search data of `grid` (ascending).
     pub fn new(grid: &[f32]) -> Self {
         let mids = midpoints(grid);
-        let f = CodeFinder::new(&mids);
-        let (table, lo, inv_width) = (f.table, f.lo, f.inv_width);
+        let (table, lo, inv_width) = CodeFinder::table(&mids);
         let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
         let inv_gmax = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
         ScaleSearch {
@@ -562,7 +561,7 @@ impl GsqKernels for CpuKernels<'_> {
     }
 
     fn refine_v03(&mut self, absmax: &[f32], scales: &[u16], search: &ScaleSearch) -> Result<Vec<u16>, Self::Error> {
-        Ok(refine_scales(self.data, absmax, scales, &search.grid, self.imp))
+        Ok(refine_scales(self.data, absmax, scales, search, self.imp))
     }
 
     fn refine_two_level(
@@ -571,7 +570,7 @@ impl GsqKernels for CpuKernels<'_> {
         sub: SubScales,
         search: &ScaleSearch,
     ) -> Result<(Vec<u16>, Vec<u8>), Self::Error> {
-        let s = refine_two_level(self.data, absmax, &search.grid, sub, self.imp);
+        let s = refine_two_level(self.data, absmax, search, sub, self.imp);
         Ok((s.f16, s.sub))
     }
 
@@ -868,7 +867,7 @@ fn ls_scale(w: &[f32], wt: Option<&[f32]>, codes: &[u8], grid: &[f32]) -> Option
 struct CodeFinder<'a> {
     mids: &'a [f32],
     /// `table[b]`: the code of the normalised value at the lower edge of bin `b`.
-    table: Vec<u16>,
+    table: &'a [u16],
     lo: f32,
     inv_width: f32,
 }
@@ -876,7 +875,8 @@ struct CodeFinder<'a> {
 impl<'a> CodeFinder<'a> {
     const BINS: usize = 4096;
 
-    fn new(mids: &'a [f32]) -> Self {
+    /// The table of `mids` and its bins' lower edge and width: (table, lo, 1 / width).
+    fn table(mids: &[f32]) -> (Vec<u16>, f32, f32) {
         let (lo, hi) = match (mids.first(), mids.last()) {
             (Some(&a), Some(&b)) if b > a => (a, b),
             _ => (0.0, 1.0),
@@ -888,11 +888,16 @@ impl<'a> CodeFinder<'a> {
                 mids.partition_point(|&m| edge > m) as u16
             })
             .collect();
+        (table, lo, 1.0 / width)
+    }
+
+    /// The finder of a scale search's grid.
+    fn of(search: &'a ScaleSearch) -> Self {
         CodeFinder {
-            mids,
-            table,
-            lo,
-            inv_width: 1.0 / width,
+            mids: &search.mids,
+            table: &search.table,
+            lo: search.lo,
+            inv_width: search.inv_width,
         }
     }
 
@@ -938,12 +943,17 @@ impl<'a> CodeFinder<'a> {
 /// Per block, the binary16 scale with the lowest squared error for `grid` among the current
 /// scale, `absmax / max|grid|` times [`SCALE_MULTS`], and [`LS_STEPS`] least-squares steps.
 /// Strict improvements only: ties keep the earlier candidate, the current scale first.
-fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32], imp: Option<&Importance>) -> Vec<u16> {
-    let mids = midpoints(grid);
-    let finder = CodeFinder::new(&mids);
-    let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
-    // One division per tensor; the per-block candidates use multiplications only.
-    let inv_gmax = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
+fn refine_scales(
+    data: &[f32],
+    absmax: &[f32],
+    scales: &[u16],
+    search: &ScaleSearch,
+    imp: Option<&Importance>,
+) -> Vec<u16> {
+    let finder = CodeFinder::of(search);
+    let grid = &search.grid[..];
+    // One division per grid (`inv_gmax`); the per-block candidates use multiplications only.
+    let (gmax, inv_gmax) = (search.gmax, search.inv_gmax);
     data.par_chunks(64)
         .zip(absmax.par_iter().zip(scales.par_iter()))
         .enumerate()
@@ -1002,13 +1012,18 @@ fn refine_scales(data: &[f32], absmax: &[f32], scales: &[u16], grid: &[f32], imp
 /// `absmax / max|grid|` times [`SCALE_MULTS`] and [`LS_STEPS`] least-squares steps (strict
 /// improvements only, in that order). Each block is decided from its own weights: the result does
 /// not depend on threads.
-fn refine_two_level(data: &[f32], absmax: &[f32], grid: &[f32], sub: SubScales, imp: Option<&Importance>) -> Scales {
+fn refine_two_level(
+    data: &[f32],
+    absmax: &[f32],
+    search: &ScaleSearch,
+    sub: SubScales,
+    imp: Option<&Importance>,
+) -> Scales {
     let unit = sub.block as usize;
     let sub_max = sub.max();
-    let mids = midpoints(grid);
-    let finder = CodeFinder::new(&mids);
-    let gmax = grid.iter().fold(0f32, |m, g| m.max(g.abs()));
-    let inv_gmax = if gmax > 0.0 { 1.0 / gmax } else { 0.0 };
+    let finder = CodeFinder::of(search);
+    let grid = &search.grid[..];
+    let inv_gmax = search.inv_gmax;
     let per = 256 / unit;
     let blocks: Vec<(u16, Vec<u8>)> = data
         .par_chunks(256)
@@ -1288,8 +1303,8 @@ mod tests {
         let w = gaussian_like(4000, 9);
         for bits in [1u8, 3, 8] {
             let p = quantize_parts(&w, &GsqOptions::new(bits));
-            let mids: Vec<f32> = p.grid.windows(2).map(|q| 0.5 * q[0] + 0.5 * q[1]).collect();
-            let finder = CodeFinder::new(&mids);
+            let search = ScaleSearch::new(&p.grid);
+            let (mids, finder) = (&search.mids, CodeFinder::of(&search));
             for (i, &x) in w.iter().enumerate() {
                 for s in [f16_to_f32(p.scales[i / 64]), 1e-7, 0.013, 3.0, 65504.0] {
                     let t: Vec<f32> = mids.iter().map(|m| s * m).collect();
